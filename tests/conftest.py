@@ -1,0 +1,43 @@
+"""Shared fixtures: one local Ray for the whole session, GPU tests skipped without a GPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep every test quiet and local: no usage stats, no dashboard, no stray cluster attachment.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A fresh local Ray with 2 CPUs and no dashboard, shared by every test that needs it."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sim_model2_tiny(tmp_path_factory):
+    """A tiny simulated model2 dataset (240 images), made once per session."""
+    from tuner.simulate import simulate_to_dataset
+
+    out = tmp_path_factory.mktemp("data") / "model2_tiny"
+    simulate_to_dataset("model2", 240, 7, out, workers=1, progress=False)
+    return out

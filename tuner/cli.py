@@ -1,0 +1,187 @@
+"""Command line: ``python -m tuner {search,train,evaluate,best,spaces,data}``.
+
+The parser is built from the standard library only. Every command imports its heavy machinery
+(torch, timm, ray, caustics) inside its handler, so ``--help`` and ``spaces`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from tuner.errors import TunerError
+
+PRESETS = ("model1", "model2", "model3")
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="make, import and inspect lensing datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{simulate,import,info}")
+
+    sim = data_sub.add_parser("simulate", help="simulate a DeepLense-like dataset")
+    sim.add_argument("--preset", choices=PRESETS, default="model2", help="instrument and image size")
+    sim.add_argument("--n", type=int, required=True, help="number of images, balanced over the classes")
+    sim.add_argument("--seed", type=int, default=0, help="same seed, same images, bit for bit")
+    sim.add_argument("--out", required=True, help="output dataset directory")
+    sim.add_argument("--workers", type=int, default=1, help="processes (or Ray tasks with --address)")
+    sim.add_argument("--batch-size", type=int, default=256, help="images simulated per batch")
+    sim.add_argument("--address", default=None, help="Ray cluster to spread chunks over")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim.set_defaults(handler=_cmd_simulate)
+
+    imp = data_sub.add_parser("import", help="import DeepLense .npy folders safely")
+    imp.add_argument("src", help="folder holding Model_II/ (and Model_II_test/), or no/sphere/vort folders")
+    imp.add_argument("--out", required=True, help="output dataset directory")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    imp.set_defaults(handler=_cmd_import)
+
+    info = data_sub.add_parser("info", help="counts, shapes and value ranges of a dataset")
+    info.add_argument("path", help="dataset directory or sim:PRESET[:N]")
+    info.set_defaults(handler=_cmd_info)
+
+
+def _add_train_commands(sub: argparse._SubParsersAction) -> None:
+    spaces = sub.add_parser("spaces", help="list the search spaces")
+    spaces.set_defaults(handler=_cmd_spaces)
+
+    train = sub.add_parser("train", help="train one configuration without Ray")
+    train.add_argument("--space", default=None, help="search space name, e.g. swin_cls")
+    train.add_argument("--params", default=None, help="JSON object, or a JSON file such as best.json")
+    train.add_argument("--from", dest="from_run", default=None,
+                       help="retrain the best configuration of a search run on train+val, test once")
+    train.add_argument("--data", default="sim:model2", help="dataset directory or sim:PRESET[:N]")
+    train.add_argument("--epochs", type=int, default=None, help="epochs (default: the space's)")
+    train.add_argument("--out", default=None, help="output directory")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--size", choices=("tiny", "small", "full"), default=None,
+                       help="model size knob of the space (default: small on CPU, full on GPU)")
+    train.add_argument("--smoke-test", action="store_true", help="tiny model and data: seconds")
+    train.set_defaults(handler=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained model directory")
+    ev.add_argument("model_dir", help="directory holding model.safetensors and config.json")
+    ev.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.set_defaults(handler=_cmd_evaluate)
+
+
+def _add_search_commands(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("search", help="tune a search space with Optuna TPE + ASHA on Ray Tune")
+    s.add_argument("--space", required=True, help="search space name; see `python -m tuner spaces`")
+    s.add_argument("--data", default=None, help="dataset directory or sim:PRESET[:N]")
+    s.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
+                   help="experiment size (default: quick without a GPU, full with one)")
+    s.add_argument("--smoke-test", action="store_true", help="same as --preset smoke")
+    s.add_argument("--num-samples", type=int, default=None, help="trials")
+    s.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped")
+    s.add_argument("--grace-period", type=int, default=None, help="ASHA: epochs before any stop")
+    s.add_argument("--reduction-factor", type=int, default=None, help="ASHA: keep 1/R at each rung")
+    s.add_argument("--concurrency", type=int, default=None, help="trials at once")
+    s.add_argument("--cpus-per-trial", type=float, default=None)
+    s.add_argument("--gpus-per-trial", type=float, default=None)
+    s.add_argument("--time-budget", type=float, default=None, help="seconds before no new trial starts")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--storage", default=None, help="results root (default ./runs)")
+    s.add_argument("--name", default=None, help="experiment name (default: SPACE-DATE)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
+    s.add_argument("--warm-start", default=None, help="seed the search with the best configs of a run")
+    s.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
+    s.add_argument("--verbose", action="store_true", help="Ray's own progress output")
+    s.set_defaults(handler=_cmd_search)
+
+    best = sub.add_parser("best", help="leaderboard of a finished or interrupted run")
+    best.add_argument("run_dir")
+    best.add_argument("--top", type=int, default=10)
+    best.set_defaults(handler=_cmd_best)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuner",
+        description="Hyperparameter search for DeepLense strong-lensing models "
+        "(classification, axion-mass regression, anomaly detection).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{search,train,evaluate,best,spaces,data}")
+    _add_search_commands(sub)
+    _add_train_commands(sub)
+    _add_data_commands(sub)
+    return parser
+
+
+# ---------------------------------------------------------------- handlers (lazy imports inside)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from tuner.simulate import simulate_to_dataset
+
+    simulate_to_dataset(args.preset, args.n, args.seed, args.out, workers=args.workers,
+                        batch_size=args.batch_size, progress=not args.no_progress,
+                        address=args.address)
+    from tuner.store import dataset_info
+
+    print(dataset_info(args.out))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tuner.importer import import_deeplense
+    from tuner.store import dataset_info
+
+    import_deeplense(args.src, args.out, seed=args.seed)
+    print(dataset_info(args.out))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from tuner.datasets import resolve_data
+    from tuner.store import dataset_info
+
+    print(dataset_info(resolve_data(args.path)))
+    return 0
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from search_spaces import describe_spaces
+
+    print(describe_spaces())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tuner.commands import train_command
+
+    return train_command(args)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from tuner.commands import evaluate_command
+
+    return evaluate_command(args)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from tuner.search import search_command
+
+    return search_command(args)
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from tuner.results import best_command
+
+    return best_command(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; user errors print one line and return 2."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except TunerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,69 @@
+"""Batched tensor augmentations that respect lensing symmetry, and the input crop/resize.
+
+A lens has no preferred orientation, so any rotation or flip of an image is an equally likely
+image of the same class and the same axion mass. Everything here works on whole batches of
+shape (B, 1, H, W) with one ``torch.Generator`` so that a run is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def fit_input(x: torch.Tensor, mode: str, size: int) -> torch.Tensor:
+    """Bring a batch to the model's input side: ``full`` (as is), ``crop`` (centre) or ``resize``."""
+    if mode == "full" or size == x.shape[-1]:
+        return x
+    if mode == "crop":
+        top = (x.shape[-2] - size) // 2
+        left = (x.shape[-1] - size) // 2
+        return x[..., top : top + size, left : left + size]
+    if mode == "resize":
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    raise ValueError(f"unknown input_mode {mode!r}; use full, crop or resize")
+
+
+def _rot90_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Apply one of the 8 symmetries of the square to each image (the dihedral group D4)."""
+    k = torch.randint(0, 4, (x.shape[0],), generator=g)
+    flip = torch.rand(x.shape[0], generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    out = x.clone()
+    for turns in (1, 2, 3):
+        rows = k == turns
+        if rows.any():
+            out[rows] = torch.rot90(x[rows], turns, dims=(-2, -1))
+    return out
+
+
+def _small_rotation(x: torch.Tensor, max_deg: float, g: torch.Generator) -> torch.Tensor:
+    """Rotate each image by a uniform angle in [-max_deg, max_deg] (bilinear, zero padding)."""
+    angle = (torch.rand(x.shape[0], generator=g) * 2 - 1) * math.radians(max_deg)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def augment(x: torch.Tensor, config: dict, g: torch.Generator) -> torch.Tensor:
+    """Random D4 symmetry, small rotation, brightness jitter and added noise, as the config asks.
+
+    Brightness jitter multiplies each image by ``1 + U(-b, b)``; the added noise is Gaussian with
+    standard deviation ``aug_noise`` times the image's own standard deviation, so it means the
+    same thing whichever normalisation is in use.
+    """
+    if config.get("aug_flip_rot90", False):
+        x = _rot90_flip(x, g)
+    if config.get("aug_rotate_deg", 0.0) > 0:
+        x = _small_rotation(x, float(config["aug_rotate_deg"]), g)
+    if config.get("aug_brightness", 0.0) > 0:
+        scale = 1 + (torch.rand(x.shape[0], 1, 1, 1, generator=g) * 2 - 1) * config["aug_brightness"]
+        x = x * scale.to(x.dtype)
+    if config.get("aug_noise", 0.0) > 0:
+        std = x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+        x = x + torch.randn(x.shape, generator=g).to(x.dtype) * std * config["aug_noise"]
+    return x

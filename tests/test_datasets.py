@@ -1,0 +1,139 @@
+"""Data specs: dataset directories and the cached standard simulated sets (``sim:model2[:N]``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuner import datasets
+from tuner.datasets import DEFAULT_SIM_SIZE, cache_dir, open_data, parse_sim_spec, resolve_data
+from tuner.errors import DatasetError
+from tuner.store import CLASSES, assign_splits, load_dataset, write_dataset
+
+
+class FakeSimulator:
+    """Stands in for tuner.simulate: writes a small balanced set and counts its calls."""
+
+    def __init__(self, fail_after_tmp: bool = False):
+        self.calls: list[tuple] = []
+        self.fail_after_tmp = fail_after_tmp
+
+    def __call__(self, preset, n, seed, out, *, workers=1, batch_size=256, progress=True, address=None):
+        self.calls.append((preset, n, seed, Path(out)))
+        if self.fail_after_tmp:  # what a crash mid-simulation leaves behind
+            tmp = Path(out).parent / f".{Path(out).name}.tmp-dead"
+            (tmp / "split=train").mkdir(parents=True)
+            raise KeyboardInterrupt
+        labels = np.arange(n) % len(CLASSES)
+        images = np.random.default_rng(seed).random((n, 8, 8), dtype=np.float32)
+        cols = {"image": images, "label": labels, "split": assign_splits(labels, seed),
+                "target": np.where(labels == 2, -23.0, np.nan)}
+        return write_dataset(out, cols, classes=CLASSES, source="simulate", preset=preset, seed=seed)
+
+
+@pytest.fixture
+def fake_sim(monkeypatch, tmp_path):
+    """A temp cache and a fake simulator module in place of tuner.simulate."""
+    monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
+    sim = FakeSimulator()
+    module = types.ModuleType("tuner.simulate")
+    module.simulate_to_dataset = sim
+    monkeypatch.setitem(sys.modules, "tuner.simulate", module)
+    return sim
+
+
+def test_cache_dir_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("DEEPLENSE_TUNER_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "deeplense-tuner"
+
+
+def test_spec_parsing():
+    assert parse_sim_spec("sim:model2") == ("model2", DEFAULT_SIM_SIZE) and DEFAULT_SIM_SIZE == 3000
+    assert parse_sim_spec("sim:model1:90000") == ("model1", 90000)
+    assert parse_sim_spec("runs/data") is None
+
+
+def test_first_use_simulates_then_reuses(fake_sim, tmp_path):
+    path = resolve_data("sim:model2:30", progress=False)
+    assert path.parent == tmp_path / "cache" and fake_sim.calls == [("model2", 30, 0, path)]
+    assert resolve_data("sim:model2:30", progress=False) == path
+    assert len(fake_sim.calls) == 1
+    data = open_data("sim:model2:30", splits=["train", "val"], progress=False)
+    assert data.n == 27 and len(fake_sim.calls) == 1 and data.manifest["preset"] == "model2"
+    other = resolve_data("sim:model3:30", progress=False)
+    assert other != path and len(fake_sim.calls) == 2
+
+
+def test_half_written_cache_is_regenerated(fake_sim, tmp_path):
+    path = cache_dir() / "sim-model2-n30-seed0-v1"
+    (path / "split=train").mkdir(parents=True)
+    (path / "split=train" / "part-00000.parquet").write_bytes(b"PAR1 half")
+    assert resolve_data("sim:model2:30", progress=False) == path
+    assert len(fake_sim.calls) == 1
+    assert load_dataset(path).n == 30
+
+
+def test_damaged_cache_is_regenerated(fake_sim, capsys):
+    path = resolve_data("sim:model2:30", progress=False)
+    part = next(path.glob("split=train/*.parquet"))
+    part.write_bytes(part.read_bytes()[:-50])
+    assert resolve_data("sim:model2:30") == path
+    assert len(fake_sim.calls) == 2 and load_dataset(path).n == 30
+    assert "simulating it again" in capsys.readouterr().err
+
+
+def test_cache_made_for_other_settings_is_regenerated(fake_sim):
+    path = resolve_data("sim:model2:30", progress=False)
+    manifest = json.loads((path / "dataset.json").read_text())
+    manifest["seed"] = 5
+    (path / "dataset.json").write_text(json.dumps(manifest))
+    resolve_data("sim:model2:30", progress=False)
+    assert len(fake_sim.calls) == 2
+
+
+def test_interrupted_simulation_leaves_no_cache_and_is_cleaned_up(fake_sim, monkeypatch):
+    crashing = FakeSimulator(fail_after_tmp=True)
+    monkeypatch.setattr(sys.modules["tuner.simulate"], "simulate_to_dataset", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        resolve_data("sim:model2:30", progress=False)
+    assert not (cache_dir() / "sim-model2-n30-seed0-v1").exists()
+    monkeypatch.setattr(sys.modules["tuner.simulate"], "simulate_to_dataset", fake_sim)
+    path = resolve_data("sim:model2:30", progress=False)
+    assert load_dataset(path).n == 30
+    assert not list(cache_dir().glob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize("spec", ["sim:model9", "sim:model2:abc", "sim:model2:0", "sim:", "sim:model2:"])
+def test_bad_sim_specs(fake_sim, spec):
+    with pytest.raises(DatasetError, match="sim:model1, sim:model2, sim:model3") as err:
+        resolve_data(spec, progress=False)
+    assert "\n" not in str(err.value)
+    assert fake_sim.calls == []
+
+
+def test_paths(fake_sim, tmp_path):
+    with pytest.raises(DatasetError, match="no dataset at .*missing; give a dataset directory .*sim:model2"):
+        resolve_data(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DatasetError, match=r"plain is not a dataset \(no dataset\.json\)"):
+        resolve_data(str(tmp_path / "plain"))
+    real = FakeSimulator()("model2", 9, 1, tmp_path / "mine")
+    assert resolve_data(str(real)) == real
+    assert open_data(real, splits=["train"]).n > 0
+
+
+def test_real_simulator_tiny(monkeypatch, tmp_path):
+    """The real tuner.simulate through the cache, when it is available (tiny n)."""
+    pytest.importorskip("tuner.simulate")
+    monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
+    data = open_data("sim:model2:6", progress=False)
+    assert data.n == 6 and data.images.shape[1:] == (1, 64, 64)
+    assert datasets.resolve_data("sim:model2:6", progress=False).parent == tmp_path / "cache"

@@ -1,0 +1,316 @@
+"""Import real DeepLense ``.npy`` folders into the dataset store, without trusting pickles.
+
+Layouts recognised (``src`` is the folder named in the first column, or its parent):
+
+==============================================  ==============================================
+``Model_II/{axion,cdm,no_sub}/*.npy``           DeepLenseSim Model I/II/III; a sibling
+                                                ``Model_II_test/`` becomes the test split.
+                                                ``src`` may be ``Model_II`` itself or the folder
+                                                holding it (if that holds exactly one ``Model_*``).
+``{no,sphere,vort}/*.npy``                      older PyAutoLens sets (no_sub, cdm, axion)
+``{train,val[,test]}/{no,sphere,vort}/*.npy``   the same with split folders
+``dataset/{train,val}/{no,sphere,vort}/*.npy``  the GSoC common test (``src`` = ``dataset`` or
+                                                its parent)
+==============================================  ==============================================
+
+Splits: a held-out folder the authors provide (``*_test``, or ``val`` when there is no ``test``
+folder, as in the GSoC set) becomes the **test** split, and validation is carved from the training
+files (10%, stratified, by ``seed``), so that choosing hyperparameters never looks at the images
+results are reported on. With no held-out folder, files split 80/10/10. ``train``/``val``/``test``
+folders that are all present are kept as they are.
+
+Images may be (H, W) or (1, H, W); all must share one shape. ``axion`` files of DeepLenseSim are
+pickled object arrays ``[image, mass_eV]``: they are read by a restricted unpickler that builds
+numpy arrays and scalars and nothing else, so a file that asks for anything else is refused
+before any of its code can run. The mass is kept as ``axion_mass`` and as the regression target
+``log10(mass)``; other images have NaN there.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from tuner.errors import DatasetError
+from tuner.store import CLASSES, assign_splits, write_dataset
+
+MODEL_FOLDERS = {"no_sub": "no_sub", "cdm": "cdm", "axion": "axion"}
+OLD_FOLDERS = {"no": "no_sub", "sphere": "cdm", "vort": "axion"}
+VAL_FRACTION = 0.1  # of the training files, when a held-out test folder exists
+TEST_FRACTION = 0.1  # of all files, when there is no held-out folder
+
+_LAYOUTS_HELP = ("expected Model_II/{axion,cdm,no_sub}/*.npy (+ Model_II_test/), "
+                 "{no,sphere,vort}/*.npy, {train,val}/{no,sphere,vort}/*.npy or "
+                 "dataset/{train,val}/{no,sphere,vort}/*.npy")
+
+
+# ---------------------------------------------------------------- reading one .npy safely
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The only globals an image pickle may name: numpy's array and scalar reconstruction."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 1.26 has no numpy._core
+        from numpy.core import multiarray
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    allowed[("_codecs", "encode")] = _latin1_encode  # protocol-2 pickles spell bytes this way
+    return allowed
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` restricted to what pickle protocol 2 uses it for: str -> latin-1 bytes."""
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise pickle.UnpicklingError("_codecs.encode used for something other than latin-1 bytes")
+    return text.encode("latin1")
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that can rebuild numpy arrays, dtypes and scalars, and refuses everything else.
+
+    Pickles run code only through the callables they name (``find_class``) or through persistent
+    ids; both are closed here, so a hostile file fails before any of its payload executes.
+    """
+
+    _ALLOWED = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+
+    def persistent_load(self, pid: object) -> object:
+        raise pickle.UnpicklingError("refused persistent id")
+
+
+def read_npy_safely(path: Path) -> tuple[np.ndarray, float]:
+    """Read one DeepLense ``.npy`` file: (image, axion mass in eV or NaN).
+
+    Plain arrays are read directly; object arrays (``[image, mass]``) go through
+    :class:`NumpyOnlyUnpickler`. Any other content is a DatasetError naming the file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            version = npy_format.read_magic(fh)
+            shape, fortran, dtype = _read_header(fh, version)
+            if dtype.hasobject:
+                if dtype != np.dtype(object):
+                    raise DatasetError(f"{path}: structured object arrays are not DeepLense images")
+                try:
+                    obj = NumpyOnlyUnpickler(io.BytesIO(fh.read())).load()
+                except pickle.UnpicklingError as err:
+                    raise DatasetError(f"{path}: unsafe or invalid pickle refused ({err}); "
+                                       "only numpy arrays and numbers are accepted") from None
+                except Exception as err:  # malformed pickle data of any kind: one line, no trace
+                    raise DatasetError(f"{path}: unreadable pickle ({type(err).__name__})") from None
+                return _image_and_mass(path, obj)
+            if dtype.kind not in "fiub":
+                raise DatasetError(f"{path}: dtype {dtype} is not an image")
+            count = int(np.prod(shape))
+            data = np.fromfile(fh, dtype=dtype, count=count)
+            if data.size != count:
+                raise DatasetError(f"{path} is truncated ({data.size} of {count} values)")
+            array = data.reshape(shape[::-1]).T if fortran else data.reshape(shape)
+            return _as_image(path, array), float("nan")
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DatasetError(f"{path} is not a readable .npy file ({type(err).__name__}: {err})") from None
+
+
+def _read_header(fh: BinaryIO, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    if version == (1, 0):
+        return npy_format.read_array_header_1_0(fh)
+    if version == (2, 0):
+        return npy_format.read_array_header_2_0(fh)
+    if version == (3, 0) and hasattr(npy_format, "_read_array_header"):
+        return npy_format._read_array_header(fh, version)
+    raise ValueError(f"unsupported .npy format version {version}")
+
+
+def _image_and_mass(path: Path, obj: object) -> tuple[np.ndarray, float]:
+    """Unpack DeepLenseSim's ``np.array([image, mass], dtype=object)``."""
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        return _as_image(path, obj), float("nan")
+    if not (isinstance(obj, np.ndarray) and obj.shape == (2,)):
+        shape = getattr(obj, "shape", type(obj).__name__)
+        raise DatasetError(f"{path}: object array of shape {shape}; expected [image, axion_mass]")
+    image, mass = obj[0], obj[1]
+    try:
+        mass = float(np.asarray(mass, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: second element is not a number (the axion mass in eV)") from None
+    if not (np.isfinite(mass) and mass > 0):
+        raise DatasetError(f"{path}: axion mass {mass} is not a positive number of eV")
+    return _as_image(path, np.asarray(image)), mass
+
+
+def _as_image(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or array.dtype.kind not in "fiub":
+        raise DatasetError(f"{path}: array {array.dtype} {array.shape} is not an image of shape (H, W) or (1, H, W)")
+    return array
+
+
+# ---------------------------------------------------------------- finding the layout
+
+
+def _class_folders(folder: Path) -> dict[str, Path] | None:
+    """Class name -> folder for a directory of class folders, or None if it holds none."""
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    known = [p for p in subdirs if p.name in MODEL_FOLDERS or p.name in OLD_FOLDERS]
+    if not known:
+        return None
+    unknown = [p.name for p in subdirs if p not in known]
+    if unknown:
+        raise DatasetError(f"unknown class folder {folder / unknown[0]}; expected axion/cdm/no_sub "
+                           "(DeepLenseSim) or no/sphere/vort (older sets)")
+    schemes = {p.name in MODEL_FOLDERS for p in known}
+    if len(schemes) > 1:
+        raise DatasetError(f"{folder} mixes axion/cdm/no_sub with no/sphere/vort folders; use one naming")
+    mapping = MODEL_FOLDERS if schemes == {True} else OLD_FOLDERS
+    return {mapping[p.name]: p for p in known}
+
+
+def _find_layout(root: Path) -> tuple[str, list[tuple[dict[str, Path], str]], str | None]:
+    """(description, [(class folders, role)], preset) where role is pool/train/val/test."""
+    if _class_folders(root):
+        groups = [(_class_folders(root), "pool")]
+        held_out = root.with_name(root.name + "_test")
+        if held_out.is_dir() and _class_folders(held_out):
+            groups.append((_class_folders(held_out), "test"))
+        return _describe(groups), groups, _preset_of(root.name)
+    split_dirs = {s: root / s for s in ("train", "val", "test")
+                  if (root / s).is_dir() and _class_folders(root / s)}
+    if "train" in split_dirs:
+        names = set(split_dirs)
+        if names == {"train", "val", "test"}:
+            roles = {"train": "train", "val": "val", "test": "test"}
+        elif "test" in names:
+            roles = {"train": "pool", "test": "test"}
+        elif "val" in names:
+            roles = {"train": "pool", "val": "test"}  # the provided held-out set is the test set
+        else:
+            roles = {"train": "pool"}
+        groups = [(_class_folders(split_dirs[s]), role) for s, role in roles.items()]
+        return _describe(groups), groups, None
+    if (root / "dataset").is_dir():
+        return _find_layout(root / "dataset")
+    models = sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"Model_[A-Za-z0-9]+", p.name)
+                    and _class_folders(p))
+    if len(models) == 1:
+        return _find_layout(models[0])
+    if len(models) > 1:
+        raise DatasetError(f"{root} holds several sets ({', '.join(p.name for p in models)}); "
+                           f"import one of them, e.g. {models[0]}")
+    raise DatasetError(f"no DeepLense layout recognised in {root}: {_LAYOUTS_HELP}")
+
+
+def _preset_of(name: str) -> str | None:
+    match = re.fullmatch(r"Model_(I{1,3})(?:_test)?", name, flags=re.IGNORECASE)
+    return f"model{len(match.group(1))}" if match else None
+
+
+def _describe(groups: list[tuple[dict[str, Path], str]]) -> str:
+    base = _common_base(groups)
+    return ", ".join(f"{next(iter(folders.values())).parent.relative_to(base)} -> "
+                     f"{'train/val' if role == 'pool' else role}" for folders, role in groups)
+
+
+def _common_base(groups: list[tuple[dict[str, Path], str]]) -> Path:
+    """The folder that file names are kept relative to: above the set's own folder(s)."""
+    sets = [next(iter(folders.values())).parent for folders, _ in groups]
+    base = Path(os.path.commonpath(sets))
+    return base.parent if base in sets else base
+
+
+def _list_files(groups: list[tuple[dict[str, Path], str]]) -> list[tuple[Path, int, str]]:
+    """(file, label, role) for every .npy file, classes in label order, names sorted."""
+    files = []
+    for folders, role in groups:
+        for cls, folder in sorted(folders.items(), key=lambda kv: CLASSES.index(kv[0])):
+            names = sorted(p for p in folder.iterdir() if p.suffix == ".npy" and p.is_file())
+            if not names:
+                raise DatasetError(f"empty class folder {folder}: no .npy files")
+            files.extend((p, CLASSES.index(cls), role) for p in names)
+    return files
+
+
+# ---------------------------------------------------------------- the import
+
+
+def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
+                     progress: bool = True) -> Path:
+    """Import a DeepLense folder (see the module docstring for layouts) into a dataset at ``out``.
+
+    Args:
+        src: the set's folder (``Model_II``, ``dataset``, the folder holding no/sphere/vort) or
+            its parent.
+        out: output dataset directory (written atomically).
+        seed: seed of the train/val(/test) assignment of files that are not held out.
+        progress: show a progress bar and a summary line on stderr.
+
+    Returns:
+        The dataset directory.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(src).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder; {_LAYOUTS_HELP}")
+    layout, groups, preset = _find_layout(root)
+    files = _list_files(groups)
+    labels = np.array([label for _, label, _ in files], dtype=np.int64)
+    roles = np.array([role for _, _, role in files])
+    first, _ = read_npy_safely(files[0][0])
+    height, width = first.shape
+    images = np.empty((len(files), height, width), dtype=np.float32)
+    masses = np.full(len(files), np.nan)
+    for i, (path, _, _) in enumerate(tqdm(files, desc="import", unit="file", disable=not progress)):
+        image, masses[i] = read_npy_safely(path)
+        if image.shape != (height, width):
+            raise DatasetError(f"{path} is {image.shape[0]}x{image.shape[1]}, but {files[0][0]} is "
+                               f"{height}x{width}; a dataset needs one image shape")
+        images[i] = image
+    splits = _assign(labels, roles, seed)
+    base = _common_base(groups)
+    columns = {
+        "image": images,
+        "label": labels,
+        "split": splits,
+        "target": np.log10(masses).astype(np.float32),
+        "axion_mass": masses,
+        "source_file": np.array([str(p.relative_to(base)) for p, _, _ in files]),
+    }
+    extra = {"src": str(root.resolve()), "layout": layout}
+    path = write_dataset(out, columns, classes=CLASSES, source="deeplense-import", preset=preset,
+                         seed=seed, extra_meta=extra)
+    if progress:
+        counts = ", ".join(f"{s} {int(np.sum(splits == s))}" for s in ("train", "val", "test"))
+        print(f"imported {len(files)} images ({layout}): {counts}", file=sys.stderr)
+    return path
+
+
+def _assign(labels: np.ndarray, roles: np.ndarray, seed: int) -> np.ndarray:
+    """Fixed roles stay; the pool is split train/val (or train/val/test without a held-out set)."""
+    splits = np.where(roles == "pool", "train", roles).astype("<U5")
+    pool = roles == "pool"
+    held_out = bool((roles == "test").any())
+    fractions = ((1 - VAL_FRACTION, VAL_FRACTION, 0.0) if held_out
+                 else (1 - VAL_FRACTION - TEST_FRACTION, VAL_FRACTION, TEST_FRACTION))
+    if pool.any():
+        splits[pool] = assign_splits(labels[pool], seed, fractions)
+    return splits

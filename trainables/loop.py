@@ -1,0 +1,261 @@
+"""The one epoch loop every task shares: build -> prepare -> per epoch: train, evaluate, checkpoint, report.
+
+A task (classification, regression, anomaly) supplies only what differs between tasks, as plain
+functions in a :class:`Task`: which rows it trains and evaluates on, how to build its modules, a
+step that returns its losses, and how to turn a split into metrics. Devices, mixed precision,
+checkpoints, divergence and reporting live here, once.
+
+Reproducibility: batch order and augmentations come from generators keyed by (seed, epoch), and
+Accelerate's ``save_state`` keeps model, optimiser, schedule, scaler and RNG states, so a run
+resumed from its epoch-k checkpoint continues exactly as the uninterrupted run did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.augment import augment, fit_input
+from trainables.report import Reporter
+from tuner.store import LensingData, normalize_images
+
+Modules = dict[str, nn.Module]
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one learning task adds to the shared loop."""
+
+    name: str
+    objective: str  # the metric the tuner optimises, e.g. "val_auroc"
+    mode: str  # "max" or "min"
+    worst: float  # objective reported by a diverged trial, so searchers learn to avoid it
+    rows: Callable[[LensingData, str], LensingData]  # (data, split) -> the rows this task uses
+    data_config: Callable[[LensingData], dict]  # facts taken from the training rows, kept in the config
+    build: Callable[[dict, int], Modules]  # (config, input side) -> {"model": ..., maybe "disc": ...}
+    step: Callable[[Modules, Batch, dict], dict[str, torch.Tensor]]  # -> {"loss": ..., maybe "disc_loss": ...}
+    predict: Callable[[Modules, torch.Tensor, dict], torch.Tensor]  # eval outputs for one batch
+    metrics: Callable[[torch.Tensor, Batch, dict, str], dict[str, float]]  # (outputs, split, config, prefix)
+
+
+class Diverged(Exception):
+    """A loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def input_side(config: dict) -> int:
+    """Side of the square image the model sees, after the optional crop or resize."""
+    return int(config["input_size"]) if config.get("input_mode", "full") != "full" else int(config["image_size"])
+
+
+def make_optimizer(module: nn.Module, config: dict) -> torch.optim.Optimizer:
+    """AdamW, Adam or SGD with momentum, from the config."""
+    params, lr, wd = module.parameters(), float(config["lr"]), float(config.get("weight_decay", 0.0))
+    name = config.get("optimizer", "adamw")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(config.get("momentum", 0.9)),
+                               nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; use adamw, adam or sgd")
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: dict, total_steps: int):
+    """Per-step learning-rate schedule: cosine with linear warm-up, one-cycle, or step decay.
+
+    The schedule spans the full epoch budget, so a trial that ASHA stops early has followed the
+    same curve as one that runs to the end.
+    """
+    name = config.get("schedule", "cosine")
+    total_steps = max(total_steps, 1)
+    if name == "cosine":
+        warmup = int(config.get("warmup_frac", 0.0) * total_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total_steps - warmup, 1)
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(config["lr"]), total_steps=total_steps)
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(total_steps // 3, 1), gamma=0.1)
+    raise ValueError(f"unknown schedule {name!r}; use cosine, onecycle or step")
+
+
+def make_accelerator(config: dict):
+    """Accelerate owns the device and precision: bf16 on GPUs that support it, fp32 on CPU unless asked."""
+    from accelerate import Accelerator
+
+    precision = config.get("precision")
+    if precision is None:
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
+
+
+def batches(data: LensingData, config: dict, indices: np.ndarray, device: torch.device,
+            generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Yield batches of (normalised, fitted, optionally augmented) images with labels and targets."""
+    size = int(config["batch_size"])
+    for start in range(0, len(indices), size):
+        rows = np.sort(indices[start : start + size])  # sorted reads are kinder to memory-mapped arrays
+        x = torch.from_numpy(normalize_images(data.images[rows], config.get("normalize", "none")))
+        x = fit_input(x, config.get("input_mode", "full"), input_side(config))
+        if generator is not None:
+            x = augment(x, config, generator)
+        yield {
+            "x": x.to(device, non_blocking=True),
+            "label": torch.from_numpy(data.labels[rows]).to(device),
+            "target": torch.from_numpy(data.targets[rows]).to(device),
+        }
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule, data: LensingData,
+                config: dict, epoch: int, accelerator) -> dict[str, float]:
+    """One pass over this process's share of the training rows; raises Diverged on a non-finite loss."""
+    for module in modules.values():
+        module.train()
+    g = torch.Generator().manual_seed(int(config["seed"]) * 100_003 + epoch)
+    order = torch.randperm(len(data.labels), generator=g).numpy()
+    order = order[accelerator.process_index :: accelerator.num_processes]
+    totals: dict[str, float] = {}
+    seen, start = 0, time.perf_counter()
+    for batch in batches(data, config, order, accelerator.device, generator=g):
+        losses = task.step(modules, batch, config)
+        for key, optimizer in optimizers.items():
+            loss = losses[key]
+            if not torch.isfinite(loss.detach()):
+                raise Diverged(f"{key} became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if config.get("grad_clip", 0) > 0:
+                accelerator.clip_grad_norm_(_params_of(optimizer), float(config["grad_clip"]))
+            optimizer.step()
+        schedule.step()
+        n = len(batch["label"])
+        seen += n
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0.0) + float(value.detach()) * n
+    elapsed = time.perf_counter() - start
+    stats = {f"train_{key}": value / max(seen, 1) for key, value in totals.items()}
+    stats["train_images_per_sec"] = seen * accelerator.num_processes / max(elapsed, 1e-9)
+    stats["lr"] = schedule.get_last_lr()[0]
+    return stats
+
+
+def _params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+@torch.no_grad()
+def evaluate(task: Task, modules: Modules, data: LensingData, config: dict, device: torch.device,
+             prefix: str) -> dict[str, float]:
+    """Metrics of ``data`` (one split's rows for this task), computed on the whole split at once."""
+    for module in modules.values():
+        module.eval()
+    outputs = [task.predict(modules, b["x"], config).float().cpu()
+               for b in batches(data, config, np.arange(len(data.labels)), device)]
+    split = {"label": torch.from_numpy(data.labels), "target": torch.from_numpy(data.targets)}
+    return task.metrics(torch.cat(outputs), split, config, prefix)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(accelerator, directory: Path, epoch: int, history: list[dict]) -> None:
+    """Accelerate's full training state plus the epoch counter and the metric history."""
+    accelerator.save_state(str(directory))
+    if accelerator.is_main_process:
+        (directory / "progress.json").write_text(json.dumps({"epoch": epoch, "history": history}))
+
+
+def load_checkpoint(accelerator, directory: Path) -> tuple[int, list[dict]]:
+    """Restore the state saved by :func:`save_checkpoint`; returns (epochs done, history)."""
+    accelerator.load_state(str(directory))
+    progress = json.loads((directory / "progress.json").read_text())
+    return int(progress["epoch"]), list(progress["history"])
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
+        resume: Path | None = None) -> tuple[Modules, list[dict], dict]:
+    """Train ``config`` on the train split, evaluating on val every epoch.
+
+    ``config`` must hold the space's keys plus ``epochs``, ``seed`` and ``image_size``. Returns the
+    trained modules (unwrapped), the per-epoch metric history and the config completed with
+    the task's data facts (what a saved model needs to be rebuilt). A diverged run reports the
+    task's worst objective value once and stops; it never raises.
+    """
+    from accelerate.utils import set_seed
+
+    set_seed(int(config["seed"]))
+    train = task.rows(data, "train")
+    val = task.rows(data, "val") if (data.splits == "val").any() else None  # a final model trains on train+val
+    config = {**config, **task.data_config(train)}
+    accelerator = make_accelerator(config)
+    modules = task.build(config, input_side(config))
+    optimizers = {"loss": make_optimizer(modules["model"], config)}
+    if "disc" in modules:  # adversarial autoencoder: the latent discriminator learns on its own optimiser
+        optimizers["disc_loss"] = make_optimizer(
+            modules["disc"], {**config, "optimizer": "adam", "lr": config["disc_lr"], "weight_decay": 0.0})
+    shard = math.ceil(len(train.labels) / accelerator.num_processes)
+    schedule = make_schedule(optimizers["loss"], config,
+                             int(config["epochs"]) * math.ceil(shard / int(config["batch_size"])))
+
+    names = list(modules)
+    prepared = accelerator.prepare(*modules.values(), *optimizers.values(), schedule)
+    modules = dict(zip(names, prepared[: len(names)]))
+    optimizers = dict(zip(optimizers, prepared[len(names) : -1]))
+    schedule = prepared[-1]
+
+    start, history = (0, [])
+    if resume is not None:
+        start, history = load_checkpoint(accelerator, resume)
+    for epoch in range(start, int(config["epochs"])):
+        try:
+            stats = train_epoch(task, modules, optimizers, schedule, train, config, epoch, accelerator)
+        except Diverged as why:
+            metrics = {task.objective: task.worst, "epoch": epoch + 1, "diverged": 1, "reason": str(why)}
+            history.append(metrics)
+            reporter.report(metrics)
+            break
+        metrics = {"epoch": epoch + 1, **stats}
+        if val is not None:
+            metrics.update(evaluate(task, modules, val, config, accelerator.device, "val"))
+        history.append(metrics)
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+            save_checkpoint(accelerator, Path(tmp), epoch + 1, history)
+            reporter.report(metrics, checkpoint_dir=Path(tmp))
+    unwrapped = {name: accelerator.unwrap_model(module) for name, module in modules.items()}
+    return unwrapped, history, config
+
+
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """Replace ``dst`` by a copy of ``src`` atomically (copy beside it, then rename)."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)

@@ -1,0 +1,78 @@
+"""Reporting in one place: every epoch's metrics go through :meth:`Reporter.report`.
+
+Inside a Ray Tune trial it calls ``ray.tune.report(metrics, checkpoint=...)``; outside Ray it
+keeps the latest checkpoint in the run directory and logs the same dict. Either way the numeric
+metrics are also written as TensorBoard scalars and appended to ``metrics.jsonl`` in the trial's
+directory, so a run can be read without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Reporter:
+    """Where a run's per-epoch metrics and checkpoints go.
+
+    Args:
+        directory: the trial's (or run's) directory, for TensorBoard and ``metrics.jsonl``.
+        tune: report to Ray Tune (inside a trial) instead of keeping checkpoints locally.
+        echo: also print one line per epoch (outside Ray).
+        is_main: only the main process of a multi-process run writes anything.
+    """
+
+    directory: Path
+    tune: bool = False
+    echo: bool = False
+    is_main: bool = True
+    _writer: object = field(default=None, repr=False)
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
+        """Record one epoch's metrics (and its checkpoint, when given)."""
+        if self.tune:
+            from ray import tune
+
+            checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+            tune.report(metrics, checkpoint=checkpoint)
+        if not self.is_main:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        self._scalars(metrics)
+        if not self.tune and checkpoint_dir is not None:
+            from trainables.loop import copy_checkpoint
+
+            copy_checkpoint(checkpoint_dir, self.directory / "checkpoint")
+        if self.echo:
+            print(_one_line(metrics), flush=True)
+
+    def _scalars(self, metrics: dict) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.directory / "tensorboard"))
+        step = int(metrics.get("epoch", 0))
+        for key, value in metrics.items():
+            if isinstance(value, numbers.Real) and key != "epoch" and math.isfinite(value):
+                self._writer.add_scalar(key, value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _one_line(metrics: dict) -> str:
+    parts = [f"epoch {metrics.get('epoch')}"]
+    for key, value in metrics.items():
+        if key == "epoch":
+            continue
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return "  ".join(parts)

@@ -1,0 +1,71 @@
+"""`python -m tuner train / evaluate / spaces / --help`, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tuner.cli import main
+from tuner.store import load_dataset, write_dataset
+
+HEAVY = ("torch", "timm", "ray", "caustics")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["spaces"], ["search", "--help"]])
+def test_help_and_spaces_do_not_import_heavy_libraries(argv):
+    code = ("import sys\nfrom tuner.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_train_then_evaluate(sim_model2_tiny, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", "--space", "swin_cls", "--smoke-test", "--data", str(sim_model2_tiny),
+                 "--epochs", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]
+    assert 0 <= metrics["final"]["val_auroc"] <= 1
+    assert {"model.safetensors", "config.json", "tensorboard"} <= {p.name for p in out.iterdir()}
+
+    assert main(["evaluate", str(out), "--split", "test"]) == 0
+    test_metrics = json.loads((out / "test_metrics.json").read_text())
+    assert set(test_metrics) >= {"test_auroc", "test_accuracy", "test_auroc_axion"}
+    assert "test_auroc" in capsys.readouterr().out
+
+
+def test_train_accepts_params_and_rejects_bad_ones(sim_model2_tiny, tmp_path, capsys):
+    base = ["train", "--space", "vit_cls", "--smoke-test", "--data", str(sim_model2_tiny), "--epochs", "1"]
+    assert main(base + ["--params", '{"lr": 0.001}', "--out", str(tmp_path / "ok")]) == 0
+    assert json.loads((tmp_path / "ok" / "config.json").read_text())["lr"] == 0.001
+    for params in ('{"no_such_key": 1}', '{"lr": 50.0}', "not json"):
+        capsys.readouterr()
+        assert main(base + ["--params", params, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and len(err.splitlines()) == 1
+
+
+def test_unknown_space_lists_the_valid_ones(capsys):
+    assert main(["train", "--space", "resnet_cls", "--smoke-test"]) == 2
+    err = capsys.readouterr().err
+    assert "resnet_cls" in err and "swin_cls" in err and "vae_anom" in err
+
+
+def test_regression_space_refuses_data_without_targets(sim_model2_tiny, tmp_path, capsys):
+    data = load_dataset(sim_model2_tiny)
+    no_targets = tmp_path / "no_targets"
+    write_dataset(no_targets, {"image": data.images[:, 0], "label": data.labels, "split": data.splits.astype(str),
+                               "target": np.full(len(data.labels), np.nan)},
+                  classes=data.classes, source="test", preset="model2", seed=0)
+    assert main(["train", "--space", "effnet_reg", "--smoke-test", "--data", str(no_targets)]) == 2
+    assert "target" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_directory_without_a_model(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "no trained model" in capsys.readouterr().err

@@ -1,0 +1,170 @@
+"""`python -m tuner search` end to end on a local Ray with 2 CPUs, plus its bad-input cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tuner.cli import main
+
+pytestmark = pytest.mark.ray
+
+
+# ---------------------------------------------------------------- how ASHA-stopped trials reach Optuna
+
+
+def test_stopped_trials_are_told_to_optuna_as_pruned():
+    from optuna.samplers import RandomSampler
+    from optuna.trial import TrialState
+
+    from tuner.asha_optuna import AshaAwareOptunaSearch
+
+    searcher = AshaAwareOptunaSearch(space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric="val_auroc",
+                                     mode="max", sampler=RandomSampler(seed=0), max_epochs=4)
+    for trial_id in ("stopped", "completed", "diverged", "failed"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_result("stopped", {"val_auroc": 0.6, "training_iteration": 1})
+    searcher.on_trial_complete("stopped", {"val_auroc": 0.6, "training_iteration": 1})
+    for epoch in range(1, 5):
+        searcher.on_trial_result("completed", {"val_auroc": 0.7 + epoch / 100, "training_iteration": epoch})
+    searcher.on_trial_complete("completed", {"val_auroc": 0.74, "training_iteration": 4})
+    searcher.on_trial_complete("diverged", {"val_auroc": 0.0, "training_iteration": 1, "diverged": 1})
+    searcher.on_trial_complete("failed", None, error=True)
+
+    trials = {t.number: t for t in searcher.study.trials}
+    assert trials[0].state == TrialState.PRUNED and trials[0].intermediate_values == {1: 0.6}
+    assert trials[1].state == TrialState.COMPLETE and trials[1].value == 0.74
+    assert trials[2].state == TrialState.COMPLETE and trials[2].value == 0.0
+    assert trials[3].state == TrialState.FAIL
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def search(data: Path, storage: Path, name: str, space: str, *extra: str) -> int:
+    return main(["search", "--space", space, "--smoke-test", "--data", str(data), "--storage", str(storage),
+                 "--name", name, *extra])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", ["effnet_cls", "effnet_reg", "ae_anom"])
+def test_smoke_search_end_to_end(space, ray_local, sim_model2_tiny, tmp_path, capsys):
+    from ray.tune import ExperimentAnalysis
+
+    from search_spaces import get_space
+
+    assert search(sim_model2_tiny, tmp_path, "run", space) == 0
+    printed = capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    metric, mode = get_space(space).metric, get_space(space).mode
+
+    table = pq.read_table(run_dir / "trials.parquet").to_pandas()
+    assert len(table) >= 6
+    assert (table["status"] == "stopped").sum() >= 1, "ASHA stopped no trial"
+    assert set(table["status"]) <= {"completed", "stopped", "diverged", "error"}
+    assert (table["status"] == "completed").sum() >= 1
+    assert table["node"].notna().all()
+
+    # Consistent with Ray's own record of every trial.
+    analysis = ExperimentAnalysis(str(run_dir))
+    frames = analysis.trial_dataframes
+    assert set(table["trial_id"]) == {t.trial_id for t in analysis.trials}
+    for row in table.itertuples():
+        curve = list(frames[row.trial_id][metric])
+        assert list(row.objective_per_epoch) == pytest.approx(curve)
+        assert row.epochs == len(curve)
+        assert row.best == pytest.approx(max(curve) if mode == "max" else min(curve))
+
+    best = json.loads((run_dir / "best.json").read_text())
+    ranked = table[~table["status"].isin(["diverged", "error"])].sort_values("best", ascending=mode == "min")
+    assert best["trial_id"] == ranked.iloc[0]["trial_id"]
+    assert best["space"] == space and best["metric"] == metric
+    assert "stopped by ASHA at epoch" in printed and "best" in printed
+    assert "rank" in printed  # the leaderboard
+
+    # The same leaderboard for the finished run, on demand.
+    assert main(["best", str(run_dir), "--top", "3"]) == 0
+    assert len([l for l in capsys.readouterr().out.splitlines() if l.strip()[:1].isdigit()]) == 3
+
+    # best.json is usable as --params, and train --from makes the final model with test metrics.
+    assert main(["train", "--from", str(run_dir), "--epochs", "1"]) == 0
+    final = run_dir / "final"
+    assert (final / "model.safetensors").is_file()
+    test_metrics = json.loads((final / "test_metrics.json").read_text())
+    assert f"test_{metric[4:]}" in test_metrics
+
+
+# ---------------------------------------------------------------- bad input, refused before any trial
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--gpus-per-trial", "1"], "no GPU"),
+    (["--cpus-per-trial", "64"], "largest node"),
+    (["--max-epochs", "0"], "--max-epochs"),
+])
+def test_impossible_requests_fail_up_front(extra, expected, ray_local, sim_model2_tiny, tmp_path, capsys):
+    assert search(sim_model2_tiny, tmp_path, "bad", "effnet_cls", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad" / "trials.parquet").exists()
+
+
+def test_bad_space_data_and_storage_fail_up_front(ray_local, sim_model2_tiny, tmp_path, capsys):
+    assert search(sim_model2_tiny, tmp_path, "x", "nope_cls") == 2
+    assert "swin_cls" in capsys.readouterr().err
+    assert search(tmp_path / "missing", tmp_path, "x", "effnet_cls") == 2
+    assert "missing" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("storage cannot live under a regular file, whoever runs the test")
+    assert search(sim_model2_tiny, blocker / "runs", "x", "effnet_cls") == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_resume_without_a_run_says_so(ray_local, sim_model2_tiny, tmp_path, capsys):
+    assert search(sim_model2_tiny, tmp_path, "never-ran", "effnet_cls", "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- resume after the driver is killed
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_rerunning_finished_trials(ray_local, sim_model2_tiny, tmp_path):
+    argv = [sys.executable, "-m", "tuner", "search", "--space", "effnet_cls", "--smoke-test",
+            "--data", str(sim_model2_tiny), "--storage", str(tmp_path), "--name", "r", "--num-samples", "8"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              start_new_session=True)
+    finished: list[str] = []
+    deadline = time.monotonic() + 300
+    try:
+        for line in driver.stdout:  # one line per finished trial: "[k/8] <trial id> ..."
+            if line.startswith("[") and "/8]" in line:
+                finished.append(line.split()[1])
+            if len(finished) >= 3 or time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started, nothing else
+        driver.wait()
+    assert len(finished) >= 3, "the search did not get far enough to test resuming"
+
+    run_dir = tmp_path / "r"
+    before = {t: json.loads(l) for t in finished
+              for l in [(next(run_dir.glob(f"*{t}*")) / "result.json").read_text().splitlines()[-1]]}
+    assert main(["search", "--space", "effnet_cls", "--smoke-test", "--data", str(sim_model2_tiny),
+                 "--storage", str(tmp_path), "--name", "r", "--resume"]) == 0
+
+    table = pq.read_table(run_dir / "trials.parquet").to_pandas().set_index("trial_id")
+    assert len(table) == 8 and (table["status"] != "unfinished").all()
+    for trial_id, last in before.items():  # finished trials kept as they were, not rerun
+        assert table.loc[trial_id, "epochs"] == last["training_iteration"]
+        lines = (next(run_dir.glob(f"*{trial_id}*")) / "result.json").read_text().splitlines()
+        assert len(lines) == last["training_iteration"]

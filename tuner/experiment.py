@@ -1,0 +1,91 @@
+"""Experiment settings: a preset (smoke, quick, full) overridden by explicit command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything one search needs, validated on construction."""
+
+    space: str
+    data: str
+    size: str  # the spaces' model-size knob: tiny, small or full
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: int
+    concurrency: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    time_budget: float | None
+    seed: int
+    storage: str
+    name: str
+    preset: str
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.num_samples >= 1, "--num-samples must be at least 1"),
+            (self.max_epochs >= 1, "--max-epochs must be at least 1"),
+            (1 <= self.grace_period <= self.max_epochs, "--grace-period must be between 1 and --max-epochs"),
+            (self.reduction_factor >= 2, "--reduction-factor must be at least 2"),
+            (self.concurrency >= 1, "--concurrency must be at least 1"),
+            (self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
+            (self.gpus_per_trial >= 0, "--gpus-per-trial must not be negative"),
+            (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.storage) / self.name
+
+
+# Each preset is sized for where it runs. smoke: seconds, for CI (>= 6 trials of up to 4 epochs so
+# ASHA has something to stop). quick: a 2-core laptop in under 10 minutes on sim:model2 with small
+# models. full: DeepLense scale on GPUs.
+PRESETS: dict[str, dict] = {
+    "smoke": dict(data="sim:model2:300", size="tiny", num_samples=6, max_epochs=4, grace_period=1,
+                  reduction_factor=2, concurrency=2, cpus_per_trial=1, time_budget=None),
+    "quick": dict(data="sim:model2", size="small", num_samples=12, max_epochs=6, grace_period=1,
+                  reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=540),
+    "full": dict(data="sim:model2:90000", size="full", num_samples=40, max_epochs=30, grace_period=3,
+                 reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None),
+}
+
+
+def default_storage() -> str:
+    """``$DEEPLENSE_TUNER_RUNS``, else ``./runs``: results stay next to the work that made them."""
+    return os.environ.get("DEEPLENSE_TUNER_RUNS", str(Path("runs").resolve()))
+
+
+def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
+    """Build the experiment from a preset and the flags that override it."""
+    preset = "smoke" if args.smoke_test else (args.preset or ("full" if has_gpu else "quick"))
+    base = dict(PRESETS[preset])
+    overrides = {
+        "data": args.data, "num_samples": args.num_samples, "max_epochs": args.max_epochs,
+        "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
+        "concurrency": args.concurrency, "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial, "time_budget": args.time_budget,
+    }
+    base.update({key: value for key, value in overrides.items() if value is not None})
+    base.setdefault("gpus_per_trial", 1.0 if has_gpu else 0.0)
+    if base["grace_period"] > base["max_epochs"]:
+        base["grace_period"] = base["max_epochs"] if args.grace_period is None else base["grace_period"]
+    storage = str(Path(args.storage).expanduser().resolve()) if args.storage and "://" not in args.storage \
+        else (args.storage or default_storage())
+    name = args.name or f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Experiment(space=args.space, seed=args.seed, storage=storage, name=name, preset=preset,
+                      **{f.name: base[f.name] for f in dataclasses.fields(Experiment) if f.name in base})

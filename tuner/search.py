@@ -1,0 +1,298 @@
+"""``python -m tuner search``: Optuna TPE proposes, ASHA stops, Ray Tune runs the trials.
+
+Data flows one way: flags -> :class:`~tuner.experiment.Experiment` -> dataset loaded once and put
+in Ray's object store -> ``Tuner(OptunaSearch(space), ASHA)`` -> the task's trainable -> results
+(``trials.parquet``, ``best.json``, leaderboard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tuner.errors import ConfigError
+from tuner.experiment import Experiment, from_args
+
+WARM_START_TOP = 3  # configurations taken from an earlier run by --warm-start
+
+
+# ---------------------------------------------------------------- the space as Tune sees it
+
+
+@dataclass(frozen=True)
+class TrialSpace:
+    """The space's define-by-run function plus the constants every trial needs.
+
+    A class rather than a closure so the searcher (which holds it) can be saved and restored with
+    the experiment. It only calls ``trial.suggest_*`` (through the space) and returns constants;
+    ``params`` records the suggested values so any trial can be retrained with ``--params``.
+    """
+
+    space: str
+    size: str
+    image_size: int
+    constants: dict = field(default_factory=dict)
+
+    def __call__(self, trial) -> dict:
+        from search_spaces import define_by_run
+
+        config = define_by_run(self.space, size=self.size, image_size=self.image_size)(trial)
+        return {**config, **self.constants, "params": dict(trial.params)}
+
+
+def make_searcher(exp: Experiment, space, image_size: int, points: list[dict]):
+    """OptunaSearch with a seeded TPE sampler made for concurrent trials.
+
+    ``multivariate`` and ``group`` model the conditional parameters jointly; ``constant_liar``
+    keeps concurrent trials from all being proposed at the same spot.
+    """
+    import optuna
+
+    from tuner.asha_optuna import AshaAwareOptunaSearch
+
+    sampler = optuna.samplers.TPESampler(
+        seed=exp.seed, multivariate=True, group=True, constant_liar=True,
+        n_startup_trials=max(exp.concurrency, min(10, exp.num_samples // 3)))
+    constants = {"epochs": exp.max_epochs, "seed": exp.seed, "image_size": image_size, "size": exp.size,
+                 "space": exp.space, "data": exp.data, "threads": max(1, int(exp.cpus_per_trial))}
+    return AshaAwareOptunaSearch(
+        space=TrialSpace(exp.space, exp.size, image_size, constants), metric=space.metric,
+        mode=space.mode, sampler=sampler, points_to_evaluate=points or None, max_epochs=exp.max_epochs)
+
+
+def make_scheduler(exp: Experiment, space):
+    """ASHA on the epoch: stopping-based, one bracket, metric and mode set here only."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", metric=space.metric, mode=space.mode,
+                         max_t=exp.max_epochs, grace_period=exp.grace_period,
+                         reduction_factor=exp.reduction_factor, brackets=1)
+
+
+def starting_points(exp: Experiment, size: str, image_size: int, warm_start: str | None) -> list[dict]:
+    """Configurations tried first: an earlier run's best (``--warm-start``), then the space's default."""
+    from search_spaces import default_params
+
+    points = []
+    if warm_start:
+        from tuner.results import top_params
+
+        points = top_params(Path(warm_start), exp.space, WARM_START_TOP)
+    default = default_params(exp.space, size=size, image_size=image_size)
+    if default not in points:
+        points.append(default)
+    return points
+
+
+# ---------------------------------------------------------------- Ray connection and resources
+
+
+def connect_ray(address: str | None, verbose: bool) -> bool:
+    """Attach to the cluster the user named (``--address`` or ``RAY_ADDRESS``), else start a local Ray.
+
+    A plain ``ray.init()`` silently attaches to whatever cluster was last started on the machine,
+    even a dead one; being explicit avoids that surprise. An already initialised Ray (a caller's
+    own, e.g. a test's) is used as it is. Returns whether this call started the connection.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(log_to_driver=verbose, include_dashboard=False, configure_logging=verbose)
+    try:
+        if address:
+            ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
+        else:
+            ray.init(address="local", **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = address or "a new local instance"
+        raise ConfigError(f"cannot reach the Ray cluster at {where} ({str(err).splitlines()[0]}); "
+                          "check --address / RAY_ADDRESS, that the head is running, and RAY_AUTH_MODE=token "
+                          "if the cluster uses token authentication") from None
+    return True
+
+
+def check_resources(exp: Experiment, ray) -> int:
+    """Refuse requests the cluster can never meet (instead of trials hanging in PENDING).
+
+    Returns the concurrency actually used: capped so that every running trial fits at once.
+    """
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = [n["Resources"].get("CPU", 0) for n in nodes]
+    gpus = [n["Resources"].get("GPU", 0) for n in nodes]
+    if exp.cpus_per_trial > max(cpus, default=0):
+        raise ConfigError(f"--cpus-per-trial {exp.cpus_per_trial:g} exceeds the largest node's "
+                          f"{max(cpus, default=0):g} CPUs; ask for at most that")
+    if exp.gpus_per_trial > 0 and sum(gpus) == 0:
+        raise ConfigError(f"--gpus-per-trial {exp.gpus_per_trial:g} but the cluster has no GPU; "
+                          "drop the flag to train on CPUs, or connect to a GPU cluster with --address")
+    if exp.gpus_per_trial > max(gpus, default=0) > 0:
+        raise ConfigError(f"--gpus-per-trial {exp.gpus_per_trial:g} exceeds the largest node's "
+                          f"{max(gpus):g} GPUs; use at most that, or --workers-per-trial for several GPUs")
+    fits = int(sum(c // exp.cpus_per_trial for c in cpus))
+    if exp.gpus_per_trial > 0:
+        fits = min(fits, int(sum(g // exp.gpus_per_trial for g in gpus)))
+    return max(1, min(exp.concurrency, fits))
+
+
+def check_storage(exp: Experiment) -> None:
+    """The results directory must be writable before any trial starts."""
+    if "://" in exp.storage:
+        return  # object storage: Ray checks its own credentials
+    try:
+        exp.run_dir.mkdir(parents=True, exist_ok=True)
+        probe = exp.run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write results to {exp.run_dir} ({err.strerror}); "
+                          "choose a writable --storage") from None
+
+
+# ---------------------------------------------------------------- progress lines
+
+
+def progress_callback(exp: Experiment, metric: str, mode: str):
+    """A Tune callback printing one line per finished trial and the best so far."""
+    from ray import tune
+
+    from tuner.results import short_params, trial_status
+
+    class TrialLines(tune.Callback):
+        def __init__(self) -> None:
+            self.done = 0
+            self.best: tuple[float, str] | None = None
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trial, trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, trials, error=True)
+
+        def _line(self, trial, trials, error: bool = False) -> None:
+            self.done += 1
+            result = trial.last_result or {}
+            status = "error" if error else trial_status(result, exp.max_epochs, finished=True)
+            value = result.get(metric)
+            if value is not None and status != "error":
+                better = self.best is None or (value > self.best[0] if mode == "max" else value < self.best[0])
+                if better:
+                    self.best = (value, trial.trial_id)
+            epochs = result.get("training_iteration", 0)
+            how = {"completed": f"completed {epochs} epochs", "stopped": f"stopped by ASHA at epoch {epochs}",
+                   "diverged": f"diverged at epoch {epochs}", "error": "failed (see its error.txt)"}[status]
+            shown = "n/a" if value is None else f"{value:.4f}"
+            best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "n/a"
+            print(f"[{self.done}/{exp.num_samples}] {trial.trial_id}  {metric}={shown}  {how}  "
+                  f"{short_params(trial.config.get('params', {}))}  | best {best}", flush=True)
+
+    return TrialLines()
+
+
+# ---------------------------------------------------------------- the command
+
+
+def search_command(args: argparse.Namespace) -> int:
+    """Run (or resume) a search and write its results; returns the process exit status."""
+    from search_spaces import get_space
+
+    space = get_space(args.space)  # an unknown name fails here, listing the valid ones
+    if not args.verbose:
+        quiet_libraries()
+    import ray
+
+    started = connect_ray(args.address, args.verbose)
+    try:
+        exp = from_args(args, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+        exp = resume_settings(exp, args.resume)
+        return run_search(exp, space, ray, args)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def quiet_libraries() -> None:
+    """One line per trial instead of Ray's status tables, snapshot warnings and Optuna's chatter."""
+    import warnings
+
+    import optuna
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter honours verbose=0 fully
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # after import: importing optuna resets it
+    warnings.filterwarnings("ignore", message=".*experimental feature.*")
+
+
+def resume_settings(exp: Experiment, resume: bool) -> Experiment:
+    """On resume, the saved settings of the run win over the flags (they define the experiment)."""
+    saved = exp.run_dir / "experiment.json"
+    if resume and not saved.is_file():
+        raise ConfigError(f"nothing to resume at {exp.run_dir}; check --name and --storage "
+                          "(runs are listed under the storage directory)")
+    if saved.is_file():
+        stored = json.loads(saved.read_text())
+        if stored["space"] != exp.space:
+            raise ConfigError(f"run {exp.name} searched {stored['space']}, not {exp.space}; "
+                              "pick another --name or the same --space")
+        return Experiment(**stored)
+    return exp
+
+
+def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
+    from ray import tune
+
+    from trainables.trial import tune_trainable
+    from tuner.commands import check_task_fits
+    from tuner.datasets import open_data
+    from tuner.results import write_results
+
+    data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched
+    check_task_fits(space.task, data)
+    concurrency = check_resources(exp, ray)
+    check_storage(exp)
+
+    resources = {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
+    resuming = (exp.run_dir / "experiment.json").is_file() and tune.Tuner.can_restore(str(exp.run_dir))
+    print(f"search {exp.space} ({space.task}, {space.metric} {space.mode}) on {exp.data}: "
+          f"preset {exp.preset}, {exp.num_samples} trials x <= {exp.max_epochs} epochs, {concurrency} at once")
+    print(f"results: {exp.run_dir}" + ("  (resuming)" if resuming else ""), flush=True)
+    if resuming:
+        tuner = tune.Tuner.restore(str(exp.run_dir), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        (exp.run_dir / "experiment.json").write_text(json.dumps(asdict(exp), indent=2))
+        points = starting_points(exp, exp.size, data.image_size, args.warm_start)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(exp, space, data.image_size, points),
+                scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
+                max_concurrent_trials=concurrency, time_budget_s=exp.time_budget,
+                trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
+            run_config=tune.RunConfig(
+                name=exp.name, storage_path=exp.storage, verbose=2 if args.verbose else 0,
+                callbacks=[progress_callback(exp, space.metric, space.mode)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=2)),
+        )
+    start = time.perf_counter()
+    grid = tuner.fit()
+    table = write_results(exp.run_dir, exp, space)
+    from tuner.results import leaderboard
+
+    print(leaderboard(table, space.metric, space.mode, top=10))
+    unfinished = int((table["status"] == "unfinished").sum()) if len(table) else 0
+    if unfinished or len(table) < exp.num_samples and exp.time_budget is None:
+        print(f"search interrupted after {time.perf_counter() - start:.0f} s; resume it with:\n"
+              f"  python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume")
+        return 130
+    print(f"done in {time.perf_counter() - start:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
+          f"final model: python -m tuner train --from {exp.run_dir}")
+    del grid
+    return 0

@@ -1,0 +1,287 @@
+"""The simulator: columns, balance, determinism, shared draws, noise and SNR."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from caustics.lenses import func as lens_func
+from scipy import ndimage, stats
+
+from tuner import lensing
+from tuner import simulate as sim
+from tuner.errors import ConfigError
+
+PARAM_COLUMNS = ("label", "target", "n_subhalos", "subhalo_mass_total", "axion_mass",
+                 "vortex_length", "source_x", "source_y", "image_seed", "snr")
+
+
+@pytest.fixture(scope="module")
+def model2_small():
+    return sim.simulate("model2", 66, 3, batch_size=64, progress=False)
+
+
+@pytest.fixture(scope="module")
+def counterfactuals():
+    """The same 24 image seeds rendered as no_sub, cdm and axion (model2, with noiseless models)."""
+    seeds = sim.image_seeds(11, 0, 24)
+    return seeds, [sim.render("model2", seeds, np.full(24, c), return_model=True)
+                   for c in range(3)]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+# ---------------------------------------------------------------- input checks
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"preset": "model9"}, "unknown preset"),
+    ({"n": 2}, "at least 3"),
+    ({"workers": 0}, "workers"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"seed": -1}, "seed"),
+])
+def test_bad_input_is_a_one_line_config_error(kwargs, match):
+    args = {"preset": "model2", "n": 6, "seed": 0, **kwargs}
+    with pytest.raises(ConfigError, match=match) as info:
+        sim.simulate(args.pop("preset"), args.pop("n"), args.pop("seed"), progress=False, **args)
+    assert "\n" not in str(info.value)
+
+
+def test_presets_are_frozen_and_match_the_deeplense_instruments():
+    assert set(sim.PRESETS) == {"model1", "model2", "model3"}
+    p1, p2, p3 = (sim.PRESETS[k] for k in ("model1", "model2", "model3"))
+    assert (p1.pixels, p1.pixelscale, p1.psf_fwhm) == (150, 0.05, 0.087)
+    assert (p2.pixels, p2.pixelscale, p2.psf_fwhm) == (64, 0.101, 0.16)
+    assert (p3.pixels, p3.pixelscale, p3.psf_fwhm) == (64, 0.08, 0.08)
+    with pytest.raises(AttributeError):
+        p1.pixels = 10  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- columns and classes
+
+
+def test_columns_shapes_and_balanced_classes(model2_small):
+    out = model2_small
+    assert out["image"].shape == (66, 64, 64) and out["image"].dtype == np.float32
+    assert np.isfinite(out["image"]).all()
+    for key in PARAM_COLUMNS:
+        assert out[key].shape == (66,), key
+    np.testing.assert_array_equal(out["label"], np.arange(66) % 3)
+    assert np.bincount(out["label"]).tolist() == [22, 22, 22]
+    assert out["label"].dtype == np.int64 and out["image_seed"].dtype == np.int64
+    assert len(set(out["image_seed"].tolist())) == 66
+    assert np.abs(out["source_x"]).max() <= 0.35 and np.abs(out["source_y"]).max() <= 0.35
+
+
+def test_target_and_substructure_parameters(model2_small):
+    out = model2_small
+    axion, cdm, none = (out["label"] == 2), (out["label"] == 1), (out["label"] == 0)
+    target = out["target"]
+    assert np.isnan(target[~axion]).all()
+    assert ((target[axion] >= -24) & (target[axion] <= -22)).all()
+    np.testing.assert_allclose(out["axion_mass"][axion], 10.0 ** target[axion], rtol=1e-12)
+    assert np.isnan(out["axion_mass"][~axion]).all()
+    # full length = 2 x 0.03" x (1e-22 eV / m_a): 0.06" at 1e-22 eV ... 6" at 1e-24 eV
+    np.testing.assert_allclose(out["vortex_length"][axion], 0.06 * 1e-22 / out["axion_mass"][axion],
+                               rtol=1e-12)
+    assert np.isnan(out["vortex_length"][~axion]).all()
+    assert (out["n_subhalos"][cdm] == 25).all() and (out["n_subhalos"][~cdm] == 0).all()
+    total = out["subhalo_mass_total"]
+    assert ((total[cdm] > 25 * 1e6) & (total[cdm] < 25 * 1e10)).all()
+    assert (total[~cdm] == 0).all()
+    assert none.sum() == 22
+
+
+def test_subhalo_masses_follow_the_power_law():
+    spec = sim.PRESETS["model2"]
+    masses = np.concatenate([
+        (lambda d: (d["sub_rein"] / lensing.einstein_radius(1.0)) ** 2)(sim._draw(spec, s, 1))
+        for s in range(400)])
+    assert masses.min() >= 1e6 * (1 - 1e-9) and masses.max() <= 1e10 * (1 + 1e-9)
+    a = sim.SUBHALO_SLOPE + 1
+    cdf = lambda m: (m**a - 1e6**a) / (1e10**a - 1e6**a)  # noqa: E731
+    assert stats.kstest(masses, cdf).pvalue > 1e-3
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_bit_identical_across_batch_sizes(model2_small):
+    for batch in (1, 5):
+        assert _same(sim.simulate("model2", 66, 3, batch_size=batch, progress=False), model2_small)
+
+
+def test_bit_identical_across_batch_sizes_model1_odd_image_size():
+    ref = sim.simulate("model1", 10, 5, batch_size=10, progress=False)
+    assert _same(sim.simulate("model1", 10, 5, batch_size=3, progress=False), ref)
+
+
+def test_a_slice_of_a_run_equals_the_same_images_of_the_whole_run(model2_small):
+    part = sim.simulate("model2", 20, 3, start=30, batch_size=7, progress=False)
+    whole = {k: v[30:50] for k, v in model2_small.items()}
+    assert _same(part, whole)
+
+
+def test_bit_identical_with_two_worker_processes():
+    ref = sim.simulate("model3", 24, 8, batch_size=24, progress=False)
+    assert _same(sim.simulate("model3", 24, 8, batch_size=5, workers=2, progress=False), ref)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_bit_identical_over_ray_tasks(ray_local):
+    ref = sim.simulate("model2", 12, 4, progress=False)
+    assert _same(sim.simulate("model2", 12, 4, workers=2, address="local", progress=False), ref)
+
+
+def test_different_seeds_give_different_images():
+    a = sim.simulate("model3", 3, 0, progress=False)["image"]
+    b = sim.simulate("model3", 3, 1, progress=False)["image"]
+    assert not np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------- shared draws across classes
+
+
+def test_classes_share_lens_source_and_noise(counterfactuals):
+    seeds, (none, cdm, axion) = counterfactuals
+    rms = sim.sky_noise_rms("model2")
+    for other in (cdm, axion):
+        np.testing.assert_array_equal(other["source_x"], none["source_x"])
+        np.testing.assert_array_equal(other["source_y"], none["source_y"])
+        # Wherever the noiseless images agree, the noisy ones are the same bits: shared noise.
+        agree = np.abs(other["model"] - none["model"]) < 1e-6 * rms
+        assert agree.sum() > 1000
+        assert np.array_equal(other["image"][agree], none["image"][agree])
+    # The class mix of a batch does not touch a no_sub image.
+    mixed = sim.render("model2", seeds[:3], [1, 0, 2])["image"][1]
+    assert mixed.tobytes() == none["image"][1].tobytes()
+
+
+def _substructure_deflection(spec, draws, label):
+    """|delta alpha| of each image's subhalos or vortex on the simulator's fine grid."""
+    geo = sim._geometry(spec, "cpu")
+    out = []
+    for d in draws:
+        if label == 1:
+            ax = torch.zeros_like(geo.x)
+            ay = torch.zeros_like(geo.y)
+            for x0, y0, r in zip(d["sub_x"], d["sub_y"], d["sub_rein"]):
+                dx, dy = lens_func.reduced_deflection_angle_point(
+                    torch.tensor(x0), torch.tensor(y0), torch.tensor(r), geo.x, geo.y)
+                ax, ay = ax + dx, ay + dy
+        else:
+            ax, ay = lensing.line_deflection(geo.x, geo.y, 0.0, 0.0, d["cos"], d["sin"],
+                                             d["length"], lensing.einstein_radius(sim.VORTEX_MASS),
+                                             sim.VORTEX_SOFTENING)
+        out.append(torch.hypot(ax, ay).numpy())
+    return geo, out
+
+
+@pytest.mark.parametrize("label", [1, 2])
+def test_images_differ_only_where_the_substructure_deflects(counterfactuals, label):
+    """|cdm - no_sub| <= max|grad source| x max|delta alpha| over each pixel's PSF footprint.
+
+    The difference of two images of one source is I(beta - delta alpha) - I(beta), averaged with the
+    PSF's positive weights: by the mean-value theorem it is bounded by the source's largest
+    gradient times the largest substructure deflection that reaches the pixel. So the images
+    differ only where the substructure moves light, by no more than it can move it, and nowhere
+    else; and the difference is significant (the classes are learnable).
+    """
+    seeds, renders = counterfactuals
+    spec = sim.PRESETS["model2"]
+    draws = [sim._draw(spec, int(s), label) for s in seeds]
+    geo, dalpha = _substructure_deflection(spec, draws, label)
+    q, _ = sim._lenstronomy_q_phi(sim.SOURCE_E1, sim.SOURCE_E2)
+    re = sim.SOURCE_R_SERSIC / math.sqrt(q)
+    k = 1.678347
+    grad_max = spec.source_ie * math.exp(k) * k / (re * q)  # |grad I| <= Ie e^k k / (Re q)
+    radius = (len(geo.kernel) - 1) // 2
+    ss = spec.supersample
+    rms = sim.sky_noise_rms(spec)
+    significant, tightness = 0, []
+    for i, da in enumerate(dalpha):
+        reach = ndimage.maximum_filter(da, size=2 * radius + 1, mode="nearest")
+        reach = reach[geo.crop + radius : geo.crop + radius + geo.fine,
+                      geo.crop + radius : geo.crop + radius + geo.fine]
+        reach = reach.reshape(spec.pixels, ss, spec.pixels, ss).max(axis=(1, 3))
+        bound = grad_max * reach * spec.pixelscale**2
+        diff = np.abs(renders[label]["model"][i] - renders[0]["model"][i])
+        assert (diff <= bound * (1 + 1e-9) + 1e-12).all()
+        significant += diff.max() > 3 * rms
+        tightness.append((diff / np.maximum(bound, 1e-300)).max())
+    assert significant >= 0.75 * len(dalpha)
+    assert min(tightness) > 0.1  # the bound is within a few times of the real difference
+
+
+# ---------------------------------------------------------------- noise and SNR
+
+
+def test_poisson_quantile_is_exact():
+    gen = np.random.default_rng(0)
+    lam = np.repeat([0.3, 4.0, 57.0, 900.0, 2.5e4], 400)
+    z = gen.standard_normal(lam.size)
+    u = stats.norm.cdf(z)
+    k = sim.poisson_quantile(torch.tensor(u), torch.tensor(lam), torch.tensor(z)).numpy()
+    np.testing.assert_array_equal(k, stats.poisson.ppf(u, lam))
+
+
+@pytest.mark.parametrize("preset", ["model1", "model2", "model3"])
+def test_noise_matches_poisson_plus_read_noise(preset):
+    spec = sim.PRESETS[preset]
+    n = 12 if preset == "model1" else 30
+    out = sim.render(preset, sim.image_seeds(2, 0, n), np.zeros(n, np.int64), return_model=True)
+    rms = sim.sky_noise_rms(preset)
+    assert rms == pytest.approx(math.sqrt(spec.exposure * spec.sky + spec.read_noise**2)
+                                / spec.exposure)
+    # Sky-only pixels (no source light to 1e-3 of the noise): zero mean, the expected rms.
+    sky = out["model"] < 1e-3 * rms
+    assert sky.sum() > 2000
+    values = out["image"][sky].astype(np.float64)
+    assert values.mean() == pytest.approx(0.0, abs=4 * rms / math.sqrt(values.size))
+    assert values.std() == pytest.approx(rms, rel=0.03)
+    # Everywhere, source pixels included: variance = (t * (model + sky) + read^2) / t^2.
+    t = spec.exposure
+    var = (t * (out["model"] + spec.sky) + spec.read_noise**2) / t**2
+    z = (out["image"] - out["model"]) / np.sqrt(var)
+    assert z.mean() == pytest.approx(0.0, abs=0.01)
+    assert z.std() == pytest.approx(1.0, rel=0.02)
+    bright = out["model"] > 20 * rms
+    assert z[bright].std() == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.mark.parametrize("preset", ["model1", "model2", "model3"])
+def test_peak_snr_is_deeplense_like(preset):
+    n = 12 if preset == "model1" else 30
+    out = sim.render(preset, sim.image_seeds(4, 0, n), np.arange(n) % 3, return_model=True)
+    np.testing.assert_allclose(out["snr"], sim.peak_snr(out["model"], preset), rtol=1e-12)
+    assert 18 < np.median(out["snr"]) < 33
+
+
+def test_macro_lens_matches_lenstronomy():
+    """The fixed SIE + shear (lenstronomy e1=0.1, gamma1=0.05) is the same lens in caustics."""
+    lens_model = pytest.importorskip("lenstronomy.LensModel.lens_model")
+    geo = sim._geometry(sim.PRESETS["model2"], "cpu")
+    x, y = geo.x[::9, ::9], geo.y[::9, ::9]
+    rein = lensing.einstein_radius(sim.HALO_MASS)
+    ref = lens_model.LensModel(["SIE", "SHEAR"])
+    ax, ay = ref.alpha(x.numpy(), y.numpy(), [
+        {"theta_E": rein, "e1": 0.1, "e2": 0.0, "center_x": 0.0, "center_y": 0.0},
+        {"gamma1": 0.05, "gamma2": 0.0}])
+    np.testing.assert_allclose(geo.bx0[::9, ::9].numpy(), x.numpy() - ax, atol=1e-8)
+    np.testing.assert_allclose(geo.by0[::9, ::9].numpy(), y.numpy() - ay, atol=1e-8)
+
+
+def test_simulate_to_dataset_writes_a_dataset(sim_model2_tiny):
+    from tuner import store
+
+    manifest = store.read_manifest(sim_model2_tiny)
+    assert manifest["preset"] == "model2"
+    data = store.load_dataset(sim_model2_tiny)
+    assert data is not None

@@ -1,0 +1,230 @@
+"""The registry and the hyperparameters every DeepLense space shares.
+
+A space is a plain define-by-run function ``fn(trial, size="small", image_size=64) -> dict`` that
+only calls ``trial.suggest_*`` and returns constants. :func:`register_space` files it under its
+function name. The shared keys of the config contract (optimiser, schedule, augmentation, input
+handling, task heads) are suggested here, once, so that every space names and ranges them alike;
+the family modules add their own ``<family>_*`` model keys.
+
+Nothing here imports optuna, torch, timm or ray: listing spaces stays instant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.errors import SpaceError
+
+SIZES = ("tiny", "small", "full")
+TASKS = ("classification", "regression", "anomaly")
+# Objective per task: AUROC is what DeepLense reports for classification (macro one-vs-rest) and
+# anomaly detection (no_sub vs substructure); axion-mass regression reports MAE in dex.
+TASK_METRIC = {"classification": ("val_auroc", "max"),
+               "regression": ("val_mae", "min"),
+               "anomaly": ("val_auroc", "max")}
+
+# A trial only needs the three define-by-run methods (optuna.trial.Trial, FixedTrial, or ours).
+Trial = Any
+SpaceFn = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class Space:
+    """A registered search space: its define-by-run function and what it optimises."""
+
+    name: str
+    task: str
+    metric: str
+    mode: str
+    fn: SpaceFn = field(repr=False)
+    description: str
+    defaults: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+SPACES: dict[str, Space] = {}
+
+
+def register_space(task: str, description: str,
+                   defaults: dict | None = None) -> Callable[[SpaceFn], SpaceFn]:
+    """Decorator filing a space function in :data:`SPACES` under its own name.
+
+    Args:
+        task: ``classification``, ``regression`` or ``anomaly``; fixes the metric and direction.
+        description: One line for ``python -m tuner spaces``.
+        defaults: Preferred value per parameter name, or per name a ``{size: value}`` dict. A
+            preference the space does not offer at some size snaps to the nearest offered value.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+
+    def wrap(fn: SpaceFn) -> SpaceFn:
+        name = fn.__name__
+        if name in SPACES:
+            raise ValueError(f"search space {name!r} registered twice")
+        metric, mode = TASK_METRIC[task]
+        SPACES[name] = Space(name, task, metric, mode, fn, description, dict(defaults or {}))
+        return fn
+
+    return wrap
+
+
+def check_size(size: str) -> None:
+    """Fail early, in one line, on a size knob the spaces do not know."""
+    if size not in SIZES:
+        raise SpaceError(f"unknown size {size!r}; choose one of: {', '.join(SIZES)}")
+
+
+# ------------------------------------------------------------------------------ input handling
+
+def input_sides(image_size: int) -> dict[str, int]:
+    """Model input side for each ``input_mode`` at this dataset side.
+
+    Crop and resize both give the reduced side: the even side between 60% and 80% of the image
+    that shares the largest divisor with it, so that transformer token grids fit both sides
+    exactly. It reproduces DeepLense's centre crop of 100 of 150 (Model I) and gives 48 of 64
+    for Model II/III (DeepLense used 50, which shares only the divisor 2 with 64). Crop keeps the
+    central field at full resolution (the arcs lie within ~2" of the centre); resize keeps the
+    whole field at the cropped pixel count.
+    """
+    lo, hi = math.ceil(0.6 * image_size), int(0.8 * image_size)
+    candidates = [r for r in range(lo, hi + 1) if r % 2 == 0]
+    reduced = max(candidates, key=lambda r: (math.gcd(image_size, r), r)) if candidates else image_size
+    return {"full": image_size, "crop": reduced, "resize": reduced}
+
+
+def token_grids(image_size: int, low: int, high: int) -> list[int]:
+    """Tokens per side, in [low, high], that divide every input side of this image size exactly."""
+    g = 0
+    for side in input_sides(image_size).values():
+        g = math.gcd(g, side)
+    return [n for n in range(low, high + 1) if g % n == 0]
+
+
+# ------------------------------------------------------------------------------ shared suggestions
+
+BATCH_SIZES = {"tiny": [16, 32], "small": [32, 64, 128], "full": [32, 64, 128, 256]}
+
+
+def suggest_optimisation(trial: Trial, size: str) -> dict:
+    """Optimiser, learning rate and schedule keys: the part every task shares."""
+    # Adam/AdamW is what DeepLense used; SGD+momentum is the classic CNN baseline.
+    optimizer = trial.suggest_categorical("optimizer", ["adamw", "adam", "sgd"])
+    # DeepLense hand-tuned 5e-5..3e-3 and used 1e-2 as a one-cycle peak.
+    lr = trial.suggest_float("lr", 3e-5, 1e-2, log=True)
+    # DeepLense used 0..0.01, ViT/Swin recipes 0.05; 1e-6 is "off" in practice (log needs > 0).
+    weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)
+    # Nesterov-free heavy ball; 0.9 is the usual value. Unused (0.0) by the Adam family.
+    momentum = trial.suggest_float("momentum", 0.8, 0.99) if optimizer == "sgd" else 0.0
+    # DeepLense used 32..256; tiny models smoke-test on a few hundred images.
+    batch_size = trial.suggest_categorical("batch_size", BATCH_SIZES[size])
+    # Warm-up + cosine, one-cycle and step decay are the three schedules DeepLense used.
+    schedule = trial.suggest_categorical("schedule", ["cosine", "onecycle", "step"])
+    # Transformers on small single-channel sets need warm-up (the untuned Swin that stayed at 34%).
+    warmup_frac = trial.suggest_float("warmup_frac", 0.0, 0.3) if schedule == "cosine" else 0.0
+    # 0 = off; 1 is the usual transformer clip, 5 only catches spikes.
+    grad_clip = trial.suggest_categorical("grad_clip", [0.0, 1.0, 5.0])
+    return {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "momentum": momentum,
+            "batch_size": batch_size, "schedule": schedule, "warmup_frac": warmup_frac,
+            "grad_clip": grad_clip}
+
+
+def suggest_augmentation(trial: Trial) -> dict:
+    """Augmentations that keep the class and the axion mass (a lens has no preferred orientation)."""
+    # The 8 exact symmetries of the square: free, lossless, used by every DeepLense project.
+    flip_rot90 = trial.suggest_categorical("aug_flip_rot90", [True, False])
+    # Arbitrary-angle rotation on top (interpolated): 0 = off, 180 = any orientation.
+    rotate_deg = trial.suggest_categorical("aug_rotate_deg", [0.0, 10.0, 30.0, 180.0])
+    # Brightness jitter as DeepLense used it: multiply by 1 + U(-b, b).
+    brightness = trial.suggest_float("aug_brightness", 0.0, 0.3)
+    # Gaussian noise in units of each image's std: robustness to the simulator's noise level.
+    noise = trial.suggest_float("aug_noise", 0.0, 0.1)
+    return {"aug_flip_rot90": flip_rot90, "aug_rotate_deg": rotate_deg,
+            "aug_brightness": brightness, "aug_noise": noise}
+
+
+def suggest_input(trial: Trial, image_size: int) -> dict:
+    """Per-image normalisation and the crop/resize the model sees."""
+    # No normalisation is stored in the datasets; projects used min-max or standardisation.
+    normalize = trial.suggest_categorical("normalize", ["minmax", "standardize", "none"])
+    # Centre crop (the arcs sit within ~2" of the centre) or resize, as DeepLense did; see input_sides.
+    mode = trial.suggest_categorical("input_mode", ["full", "crop", "resize"])
+    return {"normalize": normalize, "input_mode": mode, "input_size": input_sides(image_size)[mode]}
+
+
+def suggest_regularisation(trial: Trial) -> dict:
+    """Dropout before the head and stochastic depth, both of which timm backbones take."""
+    # timm's EfficientNet-B0..B3 defaults are 0.2..0.3; transformers usually 0..0.1.
+    drop_rate = trial.suggest_float("drop_rate", 0.0, 0.5)
+    # Stochastic depth: 0.1..0.2 in the timm recipes for models of this depth.
+    drop_path_rate = trial.suggest_float("drop_path_rate", 0.0, 0.3)
+    return {"drop_rate": drop_rate, "drop_path_rate": drop_path_rate}
+
+
+def suggest_task_head(trial: Trial, task: str) -> dict:
+    """The task-specific loss knobs of a backbone space."""
+    if task == "classification":
+        # Mild smoothing helps when no_sub and cdm images are nearly identical.
+        return {"label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2)}
+    if task == "regression":
+        # Point estimate (L1/MSE) or a Gaussian head (mean, log-variance) trained by its NLL.
+        return {"head": trial.suggest_categorical("head", ["point", "gaussian"])}
+    raise ValueError(f"no backbone head for task {task!r}")
+
+
+def backbone_config(trial: Trial, task: str, arch: str, size: str, image_size: int,
+                    suggest_model: Callable[[Trial, str, int, int], dict]) -> dict:
+    """Compose a classification/regression config: shared keys, then the family's model keys.
+
+    Args:
+        trial: Define-by-run trial.
+        task: ``classification`` or ``regression``.
+        arch: Family name written into the config (``effnet``, ``vit``, ``swin``).
+        size: Size knob.
+        image_size: Dataset side; the model's side is the chosen ``input_size``.
+        suggest_model: ``fn(trial, size, image_size, input_size) -> model keys``.
+    """
+    check_size(size)
+    config: dict = {"task": task, "arch": arch}
+    config.update(suggest_optimisation(trial, size))
+    config.update(suggest_input(trial, image_size))
+    config.update(suggest_augmentation(trial))
+    config.update(suggest_regularisation(trial))
+    config.update(suggest_task_head(trial, task))
+    config.update(suggest_model(trial, size, image_size, config["input_size"]))
+    return config
+
+
+# Preferred defaults of the shared keys (see register_space); families override a few.
+SHARED_DEFAULTS: dict = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "momentum": 0.9,
+    "batch_size": {"tiny": 32, "small": 64, "full": 128},
+    "schedule": "cosine",
+    "warmup_frac": 0.05,
+    "grad_clip": 0.0,
+    "aug_flip_rot90": True,
+    "aug_rotate_deg": 0.0,
+    "aug_brightness": 0.1,
+    "aug_noise": 0.0,
+    "normalize": "minmax",
+    "input_mode": "full",
+    "drop_rate": 0.2,
+    "drop_path_rate": 0.1,
+    "label_smoothing": 0.05,
+    "head": "point",
+}
+
+# Transformers: lower peak lr, longer warm-up, AdamW decay and clipping (ViT/Swin recipes).
+TRANSFORMER_DEFAULTS: dict = {
+    **SHARED_DEFAULTS,
+    "lr": 5e-4,
+    "weight_decay": 0.05,
+    "warmup_frac": 0.1,
+    "grad_clip": 1.0,
+    "drop_rate": 0.0,
+}

@@ -1,0 +1,252 @@
+"""Model builders: timm backbones for classification/regression, conv autoencoders for anomalies.
+
+Every builder takes the flat config dict a search space produced (see ``search_spaces``) and
+returns a freshly initialised ``torch.nn.Module`` for single-channel images. Nothing is
+downloaded: DeepLense images are one-channel physics simulations, not ImageNet photographs.
+
+The model's input side is ``config["input_size"]`` (the side after the space's crop or resize)
+when the config has one, otherwise the ``image_size`` argument.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# EfficientNet-B0's stage table (Tan & Le 2019, table 1) in timm's block-string notation:
+# block type, repeats, kernel, stride, expansion, output channels, squeeze-excite ratio.
+# B1..B3 are this table scaled by width and depth multipliers, as in the paper.
+_EFFNET_B0_STAGES = [
+    ["ds_r1_k3_s1_e1_c16_se0.25"],
+    ["ir_r2_k3_s2_e6_c24_se0.25"],
+    ["ir_r2_k5_s2_e6_c40_se0.25"],
+    ["ir_r3_k3_s2_e6_c80_se0.25"],
+    ["ir_r3_k5_s1_e6_c112_se0.25"],
+    ["ir_r4_k5_s2_e6_c192_se0.25"],
+    ["ir_r1_k3_s1_e6_c320_se0.25"],
+]
+
+
+def _input_side(config: dict, image_size: int) -> int:
+    """The side of the square images the model will see (after crop/resize)."""
+    return int(config.get("input_size") or image_size)
+
+
+def build_backbone(config: dict, image_size: int, num_outputs: int) -> nn.Module:
+    """Build the classifier/regressor named by ``config["arch"]``: effnet, vit or swin.
+
+    Args:
+        config: A search-space config (``arch`` plus that family's ``<arch>_*`` keys,
+            ``drop_rate`` and ``drop_path_rate``).
+        image_size: Side of the dataset's images; ``config["input_size"]`` wins when present.
+        num_outputs: Width of the head: classes, 1 for a point regressor, 2 for a Gaussian head.
+
+    Returns:
+        A module mapping (B, 1, S, S) floats to (B, num_outputs).
+    """
+    arch = config.get("arch")
+    side = _input_side(config, image_size)
+    drops = {"drop_rate": float(config.get("drop_rate", 0.0)),
+             "drop_path_rate": float(config.get("drop_path_rate", 0.0))}
+    if arch == "effnet":
+        return _build_effnet(config, num_outputs, drops)
+    if arch == "vit":
+        return _build_vit(config, side, num_outputs, drops)
+    if arch == "swin":
+        return _build_swin(config, side, num_outputs, drops)
+    raise ValueError(f"unknown backbone arch {arch!r}; expected effnet, vit or swin")
+
+
+def _build_effnet(config: dict, num_outputs: int, drops: dict) -> nn.Module:
+    """EfficientNet-B0 stages scaled by ``effnet_width`` x ``effnet_depth`` (B1..B3 are such pairs)."""
+    from timm.models._efficientnet_builder import decode_arch_def, round_channels
+    from timm.models.efficientnet import EfficientNet
+
+    width = float(config["effnet_width"])
+    depth = float(config["effnet_depth"])
+    round_chs = partial(round_channels, multiplier=width, divisor=8)
+    return EfficientNet(
+        block_args=decode_arch_def(_EFFNET_B0_STAGES, depth),
+        num_features=round_chs(1280),
+        stem_size=32,
+        round_chs_fn=round_chs,
+        act_layer=nn.SiLU,
+        in_chans=1,
+        num_classes=num_outputs,
+        **drops,
+    )
+
+
+def _build_vit(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Module:
+    """A timm VisionTransformer whose patch size divides the input side exactly."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    patch = int(config["vit_patch_size"])
+    if side % patch:
+        raise ValueError(f"vit_patch_size {patch} does not divide the input side {side}")
+    return VisionTransformer(
+        img_size=side,
+        patch_size=patch,
+        in_chans=1,
+        num_classes=num_outputs,
+        embed_dim=int(config["vit_embed_dim"]),
+        depth=int(config["vit_depth"]),
+        num_heads=int(config["vit_heads"]),
+        mlp_ratio=float(config["vit_mlp_ratio"]),
+        global_pool=str(config.get("vit_pool", "token")),
+        **drops,
+    )
+
+
+def _build_swin(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Module:
+    """A timm SwinTransformer: ``swin_stages`` stages of ``swin_depth`` blocks, dims and heads doubling."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    patch = int(config["swin_patch_size"])
+    if side % patch:
+        raise ValueError(f"swin_patch_size {patch} does not divide the input side {side}")
+    stages = int(config["swin_stages"])
+    heads = int(config["swin_heads"])
+    return SwinTransformer(
+        img_size=side,
+        patch_size=patch,
+        in_chans=1,
+        num_classes=num_outputs,
+        embed_dim=int(config["swin_embed_dim"]),
+        depths=(int(config["swin_depth"]),) * stages,
+        num_heads=tuple(heads * 2**i for i in range(stages)),
+        window_size=int(config["swin_window"]),
+        mlp_ratio=float(config["swin_mlp_ratio"]),
+        **drops,
+    )
+
+
+# ------------------------------------------------------------------------------ autoencoders
+
+
+def _halvings(side: int, depth: int) -> list[int]:
+    """Spatial sides after each stride-2 conv (kernel 3, padding 1): ``[side, ceil(side/2), ...]``."""
+    sides = [side]
+    for _ in range(depth):
+        sides.append((sides[-1] + 1) // 2)
+    return sides
+
+
+def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True))
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional AE / VAE for any input side.
+
+    The encoder halves the side ``depth`` times (doubling channels, capped at 8x ``base_channels``)
+    and pools to the bottleneck grid of the size it was built for, so an input of another size is
+    still accepted. The decoder upsamples to exactly the encoder's side at each stage (computed
+    from the requested output size), so reconstructions match odd sizes such as 50 or 75 without
+    cropping.
+
+    ``forward`` returns ``{"recon", "z"}``, plus ``"mu"`` and ``"logvar"`` for the VAE, whose ``z`` is
+    a reparameterised sample in training mode and the mean in eval mode.
+    """
+
+    def __init__(self, side: int, latent_dim: int, base_channels: int, depth: int,
+                 variational: bool = False) -> None:
+        super().__init__()
+        self.variational = variational
+        self.latent_dim = latent_dim
+        self.depth = depth
+        chans = [min(base_channels * 2**i, base_channels * 8) for i in range(depth)]
+        self.grid = _halvings(side, depth)[-1]
+        self.chans = chans
+
+        blocks, c_in = [], 1
+        for c in chans:
+            blocks.append(_conv_block(c_in, c, stride=2))
+            c_in = c
+        self.encoder = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(self.grid)
+        flat = chans[-1] * self.grid * self.grid
+        self.to_latent = nn.Linear(flat, latent_dim * (2 if variational else 1))
+        self.from_latent = nn.Linear(latent_dim, flat)
+
+        up = []
+        for i in range(depth - 1, 0, -1):
+            up.append(_conv_block(chans[i], chans[i - 1], stride=1))
+        self.up_blocks = nn.ModuleList(up)
+        self.out_conv = nn.Conv2d(chans[0], 1, 3, padding=1)
+
+    def _encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.pool(self.encoder(x)).flatten(1)
+        out = self.to_latent(h)
+        if self.variational:
+            mu, logvar = out.chunk(2, dim=1)
+            return mu, logvar.clamp(-20.0, 20.0)
+        return out, None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent code of a batch: the AE/AAE code, or the VAE's mean."""
+        return self._encode_stats(x)[0]
+
+    def decode(self, z: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+        """Decode latents to images of side ``size`` (an int or an (H, W) pair)."""
+        h_side, w_side = (size, size) if isinstance(size, int) else size
+        hs, ws = _halvings(h_side, self.depth), _halvings(w_side, self.depth)
+        h = self.from_latent(z).view(-1, self.chans[-1], self.grid, self.grid)
+        for i, block in enumerate(self.up_blocks):
+            stage = self.depth - 1 - i
+            h = block(F.interpolate(h, size=(hs[stage], ws[stage]), mode="nearest"))
+        h = F.interpolate(h, size=(hs[0], ws[0]), mode="nearest")
+        return self.out_conv(h)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self._encode_stats(x)
+        out: dict[str, torch.Tensor] = {}
+        if self.variational:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+            out["mu"], out["logvar"] = mu, logvar
+        else:
+            z = mu
+        out["z"] = z
+        out["recon"] = self.decode(z, (x.shape[-2], x.shape[-1]))
+        return out
+
+
+def build_autoencoder(config: dict, image_size: int) -> nn.Module:
+    """Build the AE, VAE or AAE (``config["arch"]``) sized by ``latent_dim``, ``base_channels``, ``depth``.
+
+    The AAE's generator is a plain AE; its adversarial prior lives in :func:`build_discriminator`.
+    """
+    arch = config.get("arch")
+    if arch not in ("ae", "vae", "aae"):
+        raise ValueError(f"unknown autoencoder arch {arch!r}; expected ae, vae or aae")
+    return ConvAutoencoder(
+        side=_input_side(config, image_size),
+        latent_dim=int(config["latent_dim"]),
+        base_channels=int(config["base_channels"]),
+        depth=int(config["depth"]),
+        variational=arch == "vae",
+    )
+
+
+def build_discriminator(config: dict) -> nn.Module:
+    """AAE latent discriminator: (B, latent_dim) codes to (B, 1) logits of 'drawn from the prior'."""
+    latent = int(config["latent_dim"])
+    hidden = max(64, 2 * latent)
+    return nn.Sequential(
+        nn.Linear(latent, hidden), nn.LeakyReLU(0.2, inplace=True),
+        nn.Linear(hidden, hidden), nn.LeakyReLU(0.2, inplace=True),
+        nn.Linear(hidden, 1),
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["build_backbone", "build_autoencoder", "build_discriminator", "count_parameters",
+           "ConvAutoencoder"]

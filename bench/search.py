@@ -1,0 +1,246 @@
+"""Epochs (and wall time) to a good configuration: TPE + ASHA against random search and against Optuna alone.
+
+Three searches per seed over the same define-by-run space (``vit_cls``, ``tiny`` models) on the same
+small simulated ``model2`` set, each with the same number of trials, epoch budget and concurrency
+(2 trials at a time, 1 CPU and 1 torch thread each):
+
+- ``tpe_asha``: the project's searcher and scheduler (``tuner.search.make_searcher`` /
+  ``make_scheduler``: TPE with constant liar, early-stopped trials told to Optuna as PRUNED, ASHA
+  with grace 1 and reduction factor 3) under Ray Tune, actors reused;
+- ``random``: Ray Tune with ``OptunaSearch`` and ``optuna.samplers.RandomSampler(seed)``, FIFO (no
+  early stopping): every trial runs every epoch;
+- ``optuna``: Optuna on its own, no Ray: ``study.optimize(n_jobs=2)`` with the same TPE settings and
+  ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)``, training through the same loop
+  (``trainables.loop.fit``) with a reporter that calls ``trial.report`` / ``trial.should_prune``.
+
+Per seed, the target is 90% of the way from chance (AUROC 0.5) to the best validation AUROC that
+``tpe_asha`` or ``random`` reached. "Epochs to target" counts every epoch any trial of the search
+reported (in the order the reports arrived) up to and including the first report at or above the
+target; "time to target" is the wall time from the start of the search to that report: from
+``Tuner.fit`` for the Ray searches (their trial processes import torch and the loop inside it;
+``ray.init`` is excluded, and a ratio that charges it to Ray is reported beside), and for Optuna from
+the start of a fresh process's ``import torch`` / loop imports through ``study.optimize`` (the data
+is loaded before the clock starts on both sides). A search that never reaches the target
+is charged all its epochs when it is the baseline (a lower bound on its need: conservative for the
+ratio) and infinity when it is the contender (ratio 0 for that seed).
+
+Ratios (medians over seeds): ``epochs(random) / epochs(tpe_asha)`` (target >= 3) and
+``time(optuna) / time(tpe_asha)`` (target >= 1).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import threading
+import time
+
+from _common import emit, parse_args, pick, result_recorder, rnd, start_ray
+
+SPACE = "vit_cls"
+SIZE = "tiny"
+CONCURRENCY = 2
+
+
+def experiment(seed: int, n_trials: int, epochs: int, storage: str, data_spec: str):
+    from tuner.experiment import Experiment
+
+    return Experiment(space=SPACE, data=data_spec, size=SIZE, num_samples=n_trials, max_epochs=epochs,
+                      grace_period=1, reduction_factor=3, concurrency=CONCURRENCY, cpus_per_trial=1,
+                      gpus_per_trial=0, time_budget=None, seed=seed, storage=storage,
+                      name=f"bench-search-{seed}", preset="smoke")
+
+
+def ray_search(data, exp, method: str) -> list[tuple[float, float]]:
+    """Run one Ray Tune search; returns (seconds since fit() began, metric) per report, in arrival order."""
+    import optuna
+    from ray import tune
+
+    from search_spaces import get_space
+    from trainables.trial import tune_trainable
+    from tuner.search import TrialSpace, make_scheduler, make_searcher
+
+    space = get_space(exp.space)
+    if method == "tpe_asha":
+        searcher, scheduler = make_searcher(exp, space, 64, []), make_scheduler(exp, space)
+    else:
+        from ray.tune.search.optuna import OptunaSearch
+
+        constants = {"epochs": exp.max_epochs, "seed": exp.seed, "image_size": 64, "size": exp.size,
+                     "space": exp.space, "data": exp.data, "threads": 1}
+        searcher = OptunaSearch(space=TrialSpace(exp.space, exp.size, 64, constants), metric=space.metric,
+                                mode=space.mode, sampler=optuna.samplers.RandomSampler(seed=exp.seed))
+        scheduler = None  # FIFO: every trial runs all its epochs
+    recorder = result_recorder()
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), {"cpu": 1})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=exp.num_samples,
+                                    max_concurrent_trials=CONCURRENCY, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=exp.storage, name=f"{exp.name}-{method}", verbose=0,
+                                  callbacks=[recorder, _Clock(recorder)],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+    recorder.t0 = time.perf_counter()
+    grid = tuner.fit()
+    if any(r.error for r in grid):
+        raise RuntimeError(f"{method}: {sum(1 for r in grid if r.error)} trials failed")
+    return sorted(recorder.arrivals)
+
+
+def _Clock(recorder):
+    """Stamp each result's arrival at the driver on the recorder (seconds since fit began)."""
+    from ray import tune
+
+    recorder.arrivals = []
+
+    class Clock(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            recorder.arrivals.append((time.perf_counter() - recorder.t0, float(result.get("val_auroc", 0.0))))
+
+    return Clock()
+
+
+def optuna_search(data, exp) -> list[tuple[float, float]]:
+    """Optuna alone (threads, no Ray) with the same TPE settings and a successive-halving pruner.
+
+    Meant to run in a fresh process (see :func:`optuna_in_subprocess`): the clock starts before
+    torch, timm and the loop are imported, as Ray's trial processes pay those imports too.
+    """
+    t0 = time.perf_counter()
+    import optuna
+    import torch
+
+    from search_spaces import define_by_run, get_space
+    from trainables import get_task
+    from trainables.loop import fit
+
+    space = get_space(exp.space)
+    task = get_task(space.task)
+    fn = define_by_run(exp.space, size=exp.size, image_size=64)
+    arrivals: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    torch.set_num_threads(1)  # one intra-op thread per trial thread, as each Ray trial has
+
+    class PruningReporter:
+        def __init__(self, trial):
+            self.trial = trial
+
+        def report(self, metrics: dict, checkpoint_dir=None) -> None:
+            value = float(metrics.get(space.metric, task.worst))
+            with lock:
+                arrivals.append((time.perf_counter() - t0, value))
+            self.trial.report(value, int(metrics["epoch"]))
+            if self.trial.should_prune():
+                raise optuna.TrialPruned()
+
+    def objective(trial) -> float:
+        config = {**fn(trial), "epochs": exp.max_epochs, "seed": exp.seed, "image_size": 64, "threads": 1}
+        _, history, _ = fit(task, config, data, PruningReporter(trial))
+        return float(history[-1].get(space.metric, task.worst))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(
+        seed=exp.seed, multivariate=True, group=True, constant_liar=True,
+        n_startup_trials=max(exp.concurrency, min(10, exp.num_samples // 3)))
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=exp.grace_period,
+                                                    reduction_factor=exp.reduction_factor)
+    study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize",
+                                sampler=sampler, pruner=pruner)
+    study.optimize(objective, n_trials=exp.num_samples, n_jobs=CONCURRENCY)
+    return sorted(arrivals)
+
+
+def optuna_in_subprocess(exp, data_spec: str) -> list[tuple[float, float]]:
+    """Run :func:`optuna_search` in a fresh Python process; returns its report arrivals."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, __file__, "--optuna-child", json.dumps(
+        {"seed": exp.seed, "n_trials": exp.num_samples, "epochs": exp.max_epochs, "data": data_spec})]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the Optuna search failed:\n{out.stderr[-3000:]}")
+    return [tuple(a) for a in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def _optuna_child(spec: str) -> None:
+    import json
+
+    from tuner.datasets import open_data
+
+    opts = json.loads(spec)
+    data = open_data(opts["data"], splits=("train", "val"), progress=False)  # untimed, as on the Ray side
+    exp = experiment(opts["seed"], opts["n_trials"], opts["epochs"], "unused", opts["data"])
+    print(json.dumps(optuna_search(data, exp)), flush=True)
+
+
+def to_target(arrivals: list[tuple[float, float]], target: float) -> tuple[float, float, bool]:
+    """(epochs, seconds) until the first report >= target, and whether it was reached."""
+    for i, (t, value) in enumerate(arrivals):
+        if value >= target:
+            return float(i + 1), t, True
+    return float(len(arrivals)), arrivals[-1][0] if arrivals else math.inf, False
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], lambda p: p.add_argument("--optuna-child", help="internal"))
+    if args.optuna_child:
+        _optuna_child(args.optuna_child)
+        return
+    seeds = pick(args.size, [0], [0, 1, 2], [0, 1, 2, 3, 4])
+    n_trials = pick(args.size, 2, 10, 20)
+    epochs = pick(args.size, 1, 5, 9)
+    n_images = pick(args.size, 150, 600, 1500)
+    data_spec = f"sim:model2:{n_images}"
+    from tuner.datasets import open_data
+
+    data = open_data(data_spec, splits=("train", "val"), progress=False)
+    t0 = time.perf_counter()
+    ray = start_ray(CONCURRENCY)
+    ray_init_s = time.perf_counter() - t0
+    per_seed = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+            for seed in seeds:
+                exp = experiment(seed, n_trials, epochs, tmp, data_spec)
+                runs = {m: ray_search(data, exp, m) for m in ("tpe_asha", "random")}
+                runs["optuna"] = optuna_in_subprocess(exp, data_spec)
+                best = max(v for m in ("tpe_asha", "random") for _, v in runs[m])
+                target = 0.5 + 0.9 * (best - 0.5)
+                hit = {m: to_target(a, target) for m, a in runs.items()}
+                row = {"seed": seed, "best_auroc": rnd(best), "target_auroc": rnd(target)}
+                for m, (ep, sec, ok) in hit.items():
+                    row[m] = {"epochs_to_target": ep if ok else None, "seconds_to_target": rnd(sec) if ok else None,
+                              "reached": ok, "epochs_total": len(runs[m]), "seconds_total": rnd(runs[m][-1][0]),
+                              "best_auroc": rnd(max(v for _, v in runs[m]))}
+                rand_ep = hit["random"][0]  # not reached: all its epochs (a lower bound)
+                tpe_ep = hit["tpe_asha"][0] if hit["tpe_asha"][2] else math.inf
+                tpe_s = hit["tpe_asha"][1] if hit["tpe_asha"][2] else math.inf
+                opt_s = hit["optuna"][1] if hit["optuna"][2] else runs["optuna"][-1][0]
+                row["epochs_ratio"] = rand_ep / tpe_ep
+                row["time_ratio_vs_optuna"] = opt_s / tpe_s
+                row["time_ratio_with_ray_init"] = rnd(opt_s / (tpe_s + ray_init_s))
+                per_seed.append(row)
+                print(f"seed {seed}: best {best:.4f} target {target:.4f} | epochs to target: "
+                      + ", ".join(f"{m} {row[m]['epochs_to_target']}/{row[m]['epochs_total']}" for m in runs)
+                      + " | seconds: " + ", ".join(f"{m} {row[m]['seconds_to_target']}" for m in runs),
+                      flush=True)
+    finally:
+        ray.shutdown()
+    epochs_ratio = statistics.median(r["epochs_ratio"] for r in per_seed)
+    time_ratio = statistics.median(r["time_ratio_vs_optuna"] for r in per_seed)
+    for r in per_seed:
+        r["epochs_ratio"], r["time_ratio_vs_optuna"] = rnd(r["epochs_ratio"]), rnd(r["time_ratio_vs_optuna"])
+    emit("search", epochs_ratio, 3.0, "higher",
+         time_ratio_vs_optuna=rnd(time_ratio), time_target=1.0, time_met=bool(time_ratio >= 1.0),
+         per_seed=per_seed, seeds=len(seeds), trials=n_trials, max_epochs=epochs, concurrency=CONCURRENCY,
+         space=SPACE, size=SIZE, data=data_spec, ray_init_s=rnd(ray_init_s),
+         counts="ratio = median over seeds of epochs(random, FIFO) / epochs(TPE+ASHA) to reach 90% of the way "
+                "from 0.5 to the best val AUROC; time_ratio = median of seconds(Optuna+SHA, no Ray) / "
+                "seconds(TPE+ASHA under Ray) to that target")
+
+
+if __name__ == "__main__":
+    main()

@@ -198,33 +198,37 @@ def backbone_config(trial: Trial, task: str, arch: str, size: str, image_size: i
 
 
 # Preferred defaults of the shared keys (see register_space); families override a few.
+# The small (CPU) defaults are measured, not guessed: on sim:model2 (2,400 training images) the small
+# EfficientNet reached val AUROC 0.77 after 3 epochs at lr 3e-3, batch 32, no augmentation, against
+# 0.52-0.55 at lr 1e-3, batch 64 with D4 augmentation and label smoothing. Short CPU budgets favour
+# more steps and no augmentation; long GPU runs (full) keep the lensing symmetries as regularisers.
 SHARED_DEFAULTS: dict = {
     "optimizer": "adamw",
-    "lr": 1e-3,
+    "lr": 3e-3,
     "weight_decay": 1e-4,
     "momentum": 0.9,
-    "batch_size": {"tiny": 32, "small": 64, "full": 128},
+    "batch_size": {"tiny": 32, "small": 32, "full": 128},
     "schedule": "cosine",
     "warmup_frac": 0.05,
     "grad_clip": 0.0,
-    "aug_flip_rot90": True,
+    "aug_flip_rot90": {"tiny": False, "small": False, "full": True},
     "aug_rotate_deg": 0.0,
-    "aug_brightness": 0.1,
+    "aug_brightness": {"tiny": 0.0, "small": 0.0, "full": 0.1},
     "aug_noise": 0.0,
     "normalize": "minmax",
     "input_mode": "full",
-    "drop_rate": 0.2,
-    "drop_path_rate": 0.1,
-    "label_smoothing": 0.05,
+    "drop_rate": 0.1,
+    "drop_path_rate": {"tiny": 0.0, "small": 0.0, "full": 0.1},
+    "label_smoothing": {"tiny": 0.0, "small": 0.0, "full": 0.05},
     "head": "point",
 }
 
-# Transformers: lower peak lr, longer warm-up, AdamW decay and clipping (ViT/Swin recipes).
+# Transformers: lower peak lr and AdamW decay (ViT/Swin recipes). Measured on the same set: the small
+# Swin reached 0.70 after 3 epochs at lr 1e-3, 0.61 at 2e-3, and stayed at chance at 4e-3.
 TRANSFORMER_DEFAULTS: dict = {
     **SHARED_DEFAULTS,
-    "lr": 5e-4,
+    "lr": 1e-3,
     "weight_decay": 0.05,
-    "warmup_frac": 0.1,
     "grad_clip": 1.0,
     "drop_rate": 0.0,
 }

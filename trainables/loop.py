@@ -110,12 +110,16 @@ def make_accelerator(config: dict):
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
 
 
-def batches(data: LensingData, config: dict, indices: np.ndarray, device: torch.device,
+def chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
+    """Consecutive batches of ``size`` indices (the last may be shorter)."""
+    return [indices[start : start + size] for start in range(0, len(indices), size)]
+
+
+def batches(data: LensingData, config: dict, index_batches: list[np.ndarray], device: torch.device,
             generator: torch.Generator | None = None) -> Iterator[Batch]:
     """Yield batches of (normalised, fitted, optionally augmented) images with labels and targets."""
-    size = int(config["batch_size"])
-    for start in range(0, len(indices), size):
-        rows = np.sort(indices[start : start + size])  # sorted reads are kinder to memory-mapped arrays
+    for rows in index_batches:
+        rows = np.sort(rows)  # sorted reads are kinder to memory-mapped arrays
         x = torch.from_numpy(normalize_images(data.images[rows], config.get("normalize", "none")))
         x = fit_input(x, config.get("input_mode", "full"), input_side(config))
         if generator is not None:
@@ -132,19 +136,25 @@ def batches(data: LensingData, config: dict, indices: np.ndarray, device: torch.
 
 def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule, data: LensingData,
                 config: dict, epoch: int, accelerator) -> dict[str, float]:
-    """One pass over this process's share of the training rows; raises Diverged on a non-finite loss."""
+    """One pass over this process's share of the training rows; raises Diverged on a non-finite loss.
+
+    ``batch_size`` is the global batch: each step's batch is the same set of rows whatever the
+    number of processes, split between them, so K workers follow (up to floating point and
+    per-worker batch statistics) the path of one.
+    """
     for module in modules.values():
         module.train()
     g = torch.Generator().manual_seed(int(config["seed"]) * 100_003 + epoch)
     order = torch.randperm(len(data.labels), generator=g).numpy()
-    order = order[accelerator.process_index :: accelerator.num_processes]
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = [np.array_split(rows, world)[rank] for rows in chunks(order, int(config["batch_size"]))]
     totals: dict[str, float] = {}
     seen, start = 0, time.perf_counter()
-    for batch in batches(data, config, order, accelerator.device, generator=g):
+    for batch in batches(data, config, mine, accelerator.device, generator=g):
         losses = task.step(modules, batch, config)
         for key, optimizer in optimizers.items():
             loss = losses[key]
-            if not torch.isfinite(loss.detach()):
+            if not _all_finite(loss, accelerator):
                 raise Diverged(f"{key} became {loss.item()} at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -158,9 +168,21 @@ def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule, data: 
             totals[key] = totals.get(key, 0.0) + float(value.detach()) * n
     elapsed = time.perf_counter() - start
     stats = {f"train_{key}": value / max(seen, 1) for key, value in totals.items()}
-    stats["train_images_per_sec"] = seen * accelerator.num_processes / max(elapsed, 1e-9)
+    if accelerator.num_processes > 1:  # images trained by all workers together
+        seen = int(accelerator.reduce(torch.tensor([seen], device=accelerator.device), reduction="sum").item())
+    stats["train_images"] = seen
+    stats["train_images_per_sec"] = seen / max(elapsed, 1e-9)
+    stats["workers"] = accelerator.num_processes
     stats["lr"] = schedule.get_last_lr()[0]
     return stats
+
+
+def _all_finite(loss: torch.Tensor, accelerator) -> bool:
+    """Whether the loss is finite on every process (they must all stop together, or hang)."""
+    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    return bool(bad.item() == 0)
 
 
 def _params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -173,8 +195,8 @@ def evaluate(task: Task, modules: Modules, data: LensingData, config: dict, devi
     """Metrics of ``data`` (one split's rows for this task), computed on the whole split at once."""
     for module in modules.values():
         module.eval()
-    outputs = [task.predict(modules, b["x"], config).float().cpu()
-               for b in batches(data, config, np.arange(len(data.labels)), device)]
+    rows = chunks(np.arange(len(data.labels)), int(config["batch_size"]))
+    outputs = [task.predict(modules, b["x"], config).float().cpu() for b in batches(data, config, rows, device)]
     split = {"label": torch.from_numpy(data.labels), "target": torch.from_numpy(data.targets)}
     return task.metrics(torch.cat(outputs), split, config, prefix)
 
@@ -220,9 +242,8 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     if "disc" in modules:  # adversarial autoencoder: the latent discriminator learns on its own optimiser
         optimizers["disc_loss"] = make_optimizer(
             modules["disc"], {**config, "optimizer": "adam", "lr": config["disc_lr"], "weight_decay": 0.0})
-    shard = math.ceil(len(train.labels) / accelerator.num_processes)
-    schedule = make_schedule(optimizers["loss"], config,
-                             int(config["epochs"]) * math.ceil(shard / int(config["batch_size"])))
+    steps_per_epoch = math.ceil(len(train.labels) / int(config["batch_size"]))
+    schedule = make_schedule(optimizers["loss"], config, int(config["epochs"]) * steps_per_epoch)
 
     names = list(modules)
     prepared = accelerator.prepare(*modules.values(), *optimizers.values(), schedule)

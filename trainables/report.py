@@ -1,7 +1,8 @@
 """Reporting in one place: every epoch's metrics go through :meth:`Reporter.report`.
 
-Inside a Ray Tune trial it calls ``ray.tune.report(metrics, checkpoint=...)``; outside Ray it
-keeps the latest checkpoint in the run directory and logs the same dict. Either way the numeric
+Inside a Ray Tune trial it calls ``ray.tune.report(metrics, checkpoint=...)``; inside a Ray Train
+worker of a multi-worker trial, ``ray.train.report`` (Tune hears it through ``TuneReportCallback``);
+outside Ray it keeps the latest checkpoint in the run directory and logs the same dict. Either way the numeric
 metrics are also written as TensorBoard scalars and appended to ``metrics.jsonl`` in the trial's
 directory, so a run can be read without Ray.
 """
@@ -21,31 +22,36 @@ class Reporter:
 
     Args:
         directory: the trial's (or run's) directory, for TensorBoard and ``metrics.jsonl``.
-        tune: report to Ray Tune (inside a trial) instead of keeping checkpoints locally.
+        sink: ``local`` (keep checkpoints in ``directory``), ``tune`` (a Tune trial) or ``train``
+            (a Ray Train worker; every worker reports, each with its own part of the checkpoint).
         echo: also print one line per epoch (outside Ray).
         is_main: only the main process of a multi-process run writes anything.
+        extra: constant fields added to every report (e.g. the Ray node the trial runs on).
     """
 
     directory: Path
-    tune: bool = False
+    sink: str = "local"
     echo: bool = False
     is_main: bool = True
+    extra: dict = field(default_factory=dict)
     _writer: object = field(default=None, repr=False)
 
     def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
         """Record one epoch's metrics (and its checkpoint, when given)."""
-        if self.tune:
-            from ray import tune
+        metrics = {**metrics, **self.extra}
+        if self.sink in ("tune", "train"):
+            from ray import train, tune
 
-            checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-            tune.report(metrics, checkpoint=checkpoint)
+            ray_api = tune if self.sink == "tune" else train
+            checkpoint = ray_api.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+            ray_api.report(metrics, checkpoint=checkpoint)
         if not self.is_main:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
         self._scalars(metrics)
-        if not self.tune and checkpoint_dir is not None:
+        if self.sink == "local" and checkpoint_dir is not None:
             from trainables.loop import copy_checkpoint
 
             copy_checkpoint(checkpoint_dir, self.directory / "checkpoint")

@@ -79,7 +79,11 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--reduction-factor", type=int, default=None, help="ASHA: keep 1/R at each rung")
     s.add_argument("--concurrency", type=int, default=None, help="trials at once")
     s.add_argument("--cpus-per-trial", type=float, default=None)
-    s.add_argument("--gpus-per-trial", type=float, default=None)
+    s.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per trial (per worker with --workers-per-trial); 0.25 packs 4 trials per GPU")
+    s.add_argument("--trials-per-gpu", type=int, default=None, help="same as --gpus-per-trial 1/N")
+    s.add_argument("--workers-per-trial", type=int, default=None,
+                   help="run each trial as a Ray Train TorchTrainer with K workers (multi-GPU trials)")
     s.add_argument("--time-budget", type=float, default=None, help="seconds before no new trial starts")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--storage", default=None, help="results root (default ./runs)")

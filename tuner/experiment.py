@@ -25,12 +25,13 @@ class Experiment:
     reduction_factor: int
     concurrency: int
     cpus_per_trial: float
-    gpus_per_trial: float
+    gpus_per_trial: float  # per worker when workers_per_trial > 1
     time_budget: float | None
     seed: int
     storage: str
     name: str
     preset: str
+    workers_per_trial: int = 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -41,6 +42,7 @@ class Experiment:
             (self.concurrency >= 1, "--concurrency must be at least 1"),
             (self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
             (self.gpus_per_trial >= 0, "--gpus-per-trial must not be negative"),
+            (self.workers_per_trial >= 1, "--workers-per-trial must be at least 1"),
             (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive"),
         ]
         for ok, message in checks:
@@ -79,7 +81,12 @@ def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
         "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
         "concurrency": args.concurrency, "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial, "time_budget": args.time_budget,
+        "workers_per_trial": args.workers_per_trial,
     }
+    if args.trials_per_gpu:
+        if args.gpus_per_trial is not None:
+            raise ConfigError("give --gpus-per-trial or --trials-per-gpu, not both")
+        overrides["gpus_per_trial"] = 1.0 / args.trials_per_gpu
     base.update({key: value for key, value in overrides.items() if value is not None})
     base.setdefault("gpus_per_trial", 1.0 if has_gpu else 0.0)
     if base["grace_period"] > base["max_epochs"]:

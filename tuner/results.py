@@ -75,7 +75,8 @@ def collect_trials(run_dir: Path, max_epochs: int, metric: str, mode: str) -> li
             "best": best,
             "objective_per_epoch": curve,
             "wall_time_s": float(result.get("time_total_s", 0.0)),
-            "node": result.get("node_ip"),
+            "node": result.get("node_id") or result.get("node_ip"),
+            "node_ip": result.get("node_ip"),
             "hostname": result.get("hostname"),
             "params": dict(trial.config.get("params", {})),
             "config": {k: v for k, v in trial.config.items() if k != "params"},
@@ -95,6 +96,7 @@ def trials_table(rows: list[dict]) -> pa.Table:
         "objective_per_epoch": pa.array([r["objective_per_epoch"] for r in rows], pa.list_(pa.float64())),
         "wall_time_s": pa.array([r["wall_time_s"] for r in rows], pa.float64()),
         "node": pa.array([r["node"] for r in rows], pa.string()),
+        "node_ip": pa.array([r["node_ip"] for r in rows], pa.string()),
         "hostname": pa.array([r["hostname"] for r in rows], pa.string()),
         "params_json": pa.array([json.dumps(r["params"]) for r in rows], pa.string()),  # space order
     }

@@ -101,6 +101,12 @@ def test_smoke_search_end_to_end(space, ray_local, sim_model2_tiny, tmp_path, ca
     test_metrics = json.loads((final / "test_metrics.json").read_text())
     assert f"test_{metric[4:]}" in test_metrics
 
+    # --warm-start seeds a new search with the earlier run's best configurations.
+    assert search(sim_model2_tiny, tmp_path, "warm", space, "--warm-start", str(run_dir), "--num-samples", "2",
+                  "--max-epochs", "1", "--grace-period", "1") == 0
+    warm = pq.read_table(tmp_path / "warm" / "trials.parquet").to_pandas()
+    assert best["params"] in [json.loads(p) for p in warm["params_json"]]
+
 
 # ---------------------------------------------------------------- bad input, refused before any trial
 
@@ -168,3 +174,28 @@ def test_killed_search_resumes_without_rerunning_finished_trials(ray_local, sim_
         assert table.loc[trial_id, "epochs"] == last["training_iteration"]
         lines = (next(run_dir.glob(f"*{trial_id}*")) / "result.json").read_text().splitlines()
         assert len(lines) == last["training_iteration"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(sim_model2_tiny, tmp_path):
+    argv = [sys.executable, "-m", "tuner", "search", "--space", "effnet_cls", "--smoke-test",
+            "--data", str(sim_model2_tiny), "--storage", str(tmp_path), "--name", "c", "--num-samples", "8"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              start_new_session=True)
+    seen = []
+    try:
+        for line in driver.stdout:
+            seen.append(line)
+            if line.startswith("[1/8]"):
+                driver.send_signal(signal.SIGINT)  # what Ctrl-C sends to the driver
+                break
+        rest, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    output = "".join(seen) + rest
+    assert driver.returncode == 130, output[-2000:]
+    assert "--resume" in output and "Traceback" not in output
+    assert (tmp_path / "c" / "trials.parquet").is_file()  # what finished is written, not lost

@@ -257,7 +257,7 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
     from trainables.trial import tune_trainable
     from tuner.commands import check_task_fits
     from tuner.datasets import open_data
-    from tuner.results import write_results
+    from tuner.results import leaderboard, write_results
 
     data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched
     check_task_fits(space.task, data)
@@ -295,17 +295,17 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
                 failure_config=tune.FailureConfig(max_failures=2)),
         )
     start = time.perf_counter()
-    grid = tuner.fit()
-    table = write_results(exp.run_dir, exp, space)
-    from tuner.results import leaderboard
-
+    interrupted = False
+    try:
+        tuner.fit()  # Ray stops gracefully on the first Ctrl-C and saves the experiment
+    except KeyboardInterrupt:
+        interrupted = True
+    table = write_results(exp.run_dir, exp, space)  # whatever finished is kept, even when interrupted
     print(leaderboard(table, space.metric, space.mode, top=10))
-    unfinished = int((table["status"] == "unfinished").sum()) if len(table) else 0
-    if unfinished or len(table) < exp.num_samples and exp.time_budget is None:
+    if interrupted or (table["status"] == "unfinished").any():
         print(f"search interrupted after {time.perf_counter() - start:.0f} s; resume it with:\n"
               f"  python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume")
         return 130
     print(f"done in {time.perf_counter() - start:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
           f"final model: python -m tuner train --from {exp.run_dir}")
-    del grid
     return 0

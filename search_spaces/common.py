@@ -215,7 +215,9 @@ SHARED_DEFAULTS: dict = {
     "aug_rotate_deg": 0.0,
     "aug_brightness": {"tiny": 0.0, "small": 0.0, "full": 0.1},
     "aug_noise": 0.0,
-    "normalize": "minmax",
+    # Measured: the small Swin at 3 epochs on sim:model2 reached val AUROC 0.86 with per-image
+    # standardisation and stayed at chance (0.55, one class predicted) with min-max.
+    "normalize": "standardize",
     "input_mode": "full",
     "drop_rate": 0.1,
     "drop_path_rate": {"tiny": 0.0, "small": 0.0, "full": 0.1},

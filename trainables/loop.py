@@ -254,6 +254,7 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     start, history = (0, [])
     if resume is not None:
         start, history = load_checkpoint(accelerator, resume)
+        reporter.restore(history)
     for epoch in range(start, int(config["epochs"])):
         try:
             stats = train_epoch(task, modules, optimizers, schedule, train, config, epoch, accelerator)

@@ -39,24 +39,30 @@ class Reporter:
     def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
         """Record one epoch's metrics (and its checkpoint, when given)."""
         metrics = {**metrics, **self.extra}
+        if self.is_main:  # written first: Ray syncs the trial directory to storage when it checkpoints
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.directory / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(metrics) + "\n")
+            self._scalars(metrics)
+            if self.sink == "local" and checkpoint_dir is not None:
+                from trainables.loop import copy_checkpoint
+
+                copy_checkpoint(checkpoint_dir, self.directory / "checkpoint")
+            if self.echo:
+                print(_one_line(metrics), flush=True)
         if self.sink in ("tune", "train"):
             from ray import train, tune
 
             ray_api = tune if self.sink == "tune" else train
             checkpoint = ray_api.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
             ray_api.report(metrics, checkpoint=checkpoint)
-        if not self.is_main:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-        self._scalars(metrics)
-        if self.sink == "local" and checkpoint_dir is not None:
-            from trainables.loop import copy_checkpoint
 
-            copy_checkpoint(checkpoint_dir, self.directory / "checkpoint")
-        if self.echo:
-            print(_one_line(metrics), flush=True)
+    def restore(self, history: list[dict]) -> None:
+        """Rewrite ``metrics.jsonl`` from a resumed checkpoint's history (a fresh working directory
+        would otherwise replace the run's file with only the epochs after the restart)."""
+        if self.is_main:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in history))
 
     def _scalars(self, metrics: dict) -> None:
         if self._writer is None:

@@ -210,6 +210,9 @@ def search_command(args: argparse.Namespace) -> int:
     from search_spaces import get_space
 
     space = get_space(args.space)  # an unknown name fails here, listing the valid ones
+    # Snapshot the experiment every 3 s (Ray's automatic period is >= 10 s): a search whose driver
+    # dies loses at most the last 3 s of bookkeeping, so finished trials are not run again on resume.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
     if not args.verbose:
         quiet_libraries()
     import ray
@@ -257,12 +260,14 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
     from trainables.trial import tune_trainable
     from tuner.commands import check_task_fits
     from tuner.datasets import open_data
+    from tuner.cluster import check_shared_storage
     from tuner.results import leaderboard, write_results
 
     data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched
     check_task_fits(space.task, data)
     concurrency = check_resources(exp, ray)
     check_storage(exp)
+    check_shared_storage(exp.storage, ray)  # with several nodes, every one must see the results
 
     resources = {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial}
     if exp.workers_per_trial > 1:  # the trial only drives a TorchTrainer, whose workers hold the resources
@@ -285,13 +290,18 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
                 scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
                 max_concurrent_trials=concurrency, time_budget_s=exp.time_budget,
                 # Reusing trial processes skips torch/timm/torchmetrics imports per trial: measured by
-                # bench/launch.py, 16 short trials took 20 s instead of 137 s.
-                reuse_actors=True,
+                # bench/launch.py, 16 short trials took 20 s instead of 137 s. Only on one node: when a
+                # node dies, Tune can hand a new trial the dead node's cached actor, and it fails.
+                reuse_actors=len([n for n in ray.nodes() if n.get("Alive")]) == 1,
                 trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
             run_config=tune.RunConfig(
                 name=exp.name, storage_path=exp.storage, verbose=2 if args.verbose else 0,
                 callbacks=[progress_callback(exp, space.metric, space.mode)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
+                # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
+                # would be too late).
+                sync_config=tune.SyncConfig(sync_artifacts=True),
                 failure_config=tune.FailureConfig(max_failures=2)),
         )
     start = time.perf_counter()
@@ -306,6 +316,11 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
         print(f"search interrupted after {time.perf_counter() - start:.0f} s; resume it with:\n"
               f"  python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume")
         return 130
+    failed = table[table["status"] == "error"]["trial_id"].tolist()
+    if failed:
+        print(f"{len(failed)} trial(s) failed; see error.txt in their directories under {exp.run_dir}")
+    if len(failed) == len(table):
+        return 1
     print(f"done in {time.perf_counter() - start:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
           f"final model: python -m tuner train --from {exp.run_dir}")
     return 0

@@ -60,7 +60,7 @@ class Experiment:
 PRESETS: dict[str, dict] = {
     "smoke": dict(data="sim:model2:300", size="tiny", num_samples=6, max_epochs=4, grace_period=1,
                   reduction_factor=2, concurrency=2, cpus_per_trial=1, time_budget=None),
-    "quick": dict(data="sim:model2", size="small", num_samples=12, max_epochs=6, grace_period=1,
+    "quick": dict(data="sim:model2", size="small", num_samples=20, max_epochs=8, grace_period=1,
                   reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=540),
     "full": dict(data="sim:model2:90000", size="full", num_samples=40, max_epochs=30, grace_period=3,
                  reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None),

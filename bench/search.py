@@ -38,8 +38,10 @@ import time
 
 from _common import emit, parse_args, pick, result_recorder, rnd, start_ray
 
-SPACE = "vit_cls"
-SIZE = "tiny"
+# The small Swin learns within a few CPU epochs (val AUROC ~0.86 after 3 on 2,400 images); the tiny
+# models do not learn at all on a few hundred images, and a search among them measures noise.
+SPACE = "swin_cls"
+SIZE = "small"
 CONCURRENCY = 2
 
 
@@ -192,7 +194,7 @@ def main() -> None:
     seeds = pick(args.size, [0], [0, 1, 2], [0, 1, 2, 3, 4])
     n_trials = pick(args.size, 2, 10, 20)
     epochs = pick(args.size, 1, 5, 9)
-    n_images = pick(args.size, 150, 600, 1500)
+    n_images = pick(args.size, 150, 900, 3000)
     data_spec = f"sim:model2:{n_images}"
     from tuner.datasets import open_data
 

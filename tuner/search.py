@@ -290,7 +290,7 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
                 scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
                 max_concurrent_trials=concurrency, time_budget_s=exp.time_budget,
                 # Reusing trial processes skips torch/timm/torchmetrics imports per trial: measured by
-                # bench/launch.py, 16 short trials took 20 s instead of 137 s. Only on one node: when a
+                # bench/launch.py, 16 short trials took 10.5 s instead of 57 s. Only on one node: when a
                 # node dies, Tune can hand a new trial the dead node's cached actor, and it fails.
                 reuse_actors=len([n for n in ray.nodes() if n.get("Alive")]) == 1,
                 trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),

@@ -19,6 +19,11 @@ from tuner.experiment import Experiment, from_args
 
 WARM_START_TOP = 3  # configurations taken from an earlier run by --warm-start
 
+# With reused trial processes, Tune waits this long for the previous trial's thread to finish
+# before handing the process to the next trial; past it, Ray fails the trial instead of starting a
+# new process. Its default (2 s) is too short on a busy machine: seen here as randomly failed trials.
+TRIAL_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "30"}
+
 
 # ---------------------------------------------------------------- the space as Tune sees it
 
@@ -105,7 +110,8 @@ def connect_ray(address: str | None, verbose: bool) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(log_to_driver=verbose, include_dashboard=False, configure_logging=verbose)
+    kwargs = dict(log_to_driver=verbose, include_dashboard=False, configure_logging=verbose,
+                  runtime_env={"env_vars": TRIAL_ENV})
     try:
         if address:
             ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
@@ -213,6 +219,8 @@ def search_command(args: argparse.Namespace) -> int:
     # Snapshot the experiment every 3 s (Ray's automatic period is >= 10 s): a search whose driver
     # dies loses at most the last 3 s of bookkeeping, so finished trials are not run again on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
+    for key, value in TRIAL_ENV.items():
+        os.environ.setdefault(key, value)
     if not args.verbose:
         quiet_libraries()
     import ray

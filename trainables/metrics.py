@@ -6,14 +6,9 @@ Each function takes whole-split predictions and returns plain floats keyed ``<pr
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multiclass_auroc
-
-# One-sigma and two-sigma coverage of a well-calibrated Gaussian.
-_COVERAGE = {"1sigma": math.erf(1 / math.sqrt(2)), "2sigma": math.erf(2 / math.sqrt(2))}
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
@@ -70,7 +65,3 @@ def anomaly_metrics(scores: torch.Tensor, labels: torch.Tensor, classes: tuple[s
         out[f"{prefix}_auroc_{name}"] = float(binary_auroc(scores[rows], (labels[rows] == index).long()))
     return out
 
-
-def expected_coverage() -> dict[str, float]:
-    """The coverage a perfectly calibrated Gaussian head would reach."""
-    return dict(_COVERAGE)

@@ -13,7 +13,11 @@ import pytest
 from tuner import datasets
 from tuner.datasets import DEFAULT_SIM_SIZE, cache_dir, open_data, parse_sim_spec, resolve_data
 from tuner.errors import DatasetError
-from tuner.store import CLASSES, assign_splits, load_dataset, write_dataset
+from tuner.simulate import SIM_VERSION
+from tuner.store import CLASSES, SCHEMA_VERSION, assign_splits, load_dataset, write_dataset
+
+CACHE_NAME = f"sim-model2-n30-seed0-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
+"""Store format and simulator version are in the name: a new simulator never reuses old images."""
 
 
 class FakeSimulator:
@@ -73,7 +77,7 @@ def test_first_use_simulates_then_reuses(fake_sim, tmp_path):
 
 
 def test_half_written_cache_is_regenerated(fake_sim, tmp_path):
-    path = cache_dir() / "sim-model2-n30-seed0-v1"
+    path = cache_dir() / CACHE_NAME
     (path / "split=train").mkdir(parents=True)
     (path / "split=train" / "part-00000.parquet").write_bytes(b"PAR1 half")
     assert resolve_data("sim:model2:30", progress=False) == path
@@ -104,7 +108,7 @@ def test_interrupted_simulation_leaves_no_cache_and_is_cleaned_up(fake_sim, monk
     monkeypatch.setattr(sys.modules["tuner.simulate"], "simulate_to_dataset", crashing)
     with pytest.raises(KeyboardInterrupt):
         resolve_data("sim:model2:30", progress=False)
-    assert not (cache_dir() / "sim-model2-n30-seed0-v1").exists()
+    assert not (cache_dir() / CACHE_NAME).exists()
     monkeypatch.setattr(sys.modules["tuner.simulate"], "simulate_to_dataset", fake_sim)
     path = resolve_data("sim:model2:30", progress=False)
     assert load_dataset(path).n == 30

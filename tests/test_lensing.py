@@ -84,6 +84,31 @@ def test_point_mass_reference_table():
                                atol=1e-8)
 
 
+def test_point_masses_on_a_grid_sum_caustics_point_masses():
+    """The simulator's subhalo sum equals caustics' point masses added one by one."""
+    gen = np.random.default_rng(3)
+    xs = torch.linspace(-2.0, 2.0, 24, dtype=F64)
+    ys = torch.linspace(-1.5, 1.7, 16, dtype=F64)
+    x0 = torch.tensor(gen.uniform(-2, 2, (3, 7)))
+    y0 = torch.tensor(gen.uniform(-2, 2, (3, 7)))
+    rein = torch.tensor(gen.uniform(0.001, 0.2, (3, 7)))
+    ax, ay = lensing.point_masses_deflection(xs, ys, x0, y0, rein)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    for b in range(3):
+        rx, ry = _sum_of_points(x0[b], y0[b], rein[b], xx, yy)
+        torch.testing.assert_close(ax[b], rx, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(ay[b], ry, rtol=1e-12, atol=1e-14)
+    # Plummer softening: finite on top of a point mass, negligible a pixel away.
+    sx, sy = lensing.point_masses_deflection(xs, ys, x0, y0, rein, s=1e-5)
+    torch.testing.assert_close(sx, ax, rtol=1e-4, atol=0)  # s^2/d^2: 1e-4 at d = 0.001"
+    on_top = lensing.point_masses_deflection(xs[:1], ys[:1], xs[:1, None], ys[:1, None],
+                                             rein[:1, :1], s=1e-5)
+    assert torch.isfinite(on_top[0]).all() and float(on_top[0].abs().max()) == 0.0
+    # An image's bits do not depend on its batch.
+    one = lensing.point_masses_deflection(xs, ys, x0[1:2], y0[1:2], rein[1:2], s=1e-5)
+    assert torch.equal(one[0][0], sx[1]) and torch.equal(one[1][0], sy[1])
+
+
 def test_caustics_objects_compose_like_the_functions():
     """The simulator's macro lens (caustics SIE + ExternalShear in a SinglePlane) adds up."""
     cosmo = lensing.cosmology()
@@ -111,7 +136,8 @@ def _sum_of_points(px, py, r, x, y):
     ax = torch.zeros_like(x)
     ay = torch.zeros_like(y)
     for i in range(len(px)):
-        dx, dy = lens_func.reduced_deflection_angle_point(px[i], py[i], t(r), x, y)
+        ri = r[i] if torch.is_tensor(r) and r.ndim else t(r)
+        dx, dy = lens_func.reduced_deflection_angle_point(px[i], py[i], ri, x, y)
         ax, ay = ax + dx, ay + dy
     return ax, ay
 
@@ -219,26 +245,44 @@ def test_gaussian_kernel_is_normalised_symmetric_and_has_the_right_width(fwhm, s
     assert (k * r**2).sum() == pytest.approx(sigma**2 + 1 / 12, rel=0.1)
 
 
-def test_separable_convolution_conserves_flux_and_matches_conv2d():
+@pytest.mark.parametrize("fwhm, scale, ss", [(0.16, 0.0505, 2), (0.087, 0.05, 1)])
+def test_psf_bin_matrix_equals_conv2d_then_binning_and_keeps_flux(fwhm, scale, ss):
     gen = torch.Generator().manual_seed(1)
+    k = lensing.gaussian_kernel_1d(fwhm, scale)
+    r = len(k) // 2
+    pixels, pad = 12, r + 3
+    side = pixels * ss + 2 * pad
+    img = torch.rand(3, side, side, generator=gen, dtype=F64)
+    a = torch.as_tensor(lensing.psf_bin_matrix(k, side, pad, pixels, ss))
+    out = lensing.blur_and_bin(img, a)
+    assert out.shape == (3, pixels, pixels)
+    k2 = torch.outer(torch.as_tensor(k), torch.as_tensor(k))
+    blurred = torch.nn.functional.conv2d(img[:, None], k2[None, None]).squeeze(1)  # "valid"
+    c = pad - r
+    cut = blurred[:, c : c + pixels * ss, c : c + pixels * ss]
+    ref = cut.reshape(3, pixels, ss, pixels, ss).sum(dim=(2, 4))
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    # Light well inside the cut-out keeps its flux (times ss^2 fine pixels per pixel).
+    inner = torch.zeros_like(img)
+    inner[:, pad + 2 * r : -pad - 2 * r, pad + 2 * r : -pad - 2 * r] = 1.0
+    torch.testing.assert_close(lensing.blur_and_bin(inner, a).sum(dim=(1, 2)),
+                               inner.sum(dim=(1, 2)), atol=1e-10, rtol=0)
+
+
+def test_psf_bin_matrix_refuses_too_little_padding():
     k = lensing.gaussian_kernel_1d(0.16, 0.0505)
     r = len(k) // 2
-    img = torch.zeros(3, 40, 40, dtype=F64)
-    inner = 40 - 4 * r  # light at least 2R from the edges stays inside the "valid" output
-    img[:, 2 * r : 2 * r + inner, 2 * r : 2 * r + inner] = torch.rand(3, inner, inner,
-                                                                      generator=gen, dtype=F64)
-    out = lensing.convolve_separable(img, k)
-    assert out.shape == (3, 40 - 2 * r, 40 - 2 * r)
-    torch.testing.assert_close(out.sum(dim=(1, 2)), img.sum(dim=(1, 2)), atol=1e-10, rtol=0)
-    k2 = torch.outer(torch.as_tensor(k), torch.as_tensor(k))
-    ref = torch.nn.functional.conv2d(img[:, None], k2[None, None]).squeeze(1)
-    torch.testing.assert_close(out, ref, atol=1e-13, rtol=0)
+    with pytest.raises(ValueError, match="padding"):
+        lensing.psf_bin_matrix(k, 2 * 10 + 2 * r - 1, r - 1, 10, 2)
 
 
-def test_separable_convolution_is_bitwise_independent_of_batch_size():
+def test_blur_and_bin_is_bitwise_independent_of_batch_size():
     gen = torch.Generator().manual_seed(2)
-    img = torch.rand(64, 48, 48, generator=gen, dtype=F64)
     k = lensing.gaussian_kernel_1d(0.087, 0.05)
-    full = lensing.convolve_separable(img, k)
-    for b in (1, 5):
-        assert torch.equal(lensing.convolve_separable(img[:b], k), full[:b])
+    side = 48 + 2 * (len(k) // 2)
+    img = torch.rand(64, side, side, generator=gen, dtype=F64)
+    a = torch.as_tensor(lensing.psf_bin_matrix(k, side, len(k) // 2, 48, 1))
+    full = lensing.blur_and_bin(img, a)
+    for b in (1, 3, 5, 17):
+        parts = torch.cat([lensing.blur_and_bin(img[i : i + b], a) for i in range(0, 64, b)])
+        assert torch.equal(parts, full)

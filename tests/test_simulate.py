@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from caustics.lenses import func as lens_func
-from scipy import ndimage, stats
+from scipy import ndimage, special, stats
 
 from tuner import lensing
 from tuner import simulate as sim
@@ -208,8 +208,7 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
     significant, tightness = 0, []
     for i, da in enumerate(dalpha):
         reach = ndimage.maximum_filter(da, size=2 * radius + 1, mode="nearest")
-        reach = reach[geo.crop + radius : geo.crop + radius + geo.fine,
-                      geo.crop + radius : geo.crop + radius + geo.fine]
+        reach = reach[geo.pad : geo.pad + geo.fine, geo.pad : geo.pad + geo.fine]
         reach = reach.reshape(spec.pixels, ss, spec.pixels, ss).max(axis=(1, 3))
         bound = grad_max * reach * spec.pixelscale**2
         diff = np.abs(renders[label]["model"][i] - renders[0]["model"][i])
@@ -227,6 +226,34 @@ def test_poisson_quantile_is_exact():
     gen = np.random.default_rng(0)
     lam = np.repeat([0.3, 4.0, 57.0, 900.0, 2.5e4], 400)
     z = gen.standard_normal(lam.size)
+    u = stats.norm.cdf(z)
+    k = sim.poisson_quantile(torch.tensor(u), torch.tensor(lam), torch.tensor(z)).numpy()
+    np.testing.assert_array_equal(k, stats.poisson.ppf(u, lam))
+
+
+def test_cornish_fisher_error_bound_holds_where_it_decides():
+    """The expansion's distance from the exact switching points stays below sim._CF_ERROR.
+
+    Quantile ``k`` switches to ``k + 1`` at ``u = P(X <= k)``, i.e. at ``z_k = Phi^-1(P(X <= k))``;
+    there the expansion must sit at the integer ``k``. If it is within ``_CF_ERROR`` of it at every
+    switching point, any value further than ``_CF_BAND`` from an integer has the exact ceiling.
+    """
+    assert sim._CF_ERROR < sim._CF_BAND
+    worst = 0.0
+    for lam in np.geomspace(sim._CF_LAM[0], sim._CF_LAM[1], 300):
+        sd = math.sqrt(lam)
+        k = np.arange(max(0, int(lam - 8 * sd)), int(lam + 8 * sd) + 2)
+        z = special.ndtri(stats.poisson.cdf(k, lam))
+        keep = np.abs(z) <= 7.05
+        x = sim._cornish_fisher(torch.tensor(lam), torch.tensor(z[keep])).numpy()
+        worst = max(worst, float(np.abs(x - k[keep]).max()))
+    assert worst <= sim._CF_ERROR
+
+
+def test_poisson_quantile_is_exact_on_many_sky_like_pixels():
+    gen = np.random.default_rng(1)
+    lam = np.exp(gen.uniform(math.log(150.0), math.log(2e5), 200_000))
+    z = np.clip(gen.standard_normal(lam.size) * 2.5, -7.0, 7.0)
     u = stats.norm.cdf(z)
     k = sim.poisson_quantile(torch.tensor(u), torch.tensor(lam), torch.tensor(z)).numpy()
     np.testing.assert_array_equal(k, stats.poisson.ppf(u, lam))

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tuner.errors import DatasetError
+from tuner.simulate import SIM_VERSION
 from tuner.store import SCHEMA_VERSION, LensingData, load_dataset, read_manifest, verify_dataset
 
 PRESETS = ("model1", "model2", "model3")
@@ -78,7 +79,7 @@ def open_data(spec: str | os.PathLike, *, splits: Sequence[str] | None = None,
 def _cached_sim(preset: str, n: int, *, progress: bool) -> Path:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    path = root / f"sim-{preset}-n{n}-seed{SIM_SEED}-v{SCHEMA_VERSION}"
+    path = root / f"sim-{preset}-n{n}-seed{SIM_SEED}-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
     with _lock(root / f".{path.name}.lock"):
         if _usable(path, preset, n):
             return path

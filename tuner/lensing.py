@@ -8,8 +8,9 @@ Sersic light profile. What caustics lacks lives here:
   of Plummer-softened point masses (REFERENCE section 6). DeepLenseSim summed 100 point masses; the
   closed form costs what one point mass costs and is the limit of that sum.
 - Einstein radii from proper angular-diameter distances (caustics' ``FlatLambdaCDM``).
-- A pixel-integrated Gaussian PSF and a separable "valid" convolution written as a fixed sum of
-  shifted slices, so that every image's bits are independent of the batch it is computed in.
+- A pixel-integrated Gaussian PSF, applied with the cut-out and the binning as one matrix per
+  image axis, so that every image's bits are independent of the batch it is computed in.
+- The summed deflection of many point masses, in preallocated buffers.
 
 Conventions: angles in arcsec, deflections reduced (scaled to the source plane), position angles in
 radians counter-clockwise from +x, arrays indexed ``[..., y, x]``.
@@ -249,6 +250,40 @@ class LineMass(ThinLens):
         return convergence_line(x0, y0, phi, length, Rein, x, y, self.s)
 
 
+def point_masses_deflection(xs, ys, x0, y0, rein, s=0.0):
+    """Summed reduced deflection of ``K`` point masses per image on a rectangular grid.
+
+    Args:
+        xs, ys: ``(W,)`` column and ``(H,)`` row coordinates of the grid, arcsec (the rays sit at
+            ``(xs[j], ys[i])``, as ``torch.meshgrid(ys, xs, indexing="ij")`` lays them out).
+        x0, y0: ``(B, K)`` positions of each image's point masses, arcsec.
+        rein: ``(B, K)`` their Einstein radii, arcsec.
+        s: Plummer softening, arcsec: ``alpha = rein^2 d / (|d|^2 + s^2)``, as for each point of
+            :class:`LineMass`.
+
+    Returns ``(ax, ay)``, each ``(B, H, W)``, added up in the order of ``K``. caustics'
+    ``reduced_deflection_angle_point`` computes the same (softened as ``rein^2 d / (|d| + s)^2``,
+    which departs from the unsoftened point mass by ``2 s / |d|`` instead of ``s^2 / |d|^2``) but
+    allocates about ten grid-sized tensors per point mass; because the grid is separable, ``|d|^2``
+    here is one outer sum of row and column vectors, and each point mass costs four in-place grid
+    operations: 6x faster for the 25 subhalos of a ``cdm`` image. Each image's bits do not depend
+    on the other images in the batch.
+    """
+    b, k = x0.shape
+    ax = torch.zeros((b, ys.shape[0], xs.shape[0]), dtype=xs.dtype, device=xs.device)
+    ay = torch.zeros_like(ax)
+    f = torch.empty_like(ax)
+    rein2 = (rein * rein)[:, :, None, None]
+    for i in range(k):
+        dx = (xs - x0[:, i, None])[:, None, :]  # (B, 1, W)
+        dy = (ys - y0[:, i, None])[:, :, None]  # (B, H, 1)
+        torch.add(dy * dy + s * s, dx * dx, out=f)  # |d|^2 + s^2
+        torch.div(rein2[:, i], f, out=f)
+        ax.addcmul_(f, dx)
+        ay.addcmul_(f, dy)
+    return ax, ay
+
+
 # ---------------------------------------------------------------- PSF
 
 
@@ -267,23 +302,37 @@ def gaussian_kernel_1d(fwhm: float, pixelscale: float, *, truncate: float = 4.0)
     return taps / taps.sum()
 
 
-def convolve_separable(images: torch.Tensor, kernel) -> torch.Tensor:
-    """"Valid" 2-D convolution of ``(..., H, W)`` images with ``outer(kernel, kernel)``.
+def psf_bin_matrix(kernel, side: int, offset: int, pixels: int, supersample: int) -> np.ndarray:
+    """The blur, cut-out and binning of one image axis as a ``(pixels, side)`` matrix ``A``.
 
-    Written as a fixed-order sum of shifted slices (rows, then columns) instead of ``conv2d`` or
-    an FFT: each output pixel is the same sequence of multiply-adds whatever the batch size or
-    device, so results are bit-identical across batch sizes. The output is ``(..., H-2R, W-2R)``
-    for a kernel of length ``2R+1``; symmetric kernels need no flip.
+    Row ``p`` sums the PSF taps reaching the ``supersample`` fine pixels of image pixel ``p``;
+    the image's fine pixels start ``offset`` fine pixels into the padded ``side``-long grid
+    (``offset`` >= the kernel radius, so every tap lands on the grid). The separable PSF makes the
+    2-D operation ``A @ image @ A.T`` (see :func:`blur_and_bin`); each row sums to
+    ``supersample``, so flux is kept up to the binning factor ``supersample**2``.
     """
-    taps = [float(t) for t in np.asarray(kernel, dtype=np.float64)]
+    taps = np.asarray(kernel, dtype=np.float64)
     r = (len(taps) - 1) // 2
     if len(taps) != 2 * r + 1:
         raise ValueError("kernel length must be odd")
-    h, w = images.shape[-2:]
-    rows = taps[0] * images[..., :, 0 : w - 2 * r]
-    for k in range(1, len(taps)):
-        rows = rows + taps[k] * images[..., :, k : k + w - 2 * r]
-    out = taps[0] * rows[..., 0 : h - 2 * r, :]
-    for k in range(1, len(taps)):
-        out = out + taps[k] * rows[..., k : k + h - 2 * r, :]
-    return out
+    if offset < r or offset + pixels * supersample + r > side:
+        raise ValueError(f"a {len(taps)}-tap kernel needs {r} fine pixels of padding on each side")
+    a = np.zeros((pixels, side))
+    for p in range(pixels):
+        for i in range(supersample):
+            centre = offset + p * supersample + i
+            a[p, centre - r : centre + r + 1] += taps
+    return a
+
+
+def blur_and_bin(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``A @ image @ A.T`` for each ``(side, side)`` image of a ``(B, side, side)`` batch.
+
+    One fixed-size matrix product per image (``bmm`` over an expanded ``A``), so an image's bits do
+    not depend on the batch it is in. Eight times faster than the same blur written as 26 shifted
+    slices followed by a sub-pixel sum (measured at 64x64 pixels, supersampling 2).
+    """
+    b = images.shape[0]
+    rows = matrix.expand(b, -1, -1)
+    cols = matrix.t().contiguous().expand(b, -1, -1)
+    return torch.bmm(rows, torch.bmm(images, cols))

@@ -7,9 +7,10 @@ import os
 
 import numpy as np
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
-from tuner import store
+from tuner import parquet_pages, store
 from tuner.errors import ConfigError, DatasetError
 from tuner.store import (
     CLASSES,
@@ -360,3 +361,184 @@ def test_many_files_and_row_groups(tmp_path, monkeypatch):
     data = load_dataset(path, verify="full")
     order = np.concatenate([np.flatnonzero(cols["split"] == s) for s in ("train", "val", "test")])
     np.testing.assert_array_equal(data.images[:, 0], cols["image"][order])
+
+
+# ---------------------------------------------------------------- the page fast path
+
+
+@pytest.fixture
+def fast_path_results(monkeypatch):
+    """What each call of the page fast path answered (True: read by it; False: pyarrow read it)."""
+    results = []
+    original = parquet_pages.read_float_values
+
+    def spy(*args):
+        results.append(original(*args))
+        return results[-1]
+
+    monkeypatch.setattr(parquet_pages, "read_float_values", spy)
+    return results
+
+
+def load_with_pyarrow(path, monkeypatch):
+    """Load with the page fast path switched off."""
+    with monkeypatch.context() as m:
+        m.setattr(parquet_pages, "read_float_values", lambda *args: False)
+        return load_dataset(path)
+
+
+def in_stored_order(cols):
+    return cols["image"][np.concatenate([np.flatnonzero(cols["split"] == s) for s in ("train", "val", "test")])]
+
+
+def same_bits(a, b):
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_fast_path_reads_store_files_bit_identical_to_pyarrow(tmp_path, monkeypatch, fast_path_results):
+    monkeypatch.setattr(store, "_GROUP_BYTES", 8 * 8 * 4 * 5)  # 5 rows per row group
+    cols = make_columns()
+    cols["image"][:4, 1, 1] = [np.nan, -0.0, np.inf, np.float32(1e-45)]  # NaN, signed zero, subnormal
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    data = load_dataset(path)
+    assert len(fast_path_results) == 10 + 2 + 2 and all(fast_path_results)  # 48, 6, 6 rows
+    reference = load_with_pyarrow(path, monkeypatch)
+    assert same_bits(data.images, reference.images) and same_bits(data.images[:, 0], in_stored_order(cols))
+    np.testing.assert_array_equal(data.labels, reference.labels)
+    np.testing.assert_array_equal(data.targets, reference.targets)
+    np.testing.assert_array_equal(data.params["einstein_radius"], reference.params["einstein_radius"])
+
+
+@pytest.mark.parametrize("shape", [(150, 150), (3, 5), (1, 1)])
+def test_fast_path_odd_shapes_and_row_groups_of_several_pages(tmp_path, monkeypatch, fast_path_results, shape):
+    cols = make_columns()
+    cols["image"] = np.random.default_rng(2).normal(size=(60, *shape)).astype(np.float32)
+    headers = []
+    original = parquet_pages._page_header
+    monkeypatch.setattr(parquet_pages, "_page_header", lambda *a: headers.append(1) or original(*a))
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    data = load_dataset(path)
+    assert data.images.shape == (60, 1, *shape) and fast_path_results == [True] * 3
+    assert same_bits(data.images[:, 0], in_stored_order(cols))
+    if shape == (150, 150):  # 90 kB rows: the 48 train rows fill several of pyarrow's 1 MiB pages
+        assert len(headers) > len(fast_path_results)
+
+
+def test_long_page_headers_are_read_again_with_more_bytes(dataset, monkeypatch, fast_path_results):
+    path, cols = dataset
+    monkeypatch.setattr(parquet_pages, "_HEADER_READ", 4)  # shorter than any header
+    data = load_dataset(path)
+    assert all(fast_path_results) and same_bits(data.images[:, 0], in_stored_order(cols))
+
+
+@pytest.mark.parametrize("options", [
+    {},  # pq.write_table's defaults: V1 pages, snappy, dictionary
+    {"data_page_version": "1.0", "compression": "NONE", "use_dictionary": False},
+    {"data_page_version": "2.0", "compression": "zstd", "use_dictionary": False},
+    {"data_page_version": "2.0", "compression": "NONE", "use_dictionary": True},
+], ids=["pyarrow-defaults", "v1-pages", "compressed", "dictionary"])
+def test_other_layouts_load_through_pyarrow(tmp_path, monkeypatch, fast_path_results, options):
+    monkeypatch.setattr(store, "_write_parquet",
+                        lambda table, path, rows: pq.write_table(table, path, row_group_size=rows, **options))
+    cols = make_columns()
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    data = load_dataset(path)
+    assert fast_path_results == [False] * 3
+    assert same_bits(data.images[:, 0], in_stored_order(cols))
+
+
+def image_page_offset(f):
+    return pq.ParquetFile(f).metadata.row_group(0).column(0).data_page_offset
+
+
+def test_damaged_page_header_is_one_clean_error(dataset):
+    path, _ = dataset
+    f = part(path)
+    raw = bytearray(f.read_bytes())
+    start = image_page_offset(f)
+    raw[start : start + 8] = b"\xff" * 8
+    f.write_bytes(bytes(raw))  # same size: the fast check passes, the read must not
+    with pytest.raises(DatasetError, match=r"split=train/part-00000\.parquet could not be read .*regenerate"):
+        load_dataset(path)
+
+
+def test_any_one_damaged_byte_in_a_page_header_is_an_error_or_harmless(dataset):
+    """Zero (a header cut short there), all ones or one flipped bit at each of the first 40 bytes."""
+    path, _ = dataset
+    f = part(path)
+    raw = f.read_bytes()
+    good = load_dataset(path).images
+    start = image_page_offset(f)
+    errors = 0
+    for at in range(start, start + 40):
+        for value in (0x00, 0xFF, raw[at] ^ 0x01):
+            f.write_bytes(raw[:at] + bytes([value]) + raw[at + 1 :])
+            try:
+                assert same_bits(load_dataset(path, verify=False).images, good), (at - start, value)
+            except DatasetError:
+                errors += 1
+    assert errors > 40
+
+
+# ---------------------------------------------------------------- the page header decoder
+
+
+def test_compact_decoder_keeps_wanted_fields_and_skips_every_other_type():
+    buf = bytes([
+        0x15, 0x06,                    # field 1, i32: zigzag 6 = 3 (wanted)
+        0x11, 0x12,                    # fields 2, 3: bool true, bool false (the value is the type)
+        0x13, 0x80,                    # field 4, i8
+        0x14, 0x03,                    # field 5, i16
+        0x16, 0xFF, 0x01,              # field 6, i64 (two-byte varint)
+        0x17, *b"\x00" * 8,            # field 7, double
+        0x18, 0x02, *b"hi",            # field 8, binary
+        0x19, 0x25, 0x02, 0x04,        # field 9, list of two i32
+        0x1A, 0x11, 0x01,              # field 10, set of one bool (a byte inside collections)
+        0x1B, 0x01, 0x85, 0x01, *b"k", 0x04,  # field 11, map of one binary -> i32
+        0x1C, 0x15, 0x02, 0x00,        # field 12, struct {1: i32 1} (wanted)
+        0x1D, *b"\x00" * 16,           # field 13, uuid
+        0x05, 0xC8, 0x01, 0x08,        # long form: field 100, i32 4 (wanted)
+        0x09, 0xCA, 0x01, 0xF3, 0x0F, *b"\x00" * 15,  # long form: field 101, list of 15 i8 (long size)
+        0x00,                          # stop
+    ])
+    reader = parquet_pages._Compact(buf)
+    assert reader.struct({1: int, 12: {1: int}, 100: int}) == {1: 3, 12: {1: 1}, 100: 4}
+    assert reader.pos == len(buf)
+    with pytest.raises(parquet_pages._Short):
+        parquet_pages._Compact(buf[:-3]).struct({1: int})
+    with pytest.raises(parquet_pages._NotApplicable):  # field 1 wanted as i32, found as a struct
+        parquet_pages._Compact(bytes([0x1C, 0x00, 0x00])).struct({1: int})
+    with pytest.raises(parquet_pages._NotApplicable):  # structs nested past any page header
+        parquet_pages._Compact(bytes([0x1C] * 20 + [0x00] * 21)).struct({})
+
+
+def page_header() -> dict:
+    """A decoded V2 page header: 2 rows of 4 floats after 3 + 5 level bytes."""
+    v2 = {1: 8, 2: 0, 3: 2, 4: 0, 5: 3, 6: 5}  # num_values, num_nulls, num_rows, encoding, level lengths
+    return {1: 3, 2: 40, 3: 40, 8: v2}  # type DATA_PAGE_V2, uncompressed and stored size
+
+
+def test_page_check_accepts_plain_null_free_whole_rows():
+    assert parquet_pages._check_page(page_header(), width=4) == (2, 3 + 5, 40)
+
+
+@pytest.mark.parametrize("where, value", [
+    ((1,), 0),  # a V1 data page
+    ((1,), 2),  # a dictionary page
+    ((8,), None),  # no V2 header
+    ((8, 2), 1),  # a null (or an empty list)
+    ((8, 4), 8),  # RLE_DICTIONARY values
+    ((8, 1), 9),  # not rows * width values
+    ((8, 5), 7),  # levels and 4 bytes per value do not add up to the page size
+    ((2,), 48),  # compressed: stored and uncompressed sizes differ
+    ((8, 6), None),  # a required field missing
+])
+def test_page_check_refuses_anything_else(where, value):
+    header = page_header()
+    struct = header[where[0]] if len(where) == 2 else header
+    if value is None:
+        del struct[where[-1]]
+    else:
+        struct[where[-1]] = value
+    with pytest.raises(parquet_pages._NotApplicable):
+        parquet_pages._check_page(header, width=4)

@@ -30,9 +30,10 @@ counts per split and class must match the manifest. ``verify="full"`` also recom
 every file (reads every byte: use it after copying a dataset between machines). Any damage becomes
 one :class:`~tuner.errors.DatasetError` line naming the file and how to rebuild the dataset.
 
-Images are stored uncompressed (PLAIN encoding) so that loading is a memory-mapped read followed
-by one bulk copy per row group into a single preallocated ``(N, 1, H, W)`` array: no Python work
-per image, and peak memory close to the size of the images themselves.
+Images are stored uncompressed (PLAIN encoding, Data Page V2 pages) so that loading reads each
+page's raw values straight into a single preallocated ``(N, 1, H, W)`` array (:mod:`tuner.parquet_pages`),
+with pyarrow as the fallback for files in any other layout: no Python work per image, no buffer
+between the file and the array, and peak memory close to the size of the images themselves.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from tuner import parquet_pages
 from tuner.errors import ConfigError, DatasetError
 
 CLASSES = ("no_sub", "cdm", "axion")
@@ -357,7 +359,12 @@ def _arrow_table(images: np.ndarray, labels: np.ndarray, targets: np.ndarray,
 
 
 def _write_parquet(table: pa.Table, path: Path, rows_per_group: int) -> None:
-    """Images uncompressed and PLAIN (fast, mappable reads); small columns zstd."""
+    """Images uncompressed and PLAIN in Data Page V2 pages; small columns zstd.
+
+    V2 pages hold whole rows and keep their levels apart from the values, so each page's
+    image values are one run of raw floats that :mod:`tuner.parquet_pages` reads straight
+    into the output array; any Parquet reader still reads the file as usual.
+    """
     small = [c for c in table.column_names if c != "image"]
     pq.write_table(
         table, path,
@@ -365,6 +372,8 @@ def _write_parquet(table: pa.Table, path: Path, rows_per_group: int) -> None:
         compression={"image": "NONE", **{c: "zstd" for c in small}},
         use_dictionary=[c for c in small if pa.types.is_string(table.schema.field(c).type)],
         write_statistics=small,
+        data_page_version="2.0",
+        write_page_checksum=False,
     )
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
@@ -562,8 +571,9 @@ def load_dataset(
         verify: ``True``/``"fast"`` checks sizes, footers and counts (cheap);
             ``"full"`` also checks sha256 checksums (reads every byte twice); ``False`` skips.
 
-    Images are read from memory-mapped files one row group at a time and copied in bulk into a
-    single preallocated (N, 1, H, W) float32 array: no Python step per image.
+    Images are read one row group at a time straight into a single preallocated (N, 1, H, W)
+    float32 array (through pyarrow and one bulk copy for files this store did not write): no
+    Python step per image.
     """
     root = Path(path).expanduser()
     if verify not in (True, False, "fast", "full"):
@@ -594,15 +604,26 @@ def load_dataset(
 
 def _read_file(fpath: Path, images: np.ndarray, labels: np.ndarray, targets: np.ndarray,
                param_parts: dict[str, list[np.ndarray]], pos: int, width: int) -> int:
-    """Copy one part file into the preallocated arrays from ``pos``; return the next position."""
+    """Copy one part file into the preallocated arrays from ``pos``; return the next position.
+
+    Each row group's images are read straight into ``images`` by :mod:`tuner.parquet_pages`
+    when the file has the layout this store writes, else (older files, other writers) through
+    pyarrow; the small columns always come through pyarrow.
+    """
     pfile = pq.ParquetFile(fpath, memory_map=True, pre_buffer=False)
-    columns = ["image", "label", "target", *param_parts]
+    metadata = pfile.metadata
+    leaf = _image_leaf(metadata)
+    columns = ["label", "target", *param_parts]
     flat_out = images.reshape(len(images), -1)
     pool = pa.default_memory_pool()
-    for group in range(pfile.metadata.num_row_groups):
+    for group in range(metadata.num_row_groups):
         table = pfile.read_row_group(group, columns=columns)
         end = pos + table.num_rows
-        _copy_images(table.column("image"), flat_out[pos:end], width)
+        fast = leaf is not None and parquet_pages.read_float_values(fpath, metadata, group, leaf,
+                                                                     flat_out[pos:end])
+        if not fast:
+            _copy_images(pfile.read_row_group(group, columns=["image"]).column("image"),
+                         flat_out[pos:end], width)
         labels[pos:end] = table.column("label").to_numpy()
         targets[pos:end] = table.column("target").to_numpy()  # nulls arrive as NaN
         for name, parts in param_parts.items():
@@ -613,8 +634,17 @@ def _read_file(fpath: Path, images: np.ndarray, labels: np.ndarray, targets: np.
     return pos
 
 
+def _image_leaf(metadata: pq.FileMetaData) -> int | None:
+    """Index of the image column's one leaf (its float values) in the Parquet schema, if there is one."""
+    leaves = [i for i in range(metadata.num_columns)
+              if metadata.schema.column(i).path.split(".")[0] == "image"]
+    return leaves[0] if len(leaves) == 1 else None
+
+
 def _copy_images(column: pa.ChunkedArray, out: np.ndarray, width: int) -> None:
     """One bulk copy per chunk: view the list's flat float32 values as (rows, H*W)."""
+    if len(column) != len(out):  # read apart from the other columns, so no one else compares lengths
+        raise ValueError(f"the image column holds {len(column)} rows, the other columns {len(out)}")
     row = 0
     for chunk in column.chunks:
         values = chunk.flatten().to_numpy(zero_copy_only=True)

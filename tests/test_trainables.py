@@ -17,7 +17,7 @@ from trainables.report import Reporter
 from trainables.saving import load_model, save_model
 from tuner.store import load_dataset
 
-TIMING_KEYS = {"train_images_per_sec"}
+TIMING_KEYS = {"train_images_per_sec", "train_s", "val_s"}
 METRICS = {
     "classification": ["val_auroc", "val_accuracy", "val_loss", "val_auroc_no_sub", "val_auroc_cdm", "val_auroc_axion"],
     "regression": ["val_mae", "val_rmse", "val_r2"],

@@ -172,6 +172,7 @@ def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule, data: 
         seen = int(accelerator.reduce(torch.tensor([seen], device=accelerator.device), reduction="sum").item())
     stats["train_images"] = seen
     stats["train_images_per_sec"] = seen / max(elapsed, 1e-9)
+    stats["train_s"] = elapsed
     stats["workers"] = accelerator.num_processes
     stats["lr"] = schedule.get_last_lr()[0]
     return stats
@@ -265,7 +266,9 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
             break
         metrics = {"epoch": epoch + 1, **stats}
         if val is not None:
+            started = time.perf_counter()
             metrics.update(evaluate(task, modules, val, config, accelerator.device, "val"))
+            metrics["val_s"] = time.perf_counter() - started
         history.append(metrics)
         with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
             save_checkpoint(accelerator, Path(tmp), epoch + 1, history)

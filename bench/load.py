@@ -4,7 +4,9 @@ Baseline, as DeepLense projects load today: list ``{no_sub,cdm,axion}/*.npy``, `
 file (axion files are object arrays ``[image, mass]`` and need ``allow_pickle=True``), take the
 image, ``np.stack`` them and wrap the result with ``torch.from_numpy`` as an (N, 1, H, W) float32
 tensor. Project: ``tuner.store.load_dataset(path)`` (with its default fast verification) and
-``torch.from_numpy(data.images)``. Both read the same images, written by this run moments before,
+``torch.from_numpy(data.images)``. Ceiling, timed alongside: the same image bytes as one raw file,
+``readinto`` a freshly allocated array (no format, no per-file work): no loader that returns a new
+array can beat it, so ``ceiling_ratio`` is the largest ratio this machine allows. Both read the same images, written by this run moments before,
 so both read from a warm page cache (no root to drop it, and dropping it would disturb the
 machine); the ratio is therefore about per-file and per-image work, not disk speed. The two are
 timed alternately, medians after a warm-up.
@@ -80,6 +82,18 @@ def load_npy_folder(root: Path):
     return x, torch.tensor(labels)
 
 
+def read_ceiling(path: Path, shape: tuple[int, ...]):
+    """The machine's ceiling for any loader: the same bytes, one file, ``readinto`` a fresh array."""
+    import torch
+
+    out = np.empty(shape, dtype=np.float32)
+    with open(path, "rb", buffering=0) as fh:
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        while view:
+            view = view[fh.readinto(view):]
+    return torch.from_numpy(out)
+
+
 def load_store(root: Path):
     """The project's loader: one bulk copy per row group into an (N, 1, H, W) float32 array."""
     import torch
@@ -144,6 +158,8 @@ def main() -> None:
         raw = images.nbytes
         write_npy_folder(tmp / "npy", images, n_per_class)
         write_store(tmp / "store", images, n_per_class)
+        images.tofile(tmp / "raw.f32")
+        raw_shape = (len(images), 1, SIDE, SIDE)
         small = make_images(20, seed=2)
         write_npy_folder(tmp / "npy_warm", small, 20)
         write_store(tmp / "store_warm", small, 20)
@@ -156,12 +172,14 @@ def main() -> None:
         del x_npy, x_pq
 
         times = alternate({"npy": lambda: load_npy_folder(tmp / "npy"),
-                           "store": lambda: load_store(tmp / "store")}, reps=reps, warmup=1)
+                           "store": lambda: load_store(tmp / "store"),
+                           "ceiling": lambda: read_ceiling(tmp / "raw.f32", raw_shape)}, reps=reps, warmup=1)
         n = 3 * n_per_class
         med = {k: statistics.median(v) for k, v in times.items()}
         ips = {k: n / v for k, v in med.items()}
         print(f"np.load per file: {ips['npy']:10.0f} img/s   parquet store: {ips['store']:10.0f} img/s   "
-              f"ratio {ips['store'] / ips['npy']:.1f}", flush=True)
+              f"ratio {ips['store'] / ips['npy']:.1f}   (ceiling: one readinto of the raw bytes "
+              f"{ips['ceiling']:.0f} img/s, {ips['ceiling'] / ips['npy']:.1f}x np.load)", flush=True)
 
         mem = {which: measure_memory(which, tmp / name, tmp / f"{name}_warm")
                for which, name in (("store", "store"), ("npy", "npy"))}
@@ -175,6 +193,8 @@ def main() -> None:
     print(f"peak allocated / raw images: store {peak['store']:.2f}, np.load {peak['npy']:.2f}", flush=True)
     emit("load", ips["store"] / ips["npy"], 20.0, "higher",
          store_img_s=rnd(ips["store"]), npy_img_s=rnd(ips["npy"]), images=n, image_shape=[SIDE, SIDE],
+         ceiling_img_s=rnd(ips["ceiling"]), ceiling_ratio=rnd(ips["ceiling"] / ips["npy"]),
+         store_share_of_ceiling=rnd(ips["store"] / ips["ceiling"], 3),
          raw_mib=rnd(raw / 2**20), files_mib={"npy": rnd(npy_bytes / 2**20), "parquet": rnd(store_bytes / 2**20)},
          same_images=bool(same), reps=reps, page_cache="warm (both read files written by this run)",
          peak_memory_ratio=rnd(peak["store"], 3), peak_memory_target=1.5,

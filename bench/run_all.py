@@ -83,14 +83,19 @@ def key_details(row: dict) -> str:
         "simulate": lambda r: (f"project {r['project_img_s']} img/s vs lenstronomy {r['lenstronomy_img_s']} "
                                f"(model reused {r['lenstronomy_reused_img_s']}); per class "
                                + ", ".join(f"{c} {v['ratio']}x" for c, v in r["per_class"].items())),
-        "load": lambda r: (f"parquet {r['store_img_s']} vs np.load {r['npy_img_s']} img/s; peak memory "
+        "load": lambda r: (f"parquet {r['store_img_s']} vs np.load {r['npy_img_s']} img/s; machine ceiling "
+                           f"(raw readinto) {r['ceiling_ratio']}x; peak memory "
                            f"{r['peak_memory_ratio']}x raw (target <= {r['peak_memory_target']}, "
                            f"{'met' if r['peak_memory_met'] else 'missed'}; np.load {r['peak_memory_npy_ratio']}x)"),
         "overhead": lambda r: (f"trial {r['trial_img_s']} vs bare {r['bare_img_s']} img/s; loop without Ray "
                                f"{r['ratio_loop_without_ray']}x; {r['space']} small, batch {r['batch_size']}"),
         "launch": lambda r: (f"reuse_actors={r['better_reuse_actors']} better; share without/with reuse "
-                             f"{r['reuse_false']['share']}/{r['reuse_true']['share']}; strict (training passes "
-                             f"only) {r['share_strict']}; wall {r['reuse_false']['wall_s']}/{r['reuse_true']['wall_s']} s"),
+                             f"{r['reuse_false']['share']}/{r['reuse_true']['share']}; wall "
+                             f"{r['reuse_false']['wall_s']}/{r['reuse_true']['wall_s']} s; 10x longer trials "
+                             f"({r['longer_trials']['training_per_trial_s']} s each): {r['longer_trials']['share']}"
+                             if "longer_trials" in r else
+                             f"reuse_actors={r['better_reuse_actors']} better; share without/with reuse "
+                             f"{r['reuse_false']['share']}/{r['reuse_true']['share']}"),
         "search": lambda r: (f"time vs Optuna alone {r['time_ratio_vs_optuna']}x (target >= {r['time_target']}); "
                              f"{r['trials']} trials x {r['max_epochs']} epochs, {r['seeds']} seeds"),
         "gpu": lambda r: r.get("summary", ""),

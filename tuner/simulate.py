@@ -43,7 +43,6 @@ product, and Poisson quantiles settled by their Cornish-Fisher expansion whereve
 exact: about 4x the images per second of version 1.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -350,7 +349,7 @@ _CF_ERROR = 0.035
 """Largest distance (counts) of the expansion from the exact switching points for
 ``_CF_LAM[0] <= lam <= _CF_LAM[1]``, ``|z| <= 7.05`` (reached at ``lam`` = 200, ``z`` = -7)."""
 _CF_BAND = 0.08
-"""Values closer than this to an integer go to the exact search (over 2x margin on _CF_ERROR)."""
+"""Values closer than this to an integer are decided by the exact CDF (over 2x margin on _CF_ERROR)."""
 
 
 def _cornish_fisher(lam, z):

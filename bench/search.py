@@ -31,6 +31,14 @@ Ratios (medians over seeds): ``epochs(random) / epochs(tpe_asha)`` (target >= 3)
 The epoch budget decides how much early stopping can save: with grace 1 and reduction factor 3,
 ASHA's rungs are at epochs 1, 3 and 9, so 9 epochs (both ``--quick`` and full size) let it spend
 about 2.3 epochs per trial against random search's 9 (at most 2.6x fewer with 5 epochs).
+
+Size matters for what this measures. At ``--quick`` size an epoch is 22 optimiser steps on 720
+images, often inside a learning-rate warm-up of up to 30% of the budget, so at the first rung every
+trial sits at AUROC 0.50-0.60 and ASHA ranks them by noise: in some seeds it stops the
+configurations that would have learned, in others random search never finds one. The full size
+(20 trials, 2,400 training and 1,200 validation images; 48 minutes on 2 cores) is the fairer test;
+on 2026-11-26 it measured 1.9x fewer epochs (per seed 3.5, 1.9 and 1.0: in the last, both reached
+the target at the 9th epoch) and 2.0x the wall-time speed of Optuna alone.
 """
 
 from __future__ import annotations
@@ -213,7 +221,7 @@ def main() -> None:
     if args.optuna_child:
         _optuna_child(args.optuna_child)
         return
-    seeds = pick(args.size, [0], [0, 1, 2], [0, 1, 2, 3, 4])
+    seeds = pick(args.size, [0], [0, 1, 2], [0, 1, 2])  # the issue asks for the median of 3 seeds
     n_trials = pick(args.size, 2, 10, 20)
     epochs = pick(args.size, 1, 9, 9)
     n_train, n_val = pick(args.size, (120, 60), (720, 480), (2400, 1200))

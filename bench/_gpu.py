@@ -40,7 +40,7 @@ def _worker(rank: int, size: str, seconds: float, device: str, barrier, queue) -
         y = torch.randint(0, 3, (bs,), device=device)
         amp = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
-        def step() -> None:
+        def step(model=model, opt=opt, x=x, y=y, amp=amp) -> None:  # bound now: the loop rebinds them
             with amp:
                 loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
@@ -82,7 +82,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 def _search_figures(run_dir: Path, wall_s: float, trials: int) -> dict:
     """Images/s per trial (median over reported epochs 2..E, else all) and trials per hour."""
-    rates, images = [], 0.0
+    rates = []
     for path in run_dir.glob("*/metrics.jsonl"):
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         per_epoch = [r["train_images_per_sec"] for r in rows if "train_images_per_sec" in r]

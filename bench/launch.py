@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from _common import emit, parse_args, pick, result_recorder, rnd, start_ray
 
 CONCURRENCY = 2
@@ -92,7 +91,7 @@ def main() -> None:
     n_trials = pick(args.size, 2, 16, 16)
     epochs = pick(args.size, 1, 2, 2)
     rounds = pick(args.size, 1, 1, 2)
-    from tuner.datasets import open_data
+    from lensdata.sources import open_data
 
     data = open_data("sim:model2:300", splits=("train", "val"), progress=False)
     t0 = time.perf_counter()

@@ -3,22 +3,22 @@
 Baseline, as DeepLense projects load today: list ``{no_sub,cdm,axion}/*.npy``, ``np.load`` every
 file (axion files are object arrays ``[image, mass]`` and need ``allow_pickle=True``), take the
 image, ``np.stack`` them and wrap the result with ``torch.from_numpy`` as an (N, 1, H, W) float32
-tensor. Project: ``tuner.store.load_dataset(path)`` (with its default fast verification) and
+tensor. Project: ``lensdata.store.load_dataset(path)`` (with its default fast verification) and
 ``torch.from_numpy(data.images)``. Ceiling, timed alongside: the same image bytes as one raw file,
 ``readinto`` a freshly allocated array (no format, no per-file work): no loader that returns a new
-array can beat it, so ``ceiling_ratio`` is the largest ratio this machine allows. Both read the same images, written by this run moments before,
-so both read from a warm page cache (no root to drop it, and dropping it would disturb the
-machine); the ratio is therefore about per-file and per-image work, not disk speed. The two are
-timed alternately, medians after a warm-up.
+array can beat it, so ``ceiling_ratio`` is the largest ratio this machine allows. Both read the same
+images, written by this run moments before, so both read from a warm page cache (no root to drop it,
+and dropping it would disturb the machine); the ratio is therefore about per-file and per-image
+work, not disk speed. The two are timed alternately, medians after a warm-up.
 
 Peak memory is measured for each loader in a fresh subprocess that first imports the same modules
 and loads a small dataset (so lazy imports and pools are warm), then loads the benchmark set once.
 Headline: allocated bytes at their peak, i.e. the tracemalloc peak (numpy reports its buffers to
 tracemalloc) plus the peak of pyarrow's memory pool (Arrow buffers bypass tracemalloc), divided by
 the raw image bytes (N * H * W * 4). This counts what the loader allocates and is an upper bound
-(the two peaks may not coincide). Beside it: the growth of the peak resident set (VmHWM), which
-also counts the file's pages mapped into the process (clean page cache, reclaimable; not private
-memory), and the anonymous resident peak sampled every millisecond.
+(the two peaks may not coincide). Beside it: the growth of the peak resident set (VmHWM), which also
+counts the file's pages mapped into the process (clean page cache, reclaimable; not private memory),
+and the anonymous resident peak sampled every millisecond.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import REPO, alternate, emit, parse_args, pick, rnd
 
 CLASSES = ("no_sub", "cdm", "axion")
@@ -59,11 +58,11 @@ def write_npy_folder(root: Path, images: np.ndarray, n_per_class: int) -> None:
 
 
 def write_store(root: Path, images: np.ndarray, n_per_class: int) -> None:
-    from tuner.store import assign_splits, write_dataset
+    from lensdata.store import assign_splits, write_dataset
 
     labels = np.repeat(np.arange(3), n_per_class)
     write_dataset(root, {"image": images, "label": labels, "split": assign_splits(labels, 0)},
-                  classes=CLASSES, source="bench", preset="model2", seed=0)
+                  classes=CLASSES, source="bench", instrument="model2", seed=0)
 
 
 def load_npy_folder(root: Path):
@@ -98,7 +97,7 @@ def load_store(root: Path):
     """The project's loader: one bulk copy per row group into an (N, 1, H, W) float32 array."""
     import torch
 
-    from tuner.store import load_dataset
+    from lensdata.store import load_dataset
 
     data = load_dataset(root)
     return torch.from_numpy(data.images), torch.from_numpy(data.labels)
@@ -111,7 +110,7 @@ import json, sys, threading, time, tracemalloc
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
 import numpy as np, pyarrow as pa, torch
 import load as bench
-from tuner.store import load_dataset
+from lensdata.store import load_dataset
 
 def status(key):
     for line in open("/proc/self/status"):

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import emit, parse_args, pick, result_recorder, rnd, start_ray, threads
 
 THREADS = 2
@@ -40,7 +39,7 @@ THREADS = 2
 
 def load_data(n: int):
     """The standard simulated model2 set of n images (train and val), made once and cached."""
-    from tuner.datasets import open_data
+    from lensdata.sources import open_data
 
     return open_data(f"sim:model2:{n}", splits=("train", "val"), progress=False)
 
@@ -58,9 +57,9 @@ def bare_loop(config: dict, data, epochs: int) -> list[float]:
     import torch
     import torch.nn.functional as F
 
+    from lensdata.store import normalize_images
     from trainables.augment import augment
     from trainables.models import build_backbone
-    from tuner.store import normalize_images
 
     threads(THREADS)
     torch.manual_seed(0)

@@ -74,14 +74,14 @@ def write_split_set(n_train: int, n_val: int, out: str):
     +-0.02 (480 images) rather than +-0.05 (90): with the usual split the "target" of a small set
     is reached or missed by validation noise, and the benchmark measures luck.
     """
-    from tuner.datasets import resolve_data
-    from tuner.store import assign_splits, load_dataset, write_dataset
+    from lensdata.sources import resolve_data
+    from lensdata.store import assign_splits, load_dataset, write_dataset
 
     full = load_dataset(resolve_data(f"sim:model2:{n_train + n_val}", progress=False))
     splits = assign_splits(full.labels, 0, (n_train, n_val, 0))
     return write_dataset(out, {"image": full.images, "label": full.labels, "target": full.targets,
                                "split": splits}, classes=full.classes, source="bench-search",
-                         preset="model2", seed=0)
+                         instrument="model2", seed=0)
 
 
 def ray_search(data, exp, method: str) -> list[tuple[float, float]]:
@@ -200,7 +200,7 @@ def optuna_in_subprocess(exp, data_spec: str) -> list[tuple[float, float]]:
 def _optuna_child(spec: str) -> None:
     import json
 
-    from tuner.datasets import open_data
+    from lensdata.sources import open_data
 
     opts = json.loads(spec)
     data = open_data(opts["data"], splits=("train", "val"), progress=False)  # untimed, as on the Ray side
@@ -225,7 +225,7 @@ def main() -> None:
     n_trials = pick(args.size, 2, 10, 20)
     epochs = pick(args.size, 1, 9, 9)
     n_train, n_val = pick(args.size, (120, 60), (720, 480), (2400, 1200))
-    from tuner.datasets import open_data
+    from lensdata.sources import open_data
 
     t0 = time.perf_counter()
     ray = start_ray(CONCURRENCY)

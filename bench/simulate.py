@@ -4,13 +4,13 @@ The baseline is what DeepLenseSim does for every image of Model II: build a lens
 for the image's lens list (SIE + SHEAR, plus 25 POINT_MASS subhalos for ``cdm`` or 100 POINT_MASS
 along a line for the ``axion`` vortex), turn the source magnitude into an amplitude, render the
 image (Euclid VIS: 64x64, 0.101"/pixel, Gaussian PSF FWHM 0.16", the same ray-tracing supersampling
-as the project's ``model2`` preset) and add sky, read and Poisson noise. A second, faster baseline
+as the project's ``model2`` instrument) and add sky, read and Poisson noise. A second, faster baseline
 ("lenstronomy, model reused") builds the ``ImageModel`` once per class and only changes its
 parameters per image: the best a careful lenstronomy user could do one image at a time. The
 headline ratio is against the DeepLenseSim way; the reused-model ratio is reported beside it.
 
-The project's side: ``tuner.simulate.simulate("model2", n, seed, batch_size=..., progress=False)``
-(classes mixed equally, as it makes them) for the overall figure, and ``tuner.simulate.render`` with
+The project's side: ``lensdata.simulate.simulate("model2", n, seed, batch_size=..., progress=False)``
+(classes mixed equally, as it makes them) for the overall figure, and ``lensdata.simulate.render`` with
 one label for the per-class figures. Both sides use one CPU core (the project's simulator pins one
 torch thread for bit-identical batching; lenstronomy is single-threaded numpy). Contenders run in
 this process, alternately, after one warm-up call each; times are medians.
@@ -22,9 +22,9 @@ import math
 import statistics
 
 import numpy as np
-
 from _common import alternate, emit, parse_args, pick, rnd, threads
-from tuner.simulate import PRESETS, SUBHALO_SLOPE
+
+from lensdata.simulate import INSTRUMENTS, SUBHALO_SLOPE
 
 CLASSES = ("no_sub", "cdm", "axion")
 NUM_PIX = 64
@@ -35,7 +35,7 @@ SEEING = 0.16  # arcsec FWHM
 REIN_1MSUN = 0.16645 / math.sqrt(1e10)
 SIE_THETA_E = 1.6645  # arcsec: the project's halo (1e12 Msun, angular-diameter distances)
 SOURCE_MAG = 22.0
-SUPERSAMPLE = PRESETS["model2"].supersample  # ray-tracing sub-pixels per side, as the project renders
+SUPERSAMPLE = INSTRUMENTS["model2"].supersample  # ray-tracing sub-pixels per side, as the project renders
 
 
 def lenstronomy_band():
@@ -114,8 +114,8 @@ def lenstronomy_reused(cls: str, n: int, seed: int) -> np.ndarray:
 
 
 def project_class(cls: str, n: int, seed: int, batch_size: int) -> np.ndarray:
-    """n images of one class from the project's batched renderer (model2 preset)."""
-    from tuner.simulate import image_seeds, render
+    """n images of one class from the project's batched renderer (model2 instrument)."""
+    from lensdata.simulate import image_seeds, render
 
     label = CLASSES.index(cls)
     return render("model2", image_seeds(seed, 0, n), np.full(n, label), batch_size=batch_size)["image"]
@@ -123,7 +123,7 @@ def project_class(cls: str, n: int, seed: int, batch_size: int) -> np.ndarray:
 
 def project_mixed(n: int, seed: int, batch_size: int) -> np.ndarray:
     """n images, classes mixed equally: the public entry point."""
-    from tuner.simulate import simulate
+    from lensdata.simulate import simulate
 
     return simulate("model2", n, seed, batch_size=batch_size, progress=False)["image"]
 
@@ -140,9 +140,9 @@ def main() -> None:
     for cls in CLASSES:
         n_p = max(1, n_proj // 3)
         times = alternate({
-            "project": lambda: project_class(cls, n_p, 1, batch),
-            "lenstronomy": lambda: lenstronomy_deeplensesim(cls, n_lens, 1),
-            "lenstronomy_reused": lambda: lenstronomy_reused(cls, n_lens, 1),
+            "project": lambda cls=cls, n_p=n_p: project_class(cls, n_p, 1, batch),
+            "lenstronomy": lambda cls=cls: lenstronomy_deeplensesim(cls, n_lens, 1),
+            "lenstronomy_reused": lambda cls=cls: lenstronomy_reused(cls, n_lens, 1),
         }, reps=reps, warmup=1)
         sec = {k: statistics.median(v) / (n_p if k == "project" else n_lens) for k, v in times.items()}
         per_class[cls] = {"ratio": rnd(sec["lenstronomy"] / sec["project"]),
@@ -162,7 +162,7 @@ def main() -> None:
     emit("simulate", project_img_s / lens_img_s, 3.0, "higher",
          project_img_s=rnd(project_img_s), lenstronomy_img_s=rnd(lens_img_s),
          lenstronomy_reused_img_s=rnd(reused_img_s), ratio_vs_reused=rnd(project_img_s / reused_img_s),
-         project_per_class_mix_img_s=rnd(1 / spi["project"]), per_class=per_class, preset="model2",
+         project_per_class_mix_img_s=rnd(1 / spi["project"]), per_class=per_class, instrument="model2",
          supersample=SUPERSAMPLE, cores=1, batch_size=batch, n_project=n_proj, n_lenstronomy=n_lens,
          reps=reps,
          counts="images/s = images / median wall time to make them, noise included, one core each; "

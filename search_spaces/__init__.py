@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any
 
 # The family modules register their spaces on import; the order fixes the listing order.
 # (Importing the submodule ``any`` binds the name here; this module therefore never uses the builtin.)
-from search_spaces import effnet, vit, swin, autoencoders, any  # noqa: F401, A004  (registration)
+from search_spaces import any_arch, autoencoders, effnet, swin, vit  # noqa: F401  (registration)
 from search_spaces.common import SIZES, SPACES, Space, check_size, register_space
-from tuner.errors import SpaceError
+from search_spaces.errors import SpaceError
 
 __all__ = ["SIZES", "SPACES", "Space", "register_space", "get_space", "space_names",
            "define_by_run", "default_params", "config_from_params", "default_config",
@@ -88,7 +88,7 @@ def default_config(name: str, size: str = "small", image_size: int = 64) -> dict
     return config_from_params(name, {}, size, image_size)
 
 
-@lru_cache(maxsize=None)
+@cache
 def param_names(name: str, size: str = "small", image_size: int = 64) -> tuple[str, ...]:
     """Every parameter the space can suggest, conditional ones included, in suggestion order.
 

@@ -8,8 +8,15 @@ optionally the negative ELBO.
 
 from __future__ import annotations
 
-from search_spaces.common import (SHARED_DEFAULTS, Trial, check_size, register_space,
-                                  suggest_augmentation, suggest_input, suggest_optimisation)
+from search_spaces.common import (
+    SHARED_DEFAULTS,
+    Trial,
+    check_size,
+    register_space,
+    suggest_augmentation,
+    suggest_input,
+    suggest_optimisation,
+)
 
 ANOMALY_ARCHS = ("ae", "vae", "aae")
 

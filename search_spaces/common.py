@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.errors import SpaceError
+from search_spaces.errors import SpaceError
 
 SIZES = ("tiny", "small", "full")
 TASKS = ("classification", "regression", "anomaly")

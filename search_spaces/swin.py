@@ -11,9 +11,8 @@ stage, so heads always divide the width.
 
 from __future__ import annotations
 
-from search_spaces.common import (TRANSFORMER_DEFAULTS, Trial, backbone_config, register_space,
-                                  token_grids)
-from tuner.errors import SpaceError
+from search_spaces.common import TRANSFORMER_DEFAULTS, Trial, backbone_config, register_space, token_grids
+from search_spaces.errors import SpaceError
 
 # Window sizes (tokens) considered; timm's ImageNet Swin uses 7 on a 56-token grid.
 _WINDOWS = (4, 5, 7, 8, 10)

@@ -9,9 +9,8 @@ every head count offered, so heads always divide the width.
 
 from __future__ import annotations
 
-from search_spaces.common import (TRANSFORMER_DEFAULTS, Trial, backbone_config, register_space,
-                                  token_grids)
-from tuner.errors import SpaceError
+from search_spaces.common import TRANSFORMER_DEFAULTS, Trial, backbone_config, register_space, token_grids
+from search_spaces.errors import SpaceError
 
 # Per size: tokens-per-side range, embed widths, depths, head counts, MLP ratios.
 _OPTIONS = {

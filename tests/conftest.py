@@ -39,7 +39,7 @@ def ray_local():
 @pytest.fixture(scope="session")
 def sim_model2_tiny(tmp_path_factory):
     """A tiny simulated model2 dataset (240 images), made once per session."""
-    from tuner.simulate import simulate_to_dataset
+    from lensdata.simulate import simulate_to_dataset
 
     out = tmp_path_factory.mktemp("data") / "model2_tiny"
     simulate_to_dataset("model2", 240, 7, out, workers=1, progress=False)

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lensdata import LensingData
+from lensdata.errors import DatasetError
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import anomaly_metrics
 from trainables.models import build_autoencoder, build_discriminator
-from tuner.errors import DatasetError
-from tuner.store import LensingData
 
 
 def _rows(data: LensingData, split: str) -> LensingData:

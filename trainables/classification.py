@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lensdata import LensingData
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import classification_metrics
 from trainables.models import build_backbone
-from tuner.store import LensingData
 
 
 def _rows(data: LensingData, split: str) -> LensingData:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lensdata import LensingData, normalize_images
 from trainables.augment import augment, fit_input
 from trainables.report import Reporter
-from tuner.store import LensingData, normalize_images
 
 Modules = dict[str, nn.Module]
 Batch = dict[str, torch.Tensor]

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lensdata import LensingData
+from lensdata.errors import DatasetError
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import regression_metrics
 from trainables.models import build_backbone
-from tuner.errors import DatasetError
-from tuner.store import LensingData
 
 
 class Regressor(nn.Module):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.store import LensingData
+from lensdata import LensingData
 
 
 def tune_trainable(config: dict, data: LensingData) -> None:

@@ -10,9 +10,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from lensdata.errors import DataError
+from lensdata.instruments import INSTRUMENT_NAMES
+from search_spaces.errors import SpaceError
 from tuner.errors import TunerError
 
-PRESETS = ("model1", "model2", "model3")
+USER_ERRORS = (TunerError, DataError, SpaceError)  # printed as one line, exit status 2
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +23,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{simulate,import,info}")
 
     sim = data_sub.add_parser("simulate", help="simulate a DeepLense-like dataset")
-    sim.add_argument("--preset", choices=PRESETS, default="model2", help="instrument and image size")
+    sim.add_argument("--instrument", choices=INSTRUMENT_NAMES, default="model2",
+                     help="DeepLense instrument model: image size, pixel scale, PSF and noise")
     sim.add_argument("--n", type=int, required=True, help="number of images, balanced over the classes")
     sim.add_argument("--seed", type=int, default=0, help="same seed, same images, bit for bit")
     sim.add_argument("--out", required=True, help="output dataset directory")
@@ -37,7 +41,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(handler=_cmd_import)
 
     info = data_sub.add_parser("info", help="counts, shapes and value ranges of a dataset")
-    info.add_argument("path", help="dataset directory or sim:PRESET[:N]")
+    info.add_argument("path", help="dataset directory or sim:INSTRUMENT[:N]")
     info.set_defaults(handler=_cmd_info)
 
 
@@ -50,7 +54,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--params", default=None, help="JSON object, or a JSON file such as best.json")
     train.add_argument("--from", dest="from_run", default=None,
                        help="retrain the best configuration of a search run on train+val, test once")
-    train.add_argument("--data", default="sim:model2", help="dataset directory or sim:PRESET[:N]")
+    train.add_argument("--data", default="sim:model2", help="dataset directory or sim:INSTRUMENT[:N]")
     train.add_argument("--epochs", type=int, default=None, help="epochs (default: the space's)")
     train.add_argument("--out", default=None, help="output directory")
     train.add_argument("--seed", type=int, default=0)
@@ -69,7 +73,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="tune a search space with Optuna TPE + ASHA on Ray Tune")
     s.add_argument("--space", required=True, help="search space name; see `python -m tuner spaces`")
-    s.add_argument("--data", default=None, help="dataset directory or sim:PRESET[:N]")
+    s.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N]")
     s.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
                    help="experiment size (default: quick without a GPU, full with one)")
     s.add_argument("--smoke-test", action="store_true", help="same as --preset smoke")
@@ -118,20 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from tuner.simulate import simulate_to_dataset
+    from lensdata import simulate_to_dataset
 
-    simulate_to_dataset(args.preset, args.n, args.seed, args.out, workers=args.workers,
+    simulate_to_dataset(args.instrument, args.n, args.seed, args.out, workers=args.workers,
                         batch_size=args.batch_size, progress=not args.no_progress,
                         address=args.address)
-    from tuner.store import dataset_info
+    from lensdata import dataset_info
 
     print(dataset_info(args.out))
     return 0
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from tuner.importer import import_deeplense
-    from tuner.store import dataset_info
+    from lensdata import dataset_info, import_deeplense
 
     import_deeplense(args.src, args.out, seed=args.seed)
     print(dataset_info(args.out))
@@ -139,8 +142,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from tuner.datasets import resolve_data
-    from tuner.store import dataset_info
+    from lensdata import dataset_info, resolve_data
 
     print(dataset_info(resolve_data(args.path)))
     return 0
@@ -183,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except TunerError as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,7 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from tuner.errors import ConfigError, DatasetError
+from lensdata.errors import DatasetError
+from tuner.errors import ConfigError
 
 SMOKE_DATA = "sim:model2:300"  # what --smoke-test trains on unless --data names something else
 DEFAULT_DATA = "sim:model2"
@@ -76,7 +77,8 @@ def train_command(args: argparse.Namespace) -> int:
     params, space_in_file = read_params(args.params)
     space_name = args.space or space_in_file
     if not space_name:
-        raise ConfigError("train needs --space NAME (see `python -m tuner spaces`), --params best.json, or --from RUN_DIR")
+        raise ConfigError("train needs --space NAME (see `python -m tuner spaces`), --params best.json, "
+                          "or --from RUN_DIR")
     from search_spaces import get_space
 
     space = get_space(space_name)  # fails at once, with the valid names, before any data is made
@@ -85,7 +87,7 @@ def train_command(args: argparse.Namespace) -> int:
     data_spec = SMOKE_DATA if smoke and args.data == DEFAULT_DATA else args.data
     epochs = args.epochs or (1 if smoke else None)
 
-    from tuner.datasets import open_data
+    from lensdata import open_data
 
     data = open_data(data_spec, splits=("train", "val"))
     check_task_fits(space.task, data)
@@ -119,8 +121,8 @@ def train_and_save(config: dict, data, out: Path) -> tuple[dict, list[dict], dic
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """Metrics of a saved model on one split, printed and written beside the model."""
+    from lensdata import open_data
     from trainables.saving import load_model
-    from tuner.datasets import open_data
 
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():

@@ -17,8 +17,8 @@ from tuner.errors import ConfigError
 
 def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: str | None) -> int:
     """Train the final model of ``run_dir`` and write it, its config and ``test_*`` metrics."""
+    from lensdata import open_data
     from tuner.commands import build_config, evaluate_split, train_and_save, write_json
-    from tuner.datasets import open_data
 
     best_file = run_dir / "best.json"
     if not best_file.is_file():

@@ -265,10 +265,10 @@ def resume_settings(exp: Experiment, resume: bool) -> Experiment:
 def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
     from ray import tune
 
+    from lensdata import open_data
     from trainables.trial import tune_trainable
-    from tuner.commands import check_task_fits
-    from tuner.datasets import open_data
     from tuner.cluster import check_shared_storage
+    from tuner.commands import check_task_fits
     from tuner.results import leaderboard, write_results
 
     data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched

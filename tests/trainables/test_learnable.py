@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from lensdata.simulate import simulate_to_dataset
+from lensdata.store import load_dataset
 from search_spaces import default_config
 from trainables import get_task
 from trainables.loop import fit
 from trainables.report import Reporter
-from tuner.simulate import simulate_to_dataset
-from tuner.store import load_dataset
 
 
 @pytest.mark.slow

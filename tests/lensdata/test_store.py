@@ -10,18 +10,11 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from tuner import parquet_pages, store
-from tuner.errors import ConfigError, DatasetError
-from tuner.store import (
-    CLASSES,
-    SCHEMA_VERSION,
-    assign_splits,
-    dataset_info,
-    load_dataset,
-    normalize_images,
-    verify_dataset,
-    write_dataset,
-)
+from lensdata import parquet_pages, store
+from lensdata.dataset import assign_splits, normalize_images
+from lensdata.errors import DataError, DatasetError
+from lensdata.names import CLASSES
+from lensdata.store import SCHEMA_VERSION, dataset_info, load_dataset, verify_dataset, write_dataset
 
 
 def make_columns(per_class: int = 20, side: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
@@ -45,7 +38,7 @@ def make_columns(per_class: int = 20, side: int = 8, seed: int = 0) -> dict[str,
 @pytest.fixture
 def dataset(tmp_path):
     cols = make_columns()
-    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="simulate", preset="model2", seed=0)
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="simulate", instrument="model2", seed=0)
     return path, cols
 
 
@@ -76,7 +69,7 @@ def test_manifest_contents(dataset):
     path, cols = dataset
     m = json.loads((path / "dataset.json").read_text())
     assert m["schema_version"] == SCHEMA_VERSION and m["source"] == "simulate"
-    assert m["preset"] == "model2" and m["seed"] == 0 and m["n"] == 60
+    assert m["instrument"] == "model2" and m["seed"] == 0 and m["n"] == 60
     assert m["image_shape"] == [8, 8] and m["classes"] == list(CLASSES)
     assert m["counts"] == {"train": {"no_sub": 16, "cdm": 16, "axion": 16},
                            "val": {"no_sub": 2, "cdm": 2, "axion": 2},
@@ -115,7 +108,7 @@ def test_select_and_take_are_views_when_contiguous(dataset):
     assert (axions.labels == 2).all() and np.isfinite(axions.targets).all()
     assert set(axions.params) == {"einstein_radius", "n_subhalos"} and len(axions.params["n_subhalos"]) == 20
     assert data.take([]).n == 0 and data.take(data.labels == 1).n == 20
-    with pytest.raises(ConfigError, match="unknown split"):
+    with pytest.raises(DataError, match="unknown split"):
         data.select("validation")
 
 
@@ -137,7 +130,7 @@ def test_empty_split_and_no_targets(tmp_path):
     cols = make_columns(per_class=3)
     cols["split"] = np.array(["train"] * 6 + ["test"] * 3)
     del cols["target"]
-    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", instrument=None, seed=None)
     data = load_dataset(path)
     assert data.select("val").n == 0 and not data.has_targets
     assert "none" in dataset_info(path)
@@ -156,13 +149,13 @@ def test_dataset_info_counts_and_ranges(dataset):
 def test_rewrite_replaces_a_dataset_but_never_a_foreign_folder(tmp_path, dataset):
     path, cols = dataset
     cols2 = make_columns(per_class=5, seed=1)
-    write_dataset(path, cols2, classes=CLASSES, source="simulate", preset="model2", seed=1)
+    write_dataset(path, cols2, classes=CLASSES, source="simulate", instrument="model2", seed=1)
     assert load_dataset(path).n == 15
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
     with pytest.raises(DatasetError, match="not a dataset"):
-        write_dataset(foreign, cols2, classes=CLASSES, source="x", preset=None, seed=None)
+        write_dataset(foreign, cols2, classes=CLASSES, source="x", instrument=None, seed=None)
     assert (foreign / "keep.txt").read_text() == "mine"
 
 
@@ -178,7 +171,7 @@ def test_interrupted_write_leaves_nothing_that_looks_like_a_dataset(tmp_path, mo
     original = store._write_parquet
     monkeypatch.setattr(store, "_write_parquet", failing)
     with pytest.raises(KeyboardInterrupt):
-        write_dataset(tmp_path / "ds", make_columns(), classes=CLASSES, source="x", preset=None, seed=None)
+        write_dataset(tmp_path / "ds", make_columns(), classes=CLASSES, source="x", instrument=None, seed=None)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -186,16 +179,16 @@ def test_bad_columns_are_refused(tmp_path):
     cols = make_columns(per_class=2)
     with pytest.raises(ValueError, match="labels"):
         write_dataset(tmp_path / "a", {**cols, "label": cols["label"] + 1}, classes=CLASSES,
-                      source="x", preset=None, seed=None)
+                      source="x", instrument=None, seed=None)
     with pytest.raises(ValueError, match="split"):
         write_dataset(tmp_path / "b", {**cols, "split": np.array(["training"] * 6)}, classes=CLASSES,
-                      source="x", preset=None, seed=None)
+                      source="x", instrument=None, seed=None)
 
 
 def test_channel_axis_is_accepted(tmp_path):
     cols = make_columns(per_class=2)
     cols["image"] = cols["image"][:, None]
-    data = load_dataset(write_dataset(tmp_path / "a", cols, classes=CLASSES, source="x", preset=None, seed=None))
+    data = load_dataset(write_dataset(tmp_path / "a", cols, classes=CLASSES, source="x", instrument=None, seed=None))
     assert data.images.shape == (6, 1, 8, 8)
 
 
@@ -243,7 +236,7 @@ def test_normalize_modes_match_numpy():
     assert normalize_images(x, "none") is x
     assert normalize_images(x[:, 0], "minmax").shape == (5, 6, 7)
     np.testing.assert_allclose(normalize_images(x[0, 0], "minmax"), mm[0, 0])
-    with pytest.raises(ConfigError, match="minmax"):
+    with pytest.raises(DataError, match="minmax"):
         normalize_images(x, "zscore")
 
 
@@ -346,7 +339,7 @@ def test_store_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, tuner.store; print('torch' in sys.modules)"
+    code = "import sys, lensdata.store; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.stdout.strip() == "False"
@@ -356,7 +349,7 @@ def test_many_files_and_row_groups(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "_FILE_BYTES", 8 * 8 * 4 * 7)  # 7 rows per file
     monkeypatch.setattr(store, "_GROUP_BYTES", 8 * 8 * 4 * 3)  # 3 rows per row group
     cols = make_columns()
-    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", instrument=None, seed=None)
     assert len(list(path.glob("split=train/*.parquet"))) == 7  # 48 rows / 7
     data = load_dataset(path, verify="full")
     order = np.concatenate([np.flatnonzero(cols["split"] == s) for s in ("train", "val", "test")])
@@ -399,7 +392,7 @@ def test_fast_path_reads_store_files_bit_identical_to_pyarrow(tmp_path, monkeypa
     monkeypatch.setattr(store, "_GROUP_BYTES", 8 * 8 * 4 * 5)  # 5 rows per row group
     cols = make_columns()
     cols["image"][:4, 1, 1] = [np.nan, -0.0, np.inf, np.float32(1e-45)]  # NaN, signed zero, subnormal
-    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", instrument=None, seed=None)
     data = load_dataset(path)
     assert len(fast_path_results) == 10 + 2 + 2 and all(fast_path_results)  # 48, 6, 6 rows
     reference = load_with_pyarrow(path, monkeypatch)
@@ -416,7 +409,7 @@ def test_fast_path_odd_shapes_and_row_groups_of_several_pages(tmp_path, monkeypa
     headers = []
     original = parquet_pages._page_header
     monkeypatch.setattr(parquet_pages, "_page_header", lambda *a: headers.append(1) or original(*a))
-    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", instrument=None, seed=None)
     data = load_dataset(path)
     assert data.images.shape == (60, 1, *shape) and fast_path_results == [True] * 3
     assert same_bits(data.images[:, 0], in_stored_order(cols))
@@ -441,7 +434,7 @@ def test_other_layouts_load_through_pyarrow(tmp_path, monkeypatch, fast_path_res
     monkeypatch.setattr(store, "_write_parquet",
                         lambda table, path, rows: pq.write_table(table, path, row_group_size=rows, **options))
     cols = make_columns()
-    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", preset=None, seed=None)
+    path = write_dataset(tmp_path / "ds", cols, classes=CLASSES, source="x", instrument=None, seed=None)
     data = load_dataset(path)
     assert fast_path_results == [False] * 3
     assert same_bits(data.images[:, 0], in_stored_order(cols))

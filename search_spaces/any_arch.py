@@ -8,7 +8,7 @@ autoencoders share ``latent_dim``, ``base_channels`` and ``depth``, which mean t
 
 from __future__ import annotations
 
-from search_spaces.autoencoders import ANOMALY_ARCHS, AE_DEFAULTS, anomaly_config
+from search_spaces.autoencoders import AE_DEFAULTS, ANOMALY_ARCHS, anomaly_config
 from search_spaces.common import Trial, backbone_config, register_space
 from search_spaces.effnet import EFFNET_DEFAULTS, suggest_effnet
 from search_spaces.swin import SWIN_DEFAULTS, suggest_swin

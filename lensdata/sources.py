@@ -1,4 +1,4 @@
-"""Where data comes from: a dataset directory, or ``sim:PRESET[:N]`` for the standard simulated set.
+"""Where data comes from: a dataset directory, or ``sim:INSTRUMENT[:N]`` for the standard simulated set.
 
 ``sim:model2`` means "the standard simulated Model II set": :data:`DEFAULT_SIM_SIZE` images
 (balanced over the classes) from seed :data:`SIM_SEED`, simulated once into :func:`cache_dir` and
@@ -18,18 +18,20 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tuner.errors import DatasetError
-from tuner.simulate import SIM_VERSION
-from tuner.store import SCHEMA_VERSION, LensingData, load_dataset, read_manifest, verify_dataset
+from lensdata.dataset import LensingData
+from lensdata.errors import DatasetError
+from lensdata.instruments import INSTRUMENT_NAMES
+from lensdata.simulate import SIM_VERSION
+from lensdata.store import SCHEMA_VERSION, load_dataset, read_manifest, verify_dataset
 
-PRESETS = ("model1", "model2", "model3")
 DEFAULT_SIM_SIZE = 3000  # 1000 per class: minutes on a laptop CPU, enough to rank configurations
 SIM_SEED = 0  # the standard sets are the same everywhere
 CACHE_ENV = "DEEPLENSE_TUNER_CACHE"
 
 _FORMS = ("a dataset directory (made by `python -m tuner data simulate|import`), or "
-          "sim:model1, sim:model2, sim:model3 with an optional size, e.g. sim:model2:90000")
-_SIM_SPEC = re.compile(r"sim:(?P<preset>[^:]*)(?::(?P<n>.*))?")
+          f"{', '.join(f'sim:{name}' for name in INSTRUMENT_NAMES)} with an optional size, "
+          "e.g. sim:model2:90000")
+_SIM_SPEC = re.compile(r"sim:(?P<instrument>[^:]*)(?::(?P<n>.*))?")
 
 
 def cache_dir() -> Path:
@@ -39,24 +41,24 @@ def cache_dir() -> Path:
 
 
 def parse_sim_spec(spec: str) -> tuple[str, int] | None:
-    """(preset, n) for a ``sim:`` spec, None for anything else; DatasetError for a bad ``sim:``."""
+    """(instrument, n) for a ``sim:`` spec, None for anything else; DatasetError for a bad ``sim:``."""
     if not spec.startswith("sim:"):
         return None
     match = _SIM_SPEC.fullmatch(spec)
-    if not match or match["preset"] not in PRESETS:
+    if not match or match["instrument"] not in INSTRUMENT_NAMES:
         raise DatasetError(f"unknown simulated set {spec!r}; use {_FORMS}")
     if match["n"] is None:
-        return match["preset"], DEFAULT_SIM_SIZE
+        return match["instrument"], DEFAULT_SIM_SIZE
     if not re.fullmatch(r"[0-9]+", match["n"]) or int(match["n"]) < 3:
         raise DatasetError(f"bad size in {spec!r}: give a whole number of images >= 3; use {_FORMS}")
-    return match["preset"], int(match["n"])
+    return match["instrument"], int(match["n"])
 
 
 def resolve_data(spec: str | os.PathLike, *, progress: bool = True) -> Path:
     """The dataset directory for a data spec, simulating the standard set on first use.
 
     Args:
-        spec: a dataset directory, or ``sim:PRESET[:N]``.
+        spec: a dataset directory, or ``sim:INSTRUMENT[:N]``.
         progress: show the simulator's progress bar when a set has to be made.
     """
     text = os.fspath(spec)
@@ -76,12 +78,12 @@ def open_data(spec: str | os.PathLike, *, splits: Sequence[str] | None = None,
     return load_dataset(resolve_data(spec, progress=progress), splits=splits)
 
 
-def _cached_sim(preset: str, n: int, *, progress: bool) -> Path:
+def _cached_sim(instrument: str, n: int, *, progress: bool) -> Path:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    path = root / f"sim-{preset}-n{n}-seed{SIM_SEED}-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
+    path = root / f"sim-{instrument}-n{n}-seed{SIM_SEED}-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
     with _lock(root / f".{path.name}.lock"):
-        if _usable(path, preset, n):
+        if _usable(path, instrument, n):
             return path
         if path.exists() or path.is_symlink():
             if progress:
@@ -90,16 +92,16 @@ def _cached_sim(preset: str, n: int, *, progress: bool) -> Path:
         for stale in root.glob(f".{path.name}.tmp-*"):  # left by an interrupted write
             shutil.rmtree(stale, ignore_errors=True)
         if progress:
-            print(f"simulating the standard {preset} set ({n} images, seed {SIM_SEED}) into {path}",
+            print(f"simulating the standard {instrument} set ({n} images, seed {SIM_SEED}) into {path}",
                   file=sys.stderr)
-        from tuner.simulate import simulate_to_dataset
+        from lensdata.simulate import simulate_to_dataset
 
-        simulate_to_dataset(preset, n, SIM_SEED, path, progress=progress)
+        simulate_to_dataset(instrument, n, SIM_SEED, path, progress=progress)
         verify_dataset(path)
     return path
 
 
-def _usable(path: Path, preset: str, n: int) -> bool:
+def _usable(path: Path, instrument: str, n: int) -> bool:
     """A cache entry is reused only if it verifies and was made for these settings."""
     if not (path / "dataset.json").is_file():
         return False
@@ -107,7 +109,7 @@ def _usable(path: Path, preset: str, n: int) -> bool:
         manifest = verify_dataset(path)
     except DatasetError:
         return False
-    return manifest.get("preset") == preset and manifest.get("n") == n and manifest.get("seed") == SIM_SEED
+    return manifest.get("instrument") == instrument and manifest.get("n") == n and manifest.get("seed") == SIM_SEED
 
 
 def _remove(path: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from caustics import SIE, ExternalShear, SinglePlane
 from caustics.lenses import func as lens_func
 
-from tuner import lensing
+from lensdata import lensing
 
 F64 = torch.float64
 X = torch.tensor([1.0, 0.3, -0.7, 0.05, 1.5], dtype=F64)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lensdata.store import load_dataset
 from search_spaces import default_config
-from tuner.store import load_dataset
 
 pytestmark = pytest.mark.gpu
 

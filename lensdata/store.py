@@ -28,10 +28,10 @@ large sets: every listed file must exist with its recorded size, its Parquet foo
 with the recorded row count and image width, no unlisted part files may be present, and the label
 counts per split and class must match the manifest. ``verify="full"`` also recomputes the sha256 of
 every file (reads every byte: use it after copying a dataset between machines). Any damage becomes
-one :class:`~tuner.errors.DatasetError` line naming the file and how to rebuild the dataset.
+one :class:`~lensdata.errors.DatasetError` line naming the file and how to rebuild the dataset.
 
 Images are stored uncompressed (PLAIN encoding, Data Page V2 pages) so that loading reads each
-page's raw values straight into a single preallocated ``(N, 1, H, W)`` array (:mod:`tuner.parquet_pages`),
+page's raw values straight into a single preallocated ``(N, 1, H, W)`` array (:mod:`lensdata.parquet_pages`),
 with pyarrow as the fallback for files in any other layout: no Python work per image, no buffer
 between the file and the array, and peak memory close to the size of the images themselves.
 """
@@ -46,7 +46,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,160 +53,19 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from tuner import parquet_pages
-from tuner.errors import ConfigError, DatasetError
+from lensdata import parquet_pages
+from lensdata.dataset import LensingData, check_splits
+from lensdata.errors import DataError, DatasetError
+from lensdata.names import SPLITS
 
-CLASSES = ("no_sub", "cdm", "axion")
-SPLITS = ("train", "val", "test")
 SCHEMA_VERSION = 1
 MANIFEST = "dataset.json"
 FORMAT_NAME = "deeplense-tuner-dataset"
-NORMALIZE_MODES = ("minmax", "standardize", "none")
 
 _RESERVED = ("image", "label", "split", "target")
 _FILE_BYTES = 256 * 2**20  # image bytes per part file: several files for big sets, one for small
 _GROUP_BYTES = 16 * 2**20  # image bytes per row group: the unit of one bulk copy on load
-_STATS_CHUNK = 4096  # images per step when computing statistics or normalising (bounds temporaries)
-
-
-# ---------------------------------------------------------------- splits and normalisation
-
-
-def assign_splits(labels: np.ndarray, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> np.ndarray:
-    """Deterministic, seeded, stratified train/val/test assignment.
-
-    Each class is shuffled with the same generator (classes in sorted order) and cut at the
-    rounded cumulative fractions, so every split keeps the class balance of the whole and the
-    same labels and seed always give the same assignment.
-
-    Args:
-        labels: (N,) class index of every row.
-        seed: seed of the shuffle.
-        fractions: shares of train, val and test; normalised to sum to one; zeros allowed.
-
-    Returns:
-        (N,) array of ``'train'``, ``'val'`` or ``'test'``.
-    """
-    labels = np.asarray(labels)
-    frac = np.asarray(fractions, dtype=np.float64)
-    if frac.shape != (3,) or (frac < 0).any() or frac.sum() <= 0:
-        raise ValueError(f"fractions must be three non-negative shares of train/val/test, got {fractions}")
-    cum = np.cumsum(frac / frac.sum())
-    out = np.empty(labels.shape[0], dtype="<U5")
-    rng = np.random.default_rng(seed)
-    for cls in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == cls))
-        cuts = np.rint(cum * len(rows)).astype(np.int64)
-        cuts[-1] = len(rows)
-        out[rows[: cuts[0]]] = "train"
-        out[rows[cuts[0] : cuts[1]]] = "val"
-        out[rows[cuts[1] :]] = "test"
-    return out
-
-
-def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
-    """Per-image normalisation, vectorised, returning a new float32 array.
-
-    ``minmax`` maps each image to [0, 1]; ``standardize`` to zero mean and unit variance;
-    ``none`` only converts to float32 (no copy when the input already is). Statistics are over
-    all axes but the first (one image per leading index); a single 2-D image is one image.
-    Constant images become zeros instead of NaN. Large inputs are processed in chunks so that
-    temporaries stay small.
-    """
-    if mode not in NORMALIZE_MODES:
-        raise ConfigError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)}")
-    images = np.asarray(images)
-    if mode == "none":
-        return images.astype(np.float32, copy=False)
-    if images.ndim == 2:
-        return normalize_images(images[None], mode)[0]
-    out = images.astype(np.float32, copy=True)
-    axes = tuple(range(1, out.ndim))
-    for start in range(0, max(len(out), 1), _STATS_CHUNK):
-        part = out[start : start + _STATS_CHUNK]
-        if part.size == 0:
-            break
-        if mode == "minmax":
-            low = part.min(axis=axes, keepdims=True)
-            span = part.max(axis=axes, keepdims=True) - low
-            part -= low
-            part /= np.where(span > 0, span, 1.0).astype(np.float32)
-        else:
-            mean = part.mean(axis=axes, keepdims=True, dtype=np.float64)
-            part -= mean.astype(np.float32)
-            std = np.sqrt(np.mean(np.square(part, dtype=np.float32), axis=axes, keepdims=True, dtype=np.float64))
-            part /= np.where(std > 0, std, 1.0).astype(np.float32)
-    return out
-
-
-# ---------------------------------------------------------------- the in-memory dataset
-
-
-@dataclass
-class LensingData:
-    """A loaded dataset as plain numpy arrays (Ray's object store shares these without copies).
-
-    Attributes:
-        images: (N, 1, H, W) float32, raw values; normalise with :func:`normalize_images`.
-        labels: (N,) int64 index into ``classes``.
-        targets: (N,) float32 regression target (log10 axion mass), NaN where undefined.
-        splits: (N,) str, ``'train'``, ``'val'`` or ``'test'``.
-        classes: class names in label order.
-        manifest: the dataset's manifest (describes the whole dataset, not only these rows).
-        params: per-image parameter columns by name, each (N,).
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    targets: np.ndarray
-    splits: np.ndarray
-    classes: tuple[str, ...]
-    manifest: dict
-    params: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        """Number of images."""
-        return int(self.labels.shape[0])
-
-    def __len__(self) -> int:
-        return self.n
-
-    @property
-    def image_size(self) -> int:
-        """Image side H (images are square in every DeepLense set)."""
-        return int(self.images.shape[2])
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        """(H, W)."""
-        return int(self.images.shape[2]), int(self.images.shape[3])
-
-    @property
-    def has_targets(self) -> bool:
-        """Whether any row has a regression target."""
-        return bool(np.isfinite(self.targets).any())
-
-    def take(self, rows: np.ndarray | slice) -> LensingData:
-        """These rows (indices, boolean mask or slice); a contiguous run is a view, not a copy."""
-        if not isinstance(rows, slice):
-            rows = np.asarray(rows)
-            rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.intp, copy=False)
-            if rows.size and rows[-1] - rows[0] + 1 == rows.size and (np.diff(rows) == 1).all():
-                rows = slice(int(rows[0]), int(rows[-1]) + 1)
-        return replace(
-            self,
-            images=self.images[rows],
-            labels=self.labels[rows],
-            targets=self.targets[rows],
-            splits=self.splits[rows],
-            params={k: v[rows] for k, v in self.params.items()},
-        )
-
-    def select(self, splits: str | Sequence[str]) -> LensingData:
-        """Rows of these splits, in stored order (a view when they are contiguous, as on load)."""
-        wanted = _check_splits([splits] if isinstance(splits, str) else splits)
-        return self.take(np.isin(self.splits, wanted))
+_STATS_CHUNK = 4096  # images per step when computing statistics (bounds temporaries)
 
 
 # ---------------------------------------------------------------- writing
@@ -219,7 +77,7 @@ def write_dataset(
     *,
     classes: Sequence[str],
     source: str,
-    preset: str | None,
+    instrument: str | None,
     seed: int | None,
     extra_meta: dict | None = None,
 ) -> Path:
@@ -233,7 +91,7 @@ def write_dataset(
             float (NaN is stored as null); any other 1-D (N,) arrays are kept as parameter columns.
         classes: class names in label order.
         source: who made it, e.g. ``"simulate"`` or ``"deeplense-import"``.
-        preset: simulator preset or instrument model (``"model2"``), if any.
+        instrument: simulator instrument or instrument model (``"model2"``), if any.
         seed: seed that made the data or split, if any.
         extra_meta: more JSON-serialisable facts, stored under ``"extra"`` in the manifest.
 
@@ -269,7 +127,7 @@ def write_dataset(
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
             "source": source,
-            "preset": preset,
+            "instrument": instrument,
             "seed": seed,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "n": int(n),
@@ -362,7 +220,7 @@ def _write_parquet(table: pa.Table, path: Path, rows_per_group: int) -> None:
     """Images uncompressed and PLAIN in Data Page V2 pages; small columns zstd.
 
     V2 pages hold whole rows and keep their levels apart from the values, so each page's
-    image values are one run of raw floats that :mod:`tuner.parquet_pages` reads straight
+    image values are one run of raw floats that :mod:`lensdata.parquet_pages` reads straight
     into the output array; any Parquet reader still reads the file as usual.
     """
     small = [c for c in table.column_names if c != "image"]
@@ -442,8 +300,8 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 def _fix_hint(manifest: dict | None, root: Path) -> str:
     source = str((manifest or {}).get("source") or "")
     if "sim" in source:
-        preset, n, seed = manifest.get("preset"), manifest.get("n"), manifest.get("seed")
-        return (f"regenerate it: python -m tuner data simulate --preset {preset} --n {n} "
+        instrument, n, seed = manifest.get("instrument"), manifest.get("n"), manifest.get("seed")
+        return (f"regenerate it: python -m tuner data simulate --instrument {instrument} --n {n} "
                 f"--seed {seed} --out {root}")
     if "import" in source:
         src = (manifest.get("extra") or {}).get("src", "SRC")
@@ -549,13 +407,6 @@ def _short(err: BaseException) -> str:
 # ---------------------------------------------------------------- loading
 
 
-def _check_splits(splits: Sequence[str]) -> list[str]:
-    wanted = list(splits)
-    bad = [s for s in wanted if s not in SPLITS]
-    if bad:
-        raise ConfigError(f"unknown split {bad[0]!r}; choose from {', '.join(SPLITS)}")
-    return wanted
-
 
 def load_dataset(
     path: str | os.PathLike,
@@ -577,9 +428,9 @@ def load_dataset(
     """
     root = Path(path).expanduser()
     if verify not in (True, False, "fast", "full"):
-        raise ConfigError(f"verify must be True, False, 'fast' or 'full', got {verify!r}")
+        raise DataError(f"verify must be True, False, 'fast' or 'full', got {verify!r}")
     manifest = verify_dataset(root, full=verify == "full") if verify else read_manifest(root)
-    wanted = _check_splits(SPLITS if splits is None else ([splits] if isinstance(splits, str) else splits))
+    wanted = check_splits(SPLITS if splits is None else ([splits] if isinstance(splits, str) else splits))
     h, w = manifest["image_shape"]
     files = [f for s in SPLITS if s in wanted for f in manifest["files"] if f["split"] == s]
     n = sum(int(f["rows"]) for f in files)
@@ -606,7 +457,7 @@ def _read_file(fpath: Path, images: np.ndarray, labels: np.ndarray, targets: np.
                param_parts: dict[str, list[np.ndarray]], pos: int, width: int) -> int:
     """Copy one part file into the preallocated arrays from ``pos``; return the next position.
 
-    Each row group's images are read straight into ``images`` by :mod:`tuner.parquet_pages`
+    Each row group's images are read straight into ``images`` by :mod:`lensdata.parquet_pages`
     when the file has the layout this store writes, else (older files, other writers) through
     pyarrow; the small columns always come through pyarrow.
     """
@@ -671,7 +522,7 @@ def dataset_info(path: str | os.PathLike) -> str:
     size = sum(int(f["bytes"]) for f in m["files"])
     lines = [
         f"dataset    {root}",
-        f"source     {m.get('source')}" + (f", preset {m['preset']}" if m.get("preset") else "")
+        f"source     {m.get('source')}" + (f", instrument {m['instrument']}" if m.get("instrument") else "")
         + (f", seed {m['seed']}" if m.get("seed") is not None else ""),
         f"images     {m['n']} x {h}x{w} {m.get('image_dtype', 'float32')}, "
         f"{size / 2**20:.1f} MiB in {len(m['files'])} files",

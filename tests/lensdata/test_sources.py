@@ -10,25 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner import datasets
-from tuner.datasets import DEFAULT_SIM_SIZE, cache_dir, open_data, parse_sim_spec, resolve_data
-from tuner.errors import DatasetError
-from tuner.simulate import SIM_VERSION
-from tuner.store import CLASSES, SCHEMA_VERSION, assign_splits, load_dataset, write_dataset
+from lensdata import sources
+from lensdata.dataset import assign_splits
+from lensdata.errors import DatasetError
+from lensdata.names import CLASSES
+from lensdata.simulate import SIM_VERSION
+from lensdata.sources import DEFAULT_SIM_SIZE, cache_dir, open_data, parse_sim_spec, resolve_data
+from lensdata.store import SCHEMA_VERSION, load_dataset, write_dataset
 
 CACHE_NAME = f"sim-model2-n30-seed0-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
 """Store format and simulator version are in the name: a new simulator never reuses old images."""
 
 
 class FakeSimulator:
-    """Stands in for tuner.simulate: writes a small balanced set and counts its calls."""
+    """Stands in for lensdata.simulate: writes a small balanced set and counts its calls."""
 
     def __init__(self, fail_after_tmp: bool = False):
         self.calls: list[tuple] = []
         self.fail_after_tmp = fail_after_tmp
 
-    def __call__(self, preset, n, seed, out, *, workers=1, batch_size=256, progress=True, address=None):
-        self.calls.append((preset, n, seed, Path(out)))
+    def __call__(self, instrument, n, seed, out, *, workers=1, batch_size=256, progress=True, address=None):
+        self.calls.append((instrument, n, seed, Path(out)))
         if self.fail_after_tmp:  # what a crash mid-simulation leaves behind
             tmp = Path(out).parent / f".{Path(out).name}.tmp-dead"
             (tmp / "split=train").mkdir(parents=True)
@@ -37,17 +39,17 @@ class FakeSimulator:
         images = np.random.default_rng(seed).random((n, 8, 8), dtype=np.float32)
         cols = {"image": images, "label": labels, "split": assign_splits(labels, seed),
                 "target": np.where(labels == 2, -23.0, np.nan)}
-        return write_dataset(out, cols, classes=CLASSES, source="simulate", preset=preset, seed=seed)
+        return write_dataset(out, cols, classes=CLASSES, source="simulate", instrument=instrument, seed=seed)
 
 
 @pytest.fixture
 def fake_sim(monkeypatch, tmp_path):
-    """A temp cache and a fake simulator module in place of tuner.simulate."""
+    """A temp cache and a fake simulator module in place of lensdata.simulate."""
     monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
     sim = FakeSimulator()
-    module = types.ModuleType("tuner.simulate")
+    module = types.ModuleType("lensdata.simulate")
     module.simulate_to_dataset = sim
-    monkeypatch.setitem(sys.modules, "tuner.simulate", module)
+    monkeypatch.setitem(sys.modules, "lensdata.simulate", module)
     return sim
 
 
@@ -71,7 +73,7 @@ def test_first_use_simulates_then_reuses(fake_sim, tmp_path):
     assert resolve_data("sim:model2:30", progress=False) == path
     assert len(fake_sim.calls) == 1
     data = open_data("sim:model2:30", splits=["train", "val"], progress=False)
-    assert data.n == 27 and len(fake_sim.calls) == 1 and data.manifest["preset"] == "model2"
+    assert data.n == 27 and len(fake_sim.calls) == 1 and data.manifest["instrument"] == "model2"
     other = resolve_data("sim:model3:30", progress=False)
     assert other != path and len(fake_sim.calls) == 2
 
@@ -105,11 +107,11 @@ def test_cache_made_for_other_settings_is_regenerated(fake_sim):
 
 def test_interrupted_simulation_leaves_no_cache_and_is_cleaned_up(fake_sim, monkeypatch):
     crashing = FakeSimulator(fail_after_tmp=True)
-    monkeypatch.setattr(sys.modules["tuner.simulate"], "simulate_to_dataset", crashing)
+    monkeypatch.setattr(sys.modules["lensdata.simulate"], "simulate_to_dataset", crashing)
     with pytest.raises(KeyboardInterrupt):
         resolve_data("sim:model2:30", progress=False)
     assert not (cache_dir() / CACHE_NAME).exists()
-    monkeypatch.setattr(sys.modules["tuner.simulate"], "simulate_to_dataset", fake_sim)
+    monkeypatch.setattr(sys.modules["lensdata.simulate"], "simulate_to_dataset", fake_sim)
     path = resolve_data("sim:model2:30", progress=False)
     assert load_dataset(path).n == 30
     assert not list(cache_dir().glob(".*.tmp-*"))
@@ -135,8 +137,8 @@ def test_paths(fake_sim, tmp_path):
 
 
 def test_real_simulator_tiny(monkeypatch, tmp_path):
-    """The real tuner.simulate through the cache (tiny n)."""
+    """The real lensdata.simulate through the cache (tiny n)."""
     monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
     data = open_data("sim:model2:6", progress=False)
     assert data.n == 6 and data.images.shape[1:] == (1, 64, 64)
-    assert datasets.resolve_data("sim:model2:6", progress=False).parent == tmp_path / "cache"
+    assert sources.resolve_data("sim:model2:6", progress=False).parent == tmp_path / "cache"

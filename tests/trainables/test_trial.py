@@ -24,7 +24,7 @@ def run_trial(config: dict, data, storage, name: str) -> list[dict]:
 
 
 def test_two_workers_match_one_with_the_same_global_batch(ray_local, sim_model2_tiny, tmp_path):
-    from tuner.store import load_dataset
+    from lensdata.store import load_dataset
 
     data = load_dataset(sim_model2_tiny)
     config = default_config("vit_cls", size="tiny", image_size=64)

@@ -39,8 +39,10 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from tuner.errors import DatasetError
-from tuner.store import CLASSES, assign_splits, write_dataset
+from lensdata.dataset import assign_splits
+from lensdata.errors import DatasetError
+from lensdata.names import CLASSES
+from lensdata.store import write_dataset
 
 MODEL_FOLDERS = {"no_sub": "no_sub", "cdm": "cdm", "axion": "axion"}
 OLD_FOLDERS = {"no": "no_sub", "sphere": "cdm", "vort": "axion"}
@@ -186,13 +188,13 @@ def _class_folders(folder: Path) -> dict[str, Path] | None:
 
 
 def _find_layout(root: Path) -> tuple[str, list[tuple[dict[str, Path], str]], str | None]:
-    """(description, [(class folders, role)], preset) where role is pool/train/val/test."""
+    """(description, [(class folders, role)], instrument) where role is pool/train/val/test."""
     if _class_folders(root):
         groups = [(_class_folders(root), "pool")]
         held_out = root.with_name(root.name + "_test")
         if held_out.is_dir() and _class_folders(held_out):
             groups.append((_class_folders(held_out), "test"))
-        return _describe(groups), groups, _preset_of(root.name)
+        return _describe(groups), groups, _instrument_of(root.name)
     split_dirs = {s: root / s for s in ("train", "val", "test")
                   if (root / s).is_dir() and _class_folders(root / s)}
     if "train" in split_dirs:
@@ -219,7 +221,7 @@ def _find_layout(root: Path) -> tuple[str, list[tuple[dict[str, Path], str]], st
     raise DatasetError(f"no DeepLense layout recognised in {root}: {_LAYOUTS_HELP}")
 
 
-def _preset_of(name: str) -> str | None:
+def _instrument_of(name: str) -> str | None:
     match = re.fullmatch(r"Model_(I{1,3})(?:_test)?", name, flags=re.IGNORECASE)
     return f"model{len(match.group(1))}" if match else None
 
@@ -271,7 +273,7 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
     root = Path(src).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder; {_LAYOUTS_HELP}")
-    layout, groups, preset = _find_layout(root)
+    layout, groups, instrument = _find_layout(root)
     files = _list_files(groups)
     labels = np.array([label for _, label, _ in files], dtype=np.int64)
     roles = np.array([role for _, _, role in files])
@@ -296,7 +298,7 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
         "source_file": np.array([str(p.relative_to(base)) for p, _, _ in files]),
     }
     extra = {"src": str(root.resolve()), "layout": layout}
-    path = write_dataset(out, columns, classes=CLASSES, source="deeplense-import", preset=preset,
+    path = write_dataset(out, columns, classes=CLASSES, source="deeplense-import", instrument=instrument,
                          seed=seed, extra_meta=extra)
     if progress:
         counts = ", ".join(f"{s} {int(np.sum(splits == s))}" for s in ("train", "val", "test"))

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from lensdata.store import load_dataset, write_dataset
 from tuner.cli import main
-from tuner.store import load_dataset, write_dataset
 
 HEAVY = ("torch", "timm", "ray", "caustics")
 
@@ -61,7 +61,7 @@ def test_regression_space_refuses_data_without_targets(sim_model2_tiny, tmp_path
     no_targets = tmp_path / "no_targets"
     write_dataset(no_targets, {"image": data.images[:, 0], "label": data.labels, "split": data.splits.astype(str),
                                "target": np.full(len(data.labels), np.nan)},
-                  classes=data.classes, source="test", preset="model2", seed=0)
+                  classes=data.classes, source="test", instrument="model2", seed=0)
     assert main(["train", "--space", "effnet_reg", "--smoke-test", "--data", str(no_targets)]) == 2
     assert "target" in capsys.readouterr().err
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from search_spaces import default_config
-from trainables.models import (build_autoencoder, build_backbone, build_discriminator,
-                               count_parameters)
+from trainables.models import build_autoencoder, build_backbone, build_discriminator, count_parameters
 
 torch.set_num_threads(2)
 

@@ -30,7 +30,7 @@ import pytest
 from tuner.cluster import _read_token, check_shared_storage
 from tuner.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 # Ray 2.59+ heads use token authentication; workers and drivers must be told to use it too.
 ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}

@@ -14,9 +14,18 @@ import warnings
 import pytest
 
 import search_spaces
-from search_spaces import (SIZES, SPACES, config_from_params, default_config, default_params,
-                           define_by_run, get_space, param_names, space_names)
-from tuner.errors import SpaceError
+from search_spaces import (
+    SIZES,
+    SPACES,
+    config_from_params,
+    default_config,
+    default_params,
+    define_by_run,
+    get_space,
+    param_names,
+    space_names,
+)
+from search_spaces.errors import SpaceError
 
 NAMES = space_names()
 EXPECTED = {"effnet_cls", "vit_cls", "swin_cls", "effnet_reg", "vit_reg", "swin_reg",

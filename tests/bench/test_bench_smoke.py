@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 CPU_BENCHES = ["simulate", "load", "overhead", "launch", "search"]
 
 

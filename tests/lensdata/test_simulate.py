@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from caustics.lenses import func as lens_func
-from scipy import ndimage, special, stats
+from scipy import ndimage, stats
 
-from tuner import lensing
-from tuner import simulate as sim
-from tuner.errors import ConfigError
+from lensdata import lensing, noise, recipe, render
+from lensdata import simulate as sim
+from lensdata.errors import DataError
 
 PARAM_COLUMNS = ("label", "target", "n_subhalos", "subhalo_mass_total", "axion_mass",
                  "vortex_length", "source_x", "source_y", "image_seed", "snr")
@@ -40,22 +40,22 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"preset": "model9"}, "unknown preset"),
+    ({"instrument": "model9"}, "unknown instrument"),
     ({"n": 2}, "at least 3"),
     ({"workers": 0}, "workers"),
     ({"batch_size": 0}, "batch_size"),
     ({"seed": -1}, "seed"),
 ])
 def test_bad_input_is_a_one_line_config_error(kwargs, match):
-    args = {"preset": "model2", "n": 6, "seed": 0, **kwargs}
-    with pytest.raises(ConfigError, match=match) as info:
-        sim.simulate(args.pop("preset"), args.pop("n"), args.pop("seed"), progress=False, **args)
+    args = {"instrument": "model2", "n": 6, "seed": 0, **kwargs}
+    with pytest.raises(DataError, match=match) as info:
+        sim.simulate(args.pop("instrument"), args.pop("n"), args.pop("seed"), progress=False, **args)
     assert "\n" not in str(info.value)
 
 
 def test_presets_are_frozen_and_match_the_deeplense_instruments():
-    assert set(sim.PRESETS) == {"model1", "model2", "model3"}
-    p1, p2, p3 = (sim.PRESETS[k] for k in ("model1", "model2", "model3"))
+    assert set(sim.INSTRUMENTS) == {"model1", "model2", "model3"}
+    p1, p2, p3 = (sim.INSTRUMENTS[k] for k in ("model1", "model2", "model3"))
     assert (p1.pixels, p1.pixelscale, p1.psf_fwhm) == (150, 0.05, 0.087)
     assert (p2.pixels, p2.pixelscale, p2.psf_fwhm) == (64, 0.101, 0.16)
     assert (p3.pixels, p3.pixelscale, p3.psf_fwhm) == (64, 0.08, 0.08)
@@ -99,12 +99,12 @@ def test_target_and_substructure_parameters(model2_small):
 
 
 def test_subhalo_masses_follow_the_power_law():
-    spec = sim.PRESETS["model2"]
+    spec = sim.INSTRUMENTS["model2"]
     masses = np.concatenate([
-        (lambda d: (d["sub_rein"] / lensing.einstein_radius(1.0)) ** 2)(sim._draw(spec, s, 1))
+        (lambda d: (d["sub_rein"] / lensing.einstein_radius(1.0)) ** 2)(render._draw(spec, s, 1))
         for s in range(400)])
     assert masses.min() >= 1e6 * (1 - 1e-9) and masses.max() <= 1e10 * (1 + 1e-9)
-    a = sim.SUBHALO_SLOPE + 1
+    a = recipe.SUBHALO_SLOPE + 1
     cdf = lambda m: (m**a - 1e6**a) / (1e10**a - 1e6**a)  # noqa: E731
     assert stats.kstest(masses, cdf).pvalue > 1e-3
 
@@ -151,7 +151,7 @@ def test_different_seeds_give_different_images():
 
 def test_classes_share_lens_source_and_noise(counterfactuals):
     seeds, (none, cdm, axion) = counterfactuals
-    rms = sim.sky_noise_rms("model2")
+    rms = noise.sky_noise_rms("model2")
     for other in (cdm, axion):
         np.testing.assert_array_equal(other["source_x"], none["source_x"])
         np.testing.assert_array_equal(other["source_y"], none["source_y"])
@@ -166,7 +166,7 @@ def test_classes_share_lens_source_and_noise(counterfactuals):
 
 def _substructure_deflection(spec, draws, label):
     """|delta alpha| of each image's subhalos or vortex on the simulator's fine grid."""
-    geo = sim._geometry(spec, "cpu")
+    geo = render._geometry(spec, "cpu")
     out = []
     for d in draws:
         if label == 1:
@@ -178,8 +178,8 @@ def _substructure_deflection(spec, draws, label):
                 ax, ay = ax + dx, ay + dy
         else:
             ax, ay = lensing.line_deflection(geo.x, geo.y, 0.0, 0.0, d["cos"], d["sin"],
-                                             d["length"], lensing.einstein_radius(sim.VORTEX_MASS),
-                                             sim.VORTEX_SOFTENING)
+                                             d["length"], lensing.einstein_radius(recipe.VORTEX_MASS),
+                                             recipe.VORTEX_SOFTENING)
         out.append(torch.hypot(ax, ay).numpy())
     return geo, out
 
@@ -195,16 +195,16 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
     else; and the difference is significant (the classes are learnable).
     """
     seeds, renders = counterfactuals
-    spec = sim.PRESETS["model2"]
-    draws = [sim._draw(spec, int(s), label) for s in seeds]
+    spec = sim.INSTRUMENTS["model2"]
+    draws = [render._draw(spec, int(s), label) for s in seeds]
     geo, dalpha = _substructure_deflection(spec, draws, label)
-    q, _ = sim._lenstronomy_q_phi(sim.SOURCE_E1, sim.SOURCE_E2)
-    re = sim.SOURCE_R_SERSIC / math.sqrt(q)
+    q, _ = render._lenstronomy_q_phi(recipe.SOURCE_E1, recipe.SOURCE_E2)
+    re = recipe.SOURCE_R_SERSIC / math.sqrt(q)
     k = 1.678347
     grad_max = spec.source_ie * math.exp(k) * k / (re * q)  # |grad I| <= Ie e^k k / (Re q)
     radius = (len(geo.kernel) - 1) // 2
     ss = spec.supersample
-    rms = sim.sky_noise_rms(spec)
+    rms = noise.sky_noise_rms(spec)
     significant, tightness = 0, []
     for i, da in enumerate(dalpha):
         reach = ndimage.maximum_filter(da, size=2 * radius + 1, mode="nearest")
@@ -222,81 +222,12 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
 # ---------------------------------------------------------------- noise and SNR
 
 
-def test_poisson_quantile_is_exact():
-    gen = np.random.default_rng(0)
-    lam = np.repeat([0.3, 4.0, 57.0, 900.0, 2.5e4], 400)
-    z = gen.standard_normal(lam.size)
-    u = stats.norm.cdf(z)
-    k = sim.poisson_quantile(torch.tensor(u), torch.tensor(lam), torch.tensor(z)).numpy()
-    np.testing.assert_array_equal(k, stats.poisson.ppf(u, lam))
-
-
-def test_cornish_fisher_error_bound_holds_where_it_decides():
-    """The expansion's distance from the exact switching points stays below sim._CF_ERROR.
-
-    Quantile ``k`` switches to ``k + 1`` at ``u = P(X <= k)``, i.e. at ``z_k = Phi^-1(P(X <= k))``;
-    there the expansion must sit at the integer ``k``. If it is within ``_CF_ERROR`` of it at every
-    switching point, any value further than ``_CF_BAND`` from an integer has the exact ceiling.
-    """
-    assert sim._CF_ERROR < sim._CF_BAND
-    worst = 0.0
-    for lam in np.geomspace(sim._CF_LAM[0], sim._CF_LAM[1], 300):
-        sd = math.sqrt(lam)
-        k = np.arange(max(0, int(lam - 8 * sd)), int(lam + 8 * sd) + 2)
-        z = special.ndtri(stats.poisson.cdf(k, lam))
-        keep = np.abs(z) <= 7.05
-        x = sim._cornish_fisher(torch.tensor(lam), torch.tensor(z[keep])).numpy()
-        worst = max(worst, float(np.abs(x - k[keep]).max()))
-    assert worst <= sim._CF_ERROR
-
-
-def test_poisson_quantile_is_exact_on_many_sky_like_pixels():
-    gen = np.random.default_rng(1)
-    lam = np.exp(gen.uniform(math.log(150.0), math.log(2e5), 200_000))
-    z = np.clip(gen.standard_normal(lam.size) * 2.5, -7.0, 7.0)
-    u = stats.norm.cdf(z)
-    k = sim.poisson_quantile(torch.tensor(u), torch.tensor(lam), torch.tensor(z)).numpy()
-    np.testing.assert_array_equal(k, stats.poisson.ppf(u, lam))
-
-
-@pytest.mark.parametrize("preset", ["model1", "model2", "model3"])
-def test_noise_matches_poisson_plus_read_noise(preset):
-    spec = sim.PRESETS[preset]
-    n = 12 if preset == "model1" else 30
-    out = sim.render(preset, sim.image_seeds(2, 0, n), np.zeros(n, np.int64), return_model=True)
-    rms = sim.sky_noise_rms(preset)
-    assert rms == pytest.approx(math.sqrt(spec.exposure * spec.sky + spec.read_noise**2)
-                                / spec.exposure)
-    # Sky-only pixels (no source light to 1e-3 of the noise): zero mean, the expected rms.
-    sky = out["model"] < 1e-3 * rms
-    assert sky.sum() > 2000
-    values = out["image"][sky].astype(np.float64)
-    assert values.mean() == pytest.approx(0.0, abs=4 * rms / math.sqrt(values.size))
-    assert values.std() == pytest.approx(rms, rel=0.03)
-    # Everywhere, source pixels included: variance = (t * (model + sky) + read^2) / t^2.
-    t = spec.exposure
-    var = (t * (out["model"] + spec.sky) + spec.read_noise**2) / t**2
-    z = (out["image"] - out["model"]) / np.sqrt(var)
-    assert z.mean() == pytest.approx(0.0, abs=0.01)
-    assert z.std() == pytest.approx(1.0, rel=0.02)
-    bright = out["model"] > 20 * rms
-    assert z[bright].std() == pytest.approx(1.0, rel=0.05)
-
-
-@pytest.mark.parametrize("preset", ["model1", "model2", "model3"])
-def test_peak_snr_is_deeplense_like(preset):
-    n = 12 if preset == "model1" else 30
-    out = sim.render(preset, sim.image_seeds(4, 0, n), np.arange(n) % 3, return_model=True)
-    np.testing.assert_allclose(out["snr"], sim.peak_snr(out["model"], preset), rtol=1e-12)
-    assert 18 < np.median(out["snr"]) < 33
-
-
 def test_macro_lens_matches_lenstronomy():
     """The fixed SIE + shear (lenstronomy e1=0.1, gamma1=0.05) is the same lens in caustics."""
     lens_model = pytest.importorskip("lenstronomy.LensModel.lens_model")
-    geo = sim._geometry(sim.PRESETS["model2"], "cpu")
+    geo = render._geometry(sim.INSTRUMENTS["model2"], "cpu")
     x, y = geo.x[::9, ::9], geo.y[::9, ::9]
-    rein = lensing.einstein_radius(sim.HALO_MASS)
+    rein = lensing.einstein_radius(recipe.HALO_MASS)
     ref = lens_model.LensModel(["SIE", "SHEAR"])
     ax, ay = ref.alpha(x.numpy(), y.numpy(), [
         {"theta_E": rein, "e1": 0.1, "e2": 0.0, "center_x": 0.0, "center_y": 0.0},
@@ -306,9 +237,9 @@ def test_macro_lens_matches_lenstronomy():
 
 
 def test_simulate_to_dataset_writes_a_dataset(sim_model2_tiny):
-    from tuner import store
+    from lensdata import store
 
     manifest = store.read_manifest(sim_model2_tiny)
-    assert manifest["preset"] == "model2"
+    assert manifest["instrument"] == "model2"
     data = store.load_dataset(sim_model2_tiny)
     assert data is not None

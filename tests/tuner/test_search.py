@@ -93,7 +93,7 @@ def test_smoke_search_end_to_end(space, ray_local, sim_model2_tiny, tmp_path, ca
 
     # The same leaderboard for the finished run, on demand.
     assert main(["best", str(run_dir), "--top", "3"]) == 0
-    assert len([l for l in capsys.readouterr().out.splitlines() if l.strip()[:1].isdigit()]) == 3
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]) == 3
 
     # best.json is usable as --params, and train --from makes the final model with test metrics.
     assert main(["train", "--from", str(run_dir), "--epochs", "1"]) == 0
@@ -169,7 +169,8 @@ def test_killed_search_resumes_without_rerunning_finished_trials(ray_local, sim_
     def reported(trial_id: str) -> list[dict]:
         """Epochs a trial reported, from its own metrics.jsonl (written and closed at every report;
         Ray's result.json is written by the driver and may not have been flushed when it died)."""
-        return [json.loads(l) for l in (next(run_dir.glob(f"*{trial_id}")) / "metrics.jsonl").read_text().splitlines()]
+        path = next(run_dir.glob(f"*{trial_id}")) / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
 
     before = {t: reported(t) for t in finished}
     assert main(["search", "--space", "effnet_cls", "--smoke-test", "--data", str(sim_model2_tiny),

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from lensdata.store import load_dataset
 from search_spaces import default_config, get_space, space_names
 from trainables import get_task
 from trainables.loop import fit
 from trainables.report import Reporter
 from trainables.saving import load_model, save_model
-from tuner.store import load_dataset
 
 TIMING_KEYS = {"train_images_per_sec", "train_s", "val_s"}
 METRICS = {

@@ -1,6 +1,6 @@
 """Lensing building blocks on top of caustics: distances, Einstein radii, the vortex, the PSF.
 
-The simulator (``tuner.simulate``) composes caustics' own lenses (SIE, ExternalShear, Point) and its
+The simulator (``lensdata.simulate``) composes caustics' own lenses (SIE, ExternalShear, Point) and its
 Sersic light profile. What caustics lacks lives here:
 
 - :class:`LineMass`, a uniform straight segment of mass (the axion "vortex" of DeepLenseSim) as a
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Annotated, Optional, Union
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -189,15 +189,15 @@ class LineMass(ThinLens):
     def __init__(
         self,
         cosmology: FlatLambdaCDM,
-        z_l: Optional[Union[torch.Tensor, float]] = None,
-        z_s: Optional[Union[torch.Tensor, float]] = None,
-        x0: Optional[Union[torch.Tensor, float]] = None,
-        y0: Optional[Union[torch.Tensor, float]] = None,
-        phi: Optional[Union[torch.Tensor, float]] = None,
-        length: Optional[Union[torch.Tensor, float]] = None,
-        Rein: Optional[Union[torch.Tensor, float]] = None,
+        z_l: torch.Tensor | float | None = None,
+        z_s: torch.Tensor | float | None = None,
+        x0: torch.Tensor | float | None = None,
+        y0: torch.Tensor | float | None = None,
+        phi: torch.Tensor | float | None = None,
+        length: torch.Tensor | float | None = None,
+        Rein: torch.Tensor | float | None = None,
         s: float = 0.0,
-        name: Optional[str] = None,
+        name: str | None = None,
     ):
         super().__init__(cosmology, z_l, name=name, z_s=z_s)
         self.x0 = Param("x0", x0, shape=(), units="arcsec")
@@ -291,7 +291,7 @@ def gaussian_kernel_1d(fwhm: float, pixelscale: float, *, truncate: float = 4.0)
     """Pixel-integrated 1-D Gaussian kernel (odd length, float64, sums to 1).
 
     ``sigma = fwhm / 2.35482``; each tap is the Gaussian's integral over its pixel (``erf``
-    differences), which stays accurate when sigma is below a pixel (the HST-like preset), and the
+    differences), which stays accurate when sigma is below a pixel (the HST-like instrument), and the
     kernel is cut at ``truncate`` sigma. A 2-D Gaussian PSF is the outer product of two of these.
     """
     sigma = fwhm / FWHM_PER_SIGMA / pixelscale  # in pixels

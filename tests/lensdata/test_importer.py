@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner.errors import DatasetError
-from tuner.importer import import_deeplense, read_npy_safely
-from tuner.store import load_dataset
+from lensdata.errors import DatasetError
+from lensdata.importer import import_deeplense, read_npy_safely
+from lensdata.store import load_dataset
 
 SIDE = 6
 
@@ -67,7 +67,7 @@ def test_model_layout_with_test_folder(tmp_path, give_parent):
     assert c["train"] == {"no_sub": 9, "cdm": 9, "axion": 9} and c["val"] == {"no_sub": 1, "cdm": 1, "axion": 1}
     data = load_dataset(out)
     manifest = data.manifest
-    assert manifest["source"] == "deeplense-import" and manifest["preset"] == "model2"
+    assert manifest["source"] == "deeplense-import" and manifest["instrument"] == "model2"
     test = data.select("test")
     assert (test.images[:, 0, 0, 0] >= 100).all() and (data.select("train").images[:, 0, 0, 0] < 100).all()
     axion = data.labels == 2
@@ -89,7 +89,7 @@ def test_model_layout_split_is_seeded(tmp_path):
     c = load_dataset(import_deeplense(tmp_path / "Model_I", tmp_path / "c", seed=2, progress=False))
     np.testing.assert_array_equal(a.images, b.images)
     assert not np.array_equal(a.images, c.images)
-    assert a.manifest["preset"] == "model1"
+    assert a.manifest["instrument"] == "model1"
     assert counts(tmp_path / "a")["test"] == {"no_sub": 1, "cdm": 1, "axion": 1}  # no test folder: 80/10/10
 
 
@@ -102,7 +102,7 @@ def test_channel_first_arrays(tmp_path):
 def test_old_flat_layout(tmp_path):
     fill_old(tmp_path / "lenses", per_class=10)
     data = load_dataset(import_deeplense(tmp_path / "lenses", tmp_path / "ds", progress=False))
-    assert data.n == 30 and data.manifest["preset"] is None and not data.has_targets
+    assert data.n == 30 and data.manifest["instrument"] is None and not data.has_targets
     files = data.params["source_file"]
     for label, folder in enumerate(("no", "sphere", "vort")):
         assert all(f"/{folder}/" in str(f) for f in files[data.labels == label])

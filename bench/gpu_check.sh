@@ -30,7 +30,7 @@ trap 'rm -rf "$WORK"' EXIT
 echo "device: $NAME; work dir $WORK" >&2
 
 # The data: sim:model2:$N made once with several processes (the search would make it with one).
-"$PY" -m tuner data simulate --preset model2 --n "$N" --seed 0 --out "$WORK/data" \
+"$PY" -m tuner data simulate --instrument model2 --n "$N" --seed 0 --out "$WORK/data" \
   --workers "$(( $(nproc) > 8 ? 8 : $(nproc) ))" --no-progress >&2
 
 search() {  # name, extra flags...

@@ -41,10 +41,11 @@ def run_experiment(data, n_trials: int, epochs: int, reuse: bool) -> dict:
     from ray import tune
 
     from search_spaces import default_config
+    from trainables.settings import run_settings
     from trainables.trial import tune_trainable
 
-    space = {**default_config(SPACE, size="tiny", image_size=64), "epochs": epochs, "seed": 0,
-             "image_size": 64, "threads": 1, "size": "tiny", "space": SPACE,
+    space = {**default_config(SPACE, size="tiny", image_size=64),
+             **run_settings(space=SPACE, size="tiny", image_size=64, epochs=epochs, seed=0, threads=1),
              "lr": tune.loguniform(1e-4, 3e-3)}
     recorder = result_recorder()
     with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
@@ -91,7 +92,7 @@ def main() -> None:
     n_trials = pick(args.size, 2, 16, 16)
     epochs = pick(args.size, 1, 2, 2)
     rounds = pick(args.size, 1, 1, 2)
-    from lensdata.sources import open_data
+    from lensdata import open_data
 
     data = open_data("sim:model2:300", splits=("train", "val"), progress=False)
     t0 = time.perf_counter()

@@ -58,7 +58,7 @@ def write_npy_folder(root: Path, images: np.ndarray, n_per_class: int) -> None:
 
 
 def write_store(root: Path, images: np.ndarray, n_per_class: int) -> None:
-    from lensdata.store import assign_splits, write_dataset
+    from lensdata import assign_splits, write_dataset
 
     labels = np.repeat(np.arange(3), n_per_class)
     write_dataset(root, {"image": images, "label": labels, "split": assign_splits(labels, 0)},

@@ -39,17 +39,18 @@ THREADS = 2
 
 def load_data(n: int):
     """The standard simulated model2 set of n images (train and val), made once and cached."""
-    from lensdata.sources import open_data
+    from lensdata import open_data
 
     return open_data(f"sim:model2:{n}", splits=("train", "val"), progress=False)
 
 
 def trial_config(space: str, epochs: int) -> dict:
-    """A full trial config: the space's default small point plus the loop's keys."""
+    """A full trial config: the space's default small point plus the run settings."""
     from search_spaces import default_config
+    from trainables.settings import run_settings
 
-    return {**default_config(space, size="small", image_size=64), "epochs": epochs, "seed": 0,
-            "image_size": 64, "threads": THREADS, "size": "small", "space": space}
+    return {**default_config(space, size="small", image_size=64),
+            **run_settings(space=space, size="small", image_size=64, epochs=epochs, seed=0, threads=THREADS)}
 
 
 def bare_loop(config: dict, data, epochs: int) -> list[float]:
@@ -57,7 +58,7 @@ def bare_loop(config: dict, data, epochs: int) -> list[float]:
     import torch
     import torch.nn.functional as F
 
-    from lensdata.store import normalize_images
+    from lensdata import normalize_images
     from trainables.augment import augment
     from trainables.models import build_backbone
 

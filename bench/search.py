@@ -74,8 +74,7 @@ def write_split_set(n_train: int, n_val: int, out: str):
     +-0.02 (480 images) rather than +-0.05 (90): with the usual split the "target" of a small set
     is reached or missed by validation noise, and the benchmark measures luck.
     """
-    from lensdata.sources import resolve_data
-    from lensdata.store import assign_splits, load_dataset, write_dataset
+    from lensdata import assign_splits, load_dataset, resolve_data, write_dataset
 
     full = load_dataset(resolve_data(f"sim:model2:{n_train + n_val}", progress=False))
     splits = assign_splits(full.labels, 0, (n_train, n_val, 0))
@@ -91,7 +90,7 @@ def ray_search(data, exp, method: str) -> list[tuple[float, float]]:
 
     from search_spaces import get_space
     from trainables.trial import tune_trainable
-    from tuner.search import TrialSpace, make_scheduler, make_searcher
+    from tuner.search import TrialSpace, make_scheduler, make_searcher, trial_constants
 
     space = get_space(exp.space)
     if method == "tpe_asha":
@@ -99,10 +98,9 @@ def ray_search(data, exp, method: str) -> list[tuple[float, float]]:
     else:
         from ray.tune.search.optuna import OptunaSearch
 
-        constants = {"epochs": exp.max_epochs, "seed": exp.seed, "image_size": 64, "size": exp.size,
-                     "space": exp.space, "data": exp.data, "threads": 1}
-        searcher = OptunaSearch(space=TrialSpace(exp.space, exp.size, 64, constants), metric=space.metric,
-                                mode=space.mode, sampler=optuna.samplers.RandomSampler(seed=exp.seed))
+        searcher = OptunaSearch(space=TrialSpace(exp.space, exp.size, 64, trial_constants(exp, 64)),
+                                metric=space.metric, mode=space.mode,
+                                sampler=optuna.samplers.RandomSampler(seed=exp.seed))
         scheduler = None  # FIFO: every trial runs all its epochs
     recorder = result_recorder()
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), {"cpu": 1})
@@ -200,7 +198,7 @@ def optuna_in_subprocess(exp, data_spec: str) -> list[tuple[float, float]]:
 def _optuna_child(spec: str) -> None:
     import json
 
-    from lensdata.sources import open_data
+    from lensdata import open_data
 
     opts = json.loads(spec)
     data = open_data(opts["data"], splits=("train", "val"), progress=False)  # untimed, as on the Ray side
@@ -225,7 +223,7 @@ def main() -> None:
     n_trials = pick(args.size, 2, 10, 20)
     epochs = pick(args.size, 1, 9, 9)
     n_train, n_val = pick(args.size, (120, 60), (720, 480), (2400, 1200))
-    from lensdata.sources import open_data
+    from lensdata import open_data
 
     t0 = time.perf_counter()
     ray = start_ray(CONCURRENCY)

@@ -24,7 +24,8 @@ import statistics
 import numpy as np
 from _common import alternate, emit, parse_args, pick, rnd, threads
 
-from lensdata.simulate import INSTRUMENTS, SUBHALO_SLOPE
+from lensdata.instruments import INSTRUMENTS
+from lensdata.recipe import SUBHALO_SLOPE
 
 CLASSES = ("no_sub", "cdm", "axion")
 NUM_PIX = 64

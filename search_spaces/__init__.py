@@ -19,13 +19,14 @@ from functools import cache, partial
 from typing import Any
 
 # The family modules register their spaces on import; the order fixes the listing order.
-# (Importing the submodule ``any`` binds the name here; this module therefore never uses the builtin.)
-from search_spaces import any_arch, autoencoders, effnet, swin, vit  # noqa: F401  (registration)
-from search_spaces.common import SIZES, SPACES, Space, check_size, register_space
+# isort: off
+from search_spaces import effnet, vit, swin, autoencoders, any_arch  # noqa: F401  (registration)
+# isort: on
+from search_spaces.common import SIZES, SPACES, TASKS, Space, Trial, check_size, register_space, task_objective
 from search_spaces.errors import SpaceError
 
-__all__ = ["SIZES", "SPACES", "Space", "register_space", "get_space", "space_names",
-           "define_by_run", "default_params", "config_from_params", "default_config",
+__all__ = ["SIZES", "SPACES", "TASKS", "Space", "Trial", "register_space", "task_objective", "get_space",
+           "space_names", "define_by_run", "default_params", "config_from_params", "default_config",
            "param_names", "describe_spaces"]
 
 

@@ -12,9 +12,9 @@ Nothing here imports optuna, torch, timm or ray: listing spaces stays instant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from search_spaces.errors import SpaceError
 
@@ -26,8 +26,19 @@ TASK_METRIC = {"classification": ("val_auroc", "max"),
                "regression": ("val_mae", "min"),
                "anomaly": ("val_auroc", "max")}
 
-# A trial only needs the three define-by-run methods (optuna.trial.Trial, FixedTrial, or ours).
-Trial = Any
+
+
+class Trial(Protocol):
+    """What a space may call: the three define-by-run methods (``optuna.trial.Trial``, ``FixedTrial``, ours)."""
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float: ...
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
+
+
 SpaceFn = Callable[..., dict]
 
 
@@ -69,6 +80,14 @@ def register_space(task: str, description: str,
         return fn
 
     return wrap
+
+
+def task_objective(task: str) -> tuple[str, str]:
+    """The metric a task's searches optimise and its direction, e.g. ``("val_auroc", "max")``."""
+    try:
+        return TASK_METRIC[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}") from None
 
 
 def check_size(size: str) -> None:

@@ -6,12 +6,14 @@ import os
 
 import pytest
 
+from tuner.preflight import TRIAL_ENV
+
 # Keep every test quiet and local: no usage stats, no dashboard, no stray cluster attachment.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
-# What `tuner search` gives its trial processes (see tuner.search.TRIAL_ENV); set before the shared
-# Ray starts, so its workers inherit it.
-os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
+# What `tuner search` gives its trial processes; set before the shared Ray starts, so its workers inherit it.
+for _key, _value in TRIAL_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

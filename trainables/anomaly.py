@@ -73,7 +73,7 @@ def _step(modules: Modules, batch: Batch, config: dict) -> dict[str, torch.Tenso
 def _predict(modules: Modules, x: torch.Tensor, config: dict) -> torch.Tensor:
     out = modules["model"](x)
     score = _recon_per_image(out, x)
-    if config.get("score", "recon") == "elbo":
+    if config["score"] == "elbo":
         score = score + float(config["kl_weight"]) * _kl_per_pixel(out, x)
     return score[:, None]
 
@@ -82,5 +82,5 @@ def _metrics(scores: torch.Tensor, split: Batch, config: dict, prefix: str) -> d
     return anomaly_metrics(scores[:, 0], split["label"], tuple(config["classes"]), prefix)
 
 
-TASK = Task(name="anomaly", objective="val_auroc", mode="max", worst=0.0, rows=_rows,
+TASK = Task(name="anomaly", worst=0.0, rows=_rows,
             data_config=_data_config, build=_build, step=_step, predict=_predict, metrics=_metrics)

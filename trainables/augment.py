@@ -56,14 +56,14 @@ def augment(x: torch.Tensor, config: dict, g: torch.Generator) -> torch.Tensor:
     standard deviation ``aug_noise`` times the image's own standard deviation, so it means the
     same thing whichever normalisation is in use.
     """
-    if config.get("aug_flip_rot90", False):
+    if config["aug_flip_rot90"]:
         x = _rot90_flip(x, g)
-    if config.get("aug_rotate_deg", 0.0) > 0:
+    if config["aug_rotate_deg"] > 0:
         x = _small_rotation(x, float(config["aug_rotate_deg"]), g)
-    if config.get("aug_brightness", 0.0) > 0:
+    if config["aug_brightness"] > 0:
         scale = 1 + (torch.rand(x.shape[0], 1, 1, 1, generator=g) * 2 - 1) * config["aug_brightness"]
         x = x * scale.to(x.dtype)
-    if config.get("aug_noise", 0.0) > 0:
+    if config["aug_noise"] > 0:
         std = x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
         x = x + torch.randn(x.shape, generator=g).to(x.dtype) * std * config["aug_noise"]
     return x

@@ -25,7 +25,7 @@ def _build(config: dict, side: int) -> Modules:
 
 def _step(modules: Modules, batch: Batch, config: dict) -> dict[str, torch.Tensor]:
     logits = modules["model"](batch["x"])
-    loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=float(config.get("label_smoothing", 0.0)))
+    loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=float(config["label_smoothing"]))
     return {"loss": loss}
 
 
@@ -37,5 +37,5 @@ def _metrics(logits: torch.Tensor, split: Batch, config: dict, prefix: str) -> d
     return classification_metrics(logits, split["label"], tuple(config["classes"]), prefix)
 
 
-TASK = Task(name="classification", objective="val_auroc", mode="max", worst=0.0, rows=_rows,
+TASK = Task(name="classification", worst=0.0, rows=_rows,
             data_config=_data_config, build=_build, step=_step, predict=_predict, metrics=_metrics)

@@ -12,9 +12,7 @@ resumed from its epoch-k checkpoint continues exactly as the uninterrupted run d
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +24,11 @@ import torch
 from torch import nn
 
 from lensdata import LensingData, normalize_images
+from search_spaces import task_objective
 from trainables.augment import augment, fit_input
+from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.report import Reporter
+from trainables.settings import check_config
 
 Modules = dict[str, nn.Module]
 Batch = dict[str, torch.Tensor]
@@ -37,9 +38,7 @@ Batch = dict[str, torch.Tensor]
 class Task:
     """What one learning task adds to the shared loop."""
 
-    name: str
-    objective: str  # the metric the tuner optimises, e.g. "val_auroc"
-    mode: str  # "max" or "min"
+    name: str  # classification, regression or anomaly: the objective and mode come from search_spaces
     worst: float  # objective reported by a diverged trial, so searchers learn to avoid it
     rows: Callable[[LensingData, str], LensingData]  # (data, split) -> the rows this task uses
     data_config: Callable[[LensingData], dict]  # facts taken from the training rows, kept in the config
@@ -47,6 +46,17 @@ class Task:
     step: Callable[[Modules, Batch, dict], dict[str, torch.Tensor]]  # -> {"loss": ..., maybe "disc_loss": ...}
     predict: Callable[[Modules, torch.Tensor, dict], torch.Tensor]  # eval outputs for one batch
     metrics: Callable[[torch.Tensor, Batch, dict, str], dict[str, float]]  # (outputs, split, config, prefix)
+
+
+    @property
+    def objective(self) -> str:
+        """The metric the tuner optimises, e.g. ``val_auroc`` (defined once, with the spaces)."""
+        return task_objective(self.name)[0]
+
+    @property
+    def mode(self) -> str:
+        """``max`` or ``min``."""
+        return task_objective(self.name)[1]
 
 
 class Diverged(Exception):
@@ -58,19 +68,19 @@ class Diverged(Exception):
 
 def input_side(config: dict) -> int:
     """Side of the square image the model sees, after the optional crop or resize."""
-    return int(config["input_size"]) if config.get("input_mode", "full") != "full" else int(config["image_size"])
+    return int(config["input_size"]) if config["input_mode"] != "full" else int(config["image_size"])
 
 
 def make_optimizer(module: nn.Module, config: dict) -> torch.optim.Optimizer:
     """AdamW, Adam or SGD with momentum, from the config."""
-    params, lr, wd = module.parameters(), float(config["lr"]), float(config.get("weight_decay", 0.0))
-    name = config.get("optimizer", "adamw")
+    params, lr, wd = module.parameters(), float(config["lr"]), float(config["weight_decay"])
+    name = config["optimizer"]
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(config.get("momentum", 0.9)),
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(config["momentum"]),
                                nesterov=True)
     raise ValueError(f"unknown optimizer {name!r}; use adamw, adam or sgd")
 
@@ -81,10 +91,10 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: dict, total_steps: i
     The schedule spans the full epoch budget, so a trial that ASHA stops early has followed the
     same curve as one that runs to the end.
     """
-    name = config.get("schedule", "cosine")
+    name = config["schedule"]
     total_steps = max(total_steps, 1)
     if name == "cosine":
-        warmup = int(config.get("warmup_frac", 0.0) * total_steps)
+        warmup = int(config["warmup_frac"] * total_steps)
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -104,8 +114,8 @@ def make_accelerator(config: dict):
     """Accelerate owns the device and precision: bf16 on GPUs that support it, fp32 on CPU unless asked."""
     from accelerate import Accelerator
 
-    precision = config.get("precision")
-    if precision is None:
+    precision = config["precision"]
+    if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
 
@@ -120,8 +130,8 @@ def batches(data: LensingData, config: dict, index_batches: list[np.ndarray], de
     """Yield batches of (normalised, fitted, optionally augmented) images with labels and targets."""
     for rows in index_batches:
         rows = np.sort(rows)  # sorted reads are kinder to memory-mapped arrays
-        x = torch.from_numpy(normalize_images(data.images[rows], config.get("normalize", "none")))
-        x = fit_input(x, config.get("input_mode", "full"), input_side(config))
+        x = torch.from_numpy(normalize_images(data.images[rows], config["normalize"]))
+        x = fit_input(x, config["input_mode"], input_side(config))
         if generator is not None:
             x = augment(x, config, generator)
         yield {
@@ -158,7 +168,7 @@ def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule, data: 
                 raise Diverged(f"{key} became {loss.item()} at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if config.get("grad_clip", 0) > 0:
+            if config["grad_clip"] > 0:
                 accelerator.clip_grad_norm_(_params_of(optimizer), float(config["grad_clip"]))
             optimizer.step()
         schedule.step()
@@ -202,23 +212,6 @@ def evaluate(task: Task, modules: Modules, data: LensingData, config: dict, devi
     return task.metrics(torch.cat(outputs), split, config, prefix)
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(accelerator, directory: Path, epoch: int, history: list[dict]) -> None:
-    """Accelerate's full training state plus the epoch counter and the metric history."""
-    accelerator.save_state(str(directory))
-    if accelerator.is_main_process:
-        (directory / "progress.json").write_text(json.dumps({"epoch": epoch, "history": history}))
-
-
-def load_checkpoint(accelerator, directory: Path) -> tuple[int, list[dict]]:
-    """Restore the state saved by :func:`save_checkpoint`; returns (epochs done, history)."""
-    accelerator.load_state(str(directory))
-    progress = json.loads((directory / "progress.json").read_text())
-    return int(progress["epoch"]), list(progress["history"])
-
-
 # ---------------------------------------------------------------- the loop
 
 
@@ -233,6 +226,7 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     """
     from accelerate.utils import set_seed
 
+    check_config(config)
     set_seed(int(config["seed"]))
     train = task.rows(data, "train")
     val = task.rows(data, "val") if (data.splits == "val").any() else None  # a final model trains on train+val
@@ -275,12 +269,3 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
             reporter.report(metrics, checkpoint_dir=Path(tmp))
     unwrapped = {name: accelerator.unwrap_model(module) for name, module in modules.items()}
     return unwrapped, history, config
-
-
-def copy_checkpoint(src: Path, dst: Path) -> None:
-    """Replace ``dst`` by a copy of ``src`` atomically (copy beside it, then rename)."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.rename(dst)

@@ -32,7 +32,7 @@ _EFFNET_B0_STAGES = [
 
 def _input_side(config: dict, image_size: int) -> int:
     """The side of the square images the model will see (after crop/resize)."""
-    return int(config.get("input_size") or image_size)
+    return int(config["input_size"]) if config["input_mode"] != "full" else image_size
 
 
 def build_backbone(config: dict, image_size: int, num_outputs: int) -> nn.Module:
@@ -41,23 +41,23 @@ def build_backbone(config: dict, image_size: int, num_outputs: int) -> nn.Module
     Args:
         config: A search-space config (``arch`` plus that family's ``<arch>_*`` keys,
             ``drop_rate`` and ``drop_path_rate``).
-        image_size: Side of the dataset's images; ``config["input_size"]`` wins when present.
+        image_size: Side of the dataset's images; ``config["input_size"]`` wins unless
+            ``input_mode`` is ``full``.
         num_outputs: Width of the head: classes, 1 for a point regressor, 2 for a Gaussian head.
 
     Returns:
         A module mapping (B, 1, S, S) floats to (B, num_outputs).
     """
-    arch = config.get("arch")
+    arch = config["arch"]
+    if arch not in ("effnet", "vit", "swin"):
+        raise ValueError(f"unknown backbone arch {arch!r}; expected effnet, vit or swin")
     side = _input_side(config, image_size)
-    drops = {"drop_rate": float(config.get("drop_rate", 0.0)),
-             "drop_path_rate": float(config.get("drop_path_rate", 0.0))}
+    drops = {"drop_rate": float(config["drop_rate"]), "drop_path_rate": float(config["drop_path_rate"])}
     if arch == "effnet":
         return _build_effnet(config, num_outputs, drops)
     if arch == "vit":
         return _build_vit(config, side, num_outputs, drops)
-    if arch == "swin":
-        return _build_swin(config, side, num_outputs, drops)
-    raise ValueError(f"unknown backbone arch {arch!r}; expected effnet, vit or swin")
+    return _build_swin(config, side, num_outputs, drops)
 
 
 def _build_effnet(config: dict, num_outputs: int, drops: dict) -> nn.Module:
@@ -96,7 +96,7 @@ def _build_vit(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Mod
         depth=int(config["vit_depth"]),
         num_heads=int(config["vit_heads"]),
         mlp_ratio=float(config["vit_mlp_ratio"]),
-        global_pool=str(config.get("vit_pool", "token")),
+        global_pool=str(config["vit_pool"]),
         **drops,
     )
 
@@ -220,7 +220,7 @@ def build_autoencoder(config: dict, image_size: int) -> nn.Module:
 
     The AAE's generator is a plain AE; its adversarial prior lives in :func:`build_discriminator`.
     """
-    arch = config.get("arch")
+    arch = config["arch"]
     if arch not in ("ae", "vae", "aae"):
         raise ValueError(f"unknown autoencoder arch {arch!r}; expected ae, vae or aae")
     return ConvAutoencoder(

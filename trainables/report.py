@@ -15,6 +15,8 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainables.checkpoints import copy_checkpoint
+
 
 @dataclass
 class Reporter:
@@ -45,8 +47,6 @@ class Reporter:
                 fh.write(json.dumps(metrics) + "\n")
             self._scalars(metrics)
             if self.sink == "local" and checkpoint_dir is not None:
-                from trainables.loop import copy_checkpoint
-
                 copy_checkpoint(checkpoint_dir, self.directory / "checkpoint")
             if self.echo:
                 print(_one_line(metrics), flush=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
+from lensdata.files import write_json
 from trainables import get_task
 from trainables.loop import input_side
 
@@ -18,7 +19,7 @@ def save_model(modules: dict[str, nn.Module], config: dict, directory: Path) -> 
     directory.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
         save_weights(module, str(directory / f"{name}.safetensors"))
-    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    write_json(directory / "config.json", config, sort_keys=True)
 
 
 def load_model(directory: Path) -> tuple[dict[str, nn.Module], dict]:

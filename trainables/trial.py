@@ -20,7 +20,7 @@ from lensdata import LensingData
 
 def tune_trainable(config: dict, data: LensingData) -> None:
     """Train ``config`` inside a Tune trial, reporting every epoch through the one report helper."""
-    if int(config.get("workers_per_trial", 1)) > 1:
+    if int(config["workers_per_trial"]) > 1:
         _fit_on_ray_train(config, data)
         return
     import ray
@@ -45,7 +45,7 @@ def _fit_here(config: dict, data: LensingData, directory: Path, sink: str, check
     from trainables.loop import fit
     from trainables.report import Reporter
 
-    if config.get("threads"):
+    if config["threads"]:
         torch.set_num_threads(int(config["threads"]))
     task = get_task(config["task"])
     reporter = Reporter(directory, sink=sink, is_main=is_main, extra=dict(extra or {}))
@@ -71,8 +71,8 @@ def _fit_on_ray_train(config: dict, data: LensingData) -> None:
 
     context = tune.get_context()
     workers = int(config["workers_per_trial"])
-    gpus = float(config.get("gpus_per_worker", 0))
-    resources = {"CPU": float(config.get("cpus_per_worker", config.get("threads", 1)))}
+    gpus = float(config["gpus_per_worker"])
+    resources = {"CPU": float(config["cpus_per_worker"])}
     if gpus:
         resources["GPU"] = gpus
     trial_dir = Path(context.get_trial_dir())

@@ -7,20 +7,13 @@ import json
 import time
 from pathlib import Path
 
-from lensdata.errors import DatasetError
+from lensdata.files import write_json
 from tuner.errors import ConfigError
+from tuner.preflight import check_task_fits
+from tuner.training import build_config, default_size, evaluate_split, train_and_save
 
 SMOKE_DATA = "sim:model2:300"  # what --smoke-test trains on unless --data names something else
 DEFAULT_DATA = "sim:model2"
-
-
-def default_size(smoke: bool) -> str:
-    """The space size knob: tiny for smoke runs, small on CPU, full on a GPU."""
-    if smoke:
-        return "tiny"
-    import torch
-
-    return "full" if torch.cuda.is_available() else "small"
 
 
 def read_params(text: str | None) -> tuple[dict, str | None]:
@@ -42,30 +35,6 @@ def read_params(text: str | None) -> tuple[dict, str | None]:
     if "params" in params and "space" in params:  # a best.json written by `tuner search`
         return dict(params["params"]), str(params["space"])
     return params, None
-
-
-def check_task_fits(task: str, data) -> None:
-    """Refuse, before training, data that cannot serve the task."""
-    if task == "regression" and not data.has_targets:
-        raise DatasetError("this dataset has no regression targets (axion masses); "
-                           "use a regression space with data that has them, e.g. sim:model2")
-    if task == "anomaly" and not (data.labels == 0).any():
-        raise DatasetError("anomaly spaces train on no_sub images and this dataset has none")
-
-
-def build_config(space_name: str, params: dict, *, size: str, image_size: int, epochs: int | None,
-                 seed: int) -> dict:
-    """The full trial config: the space's keys for ``params`` plus run settings."""
-    from search_spaces import config_from_params, get_space
-
-    space = get_space(space_name)
-    config = config_from_params(space_name, params, size=size, image_size=image_size)
-    return {**config, "space": space.name, "size": size, "image_size": image_size,
-            "epochs": int(epochs) if epochs else default_epochs(size), "seed": int(seed)}
-
-
-def default_epochs(size: str) -> int:
-    return {"tiny": 2, "small": 10, "full": 50}[size]
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -92,31 +61,13 @@ def train_command(args: argparse.Namespace) -> int:
     data = open_data(data_spec, splits=("train", "val"))
     check_task_fits(space.task, data)
     config = build_config(space.name, params, size=size, image_size=data.image_size, epochs=epochs,
-                          seed=args.seed)
-    config["data"] = str(data_spec)
+                          seed=args.seed, data=str(data_spec))
     out = Path(args.out or f"runs/train-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"training {space.name} ({space.task}, size {size}) on {data_spec} for {config['epochs']} epochs -> {out}")
     _, history, _ = train_and_save(config, data, out)
     return 0 if "diverged" not in history[-1] else 1
 
 
-def train_and_save(config: dict, data, out: Path) -> tuple[dict, list[dict], dict]:
-    """Run the shared loop outside Ray and write the model, config and ``metrics.json`` to ``out``."""
-    from trainables import get_task
-    from trainables.loop import fit
-    from trainables.report import Reporter
-    from trainables.saving import save_model
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    reporter = Reporter(out, echo=True)
-    try:
-        modules, history, config = fit(get_task(config["task"]), config, data, reporter)
-    finally:
-        reporter.close()
-    save_model(modules, config, out)
-    write_json(out / "metrics.json", {"history": history, "final": history[-1]})
-    return modules, history, config
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -137,22 +88,5 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_split(modules: dict, config: dict, data, split: str) -> dict[str, float]:
-    """Evaluate loaded modules on ``split`` of ``data`` with the task's own metrics."""
-    import torch
-
-    from trainables import get_task
-    from trainables.loop import evaluate
-
-    task = get_task(config["task"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    for module in modules.values():
-        module.to(device)
-    return evaluate(task, modules, task.rows(data, split), config, device, prefix=split)
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    tmp.replace(path)

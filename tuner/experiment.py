@@ -32,6 +32,8 @@ class Experiment:
     name: str
     preset: str
     workers_per_trial: int = 1
+    warm_start: str | None = None  # a run whose best configurations are tried first
+    verbose: bool = False  # Ray's own progress output instead of one line per trial
 
     def __post_init__(self) -> None:
         checks = [
@@ -95,4 +97,5 @@ def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
         else (args.storage or default_storage())
     name = args.name or f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Experiment(space=args.space, seed=args.seed, storage=storage, name=name, preset=preset,
+                      warm_start=args.warm_start, verbose=bool(args.verbose),
                       **{f.name: base[f.name] for f in dataclasses.fields(Experiment) if f.name in base})

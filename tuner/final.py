@@ -18,7 +18,8 @@ from tuner.errors import ConfigError
 def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: str | None) -> int:
     """Train the final model of ``run_dir`` and write it, its config and ``test_*`` metrics."""
     from lensdata import open_data
-    from tuner.commands import build_config, evaluate_split, train_and_save, write_json
+    from lensdata.files import write_json
+    from tuner.training import build_config, evaluate_split, train_and_save
 
     best_file = run_dir / "best.json"
     if not best_file.is_file():
@@ -28,8 +29,8 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     data = open_data(best["data"], splits=("train", "val", "test"))
     merged = dataclasses.replace(data, splits=np.where(data.splits == "val", "train", data.splits))
     config = build_config(best["space"], best["params"], size=best["size"], image_size=data.image_size,
-                          epochs=epochs or best["max_epochs"], seed=best["seed"] if seed is None else seed)
-    config["data"] = best["data"]
+                          epochs=epochs or best["max_epochs"], seed=best["seed"] if seed is None else seed,
+                          data=best["data"])
     target = Path(out) if out else run_dir / "final"
     print(f"final model: {best['space']} trial {best['trial_id']} ({best['metric']} {best['objective']:.4f}) "
           f"retrained on train+val for {config['epochs']} epochs -> {target}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lensdata.files import write_json
 from tuner.errors import ConfigError
 
 STATUSES = ("completed", "stopped", "diverged", "error", "unfinished")
@@ -117,8 +118,6 @@ def best_row(rows: list[dict], mode: str) -> dict | None:
 
 def write_results(run_dir: Path, exp, space):
     """Write ``trials.parquet`` and ``best.json``; returns the trials as a pandas DataFrame."""
-    from tuner.commands import write_json
-
     rows = collect_trials(run_dir, exp.max_epochs, space.metric, space.mode)
     table = trials_table(rows)
     tmp = run_dir / "trials.parquet.tmp"

@@ -8,22 +8,24 @@ in Ray's object store -> ``Tuner(OptunaSearch(space), ASHA)`` -> the task's trai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
+from lensdata.files import write_json
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment, from_args
+from tuner.preflight import TRIAL_ENV
+
+if TYPE_CHECKING:
+    from search_spaces import Space, Trial
 
 WARM_START_TOP = 3  # configurations taken from an earlier run by --warm-start
-
-# With reused trial processes, Tune waits this long for the previous trial's thread to finish
-# before handing the process to the next trial; past it, Ray fails the trial instead of starting a
-# new process. Its default (2 s) is too short on a busy machine: seen here as randomly failed trials.
-TRIAL_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "30"}
-
 
 # ---------------------------------------------------------------- the space as Tune sees it
 
@@ -42,18 +44,29 @@ class TrialSpace:
     image_size: int
     constants: dict = field(default_factory=dict)
 
-    def __call__(self, trial) -> dict:
+    def __call__(self, trial: Trial) -> dict:
         from search_spaces import define_by_run
 
         config = define_by_run(self.space, size=self.size, image_size=self.image_size)(trial)
         return {**config, **self.constants, "params": dict(trial.params)}
 
 
-def make_searcher(exp: Experiment, space, image_size: int, points: list[dict]):
+def trial_constants(exp: Experiment, image_size: int) -> dict:
+    """The run settings every trial of ``exp`` shares (see :func:`trainables.settings.run_settings`)."""
+    from trainables.settings import run_settings
+
+    return run_settings(space=exp.space, size=exp.size, image_size=image_size, epochs=exp.max_epochs,
+                        seed=exp.seed, data=exp.data, threads=max(1, int(exp.cpus_per_trial)),
+                        workers_per_trial=exp.workers_per_trial, cpus_per_worker=exp.cpus_per_trial,
+                        gpus_per_worker=exp.gpus_per_trial)
+
+
+def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[dict]) -> Any:
     """OptunaSearch with a seeded TPE sampler made for concurrent trials.
 
     ``multivariate`` and ``group`` model the conditional parameters jointly; ``constant_liar``
-    keeps concurrent trials from all being proposed at the same spot.
+    keeps concurrent trials from all being proposed at the same spot. Returns a
+    :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
     """
     import optuna
 
@@ -62,16 +75,12 @@ def make_searcher(exp: Experiment, space, image_size: int, points: list[dict]):
     sampler = optuna.samplers.TPESampler(
         seed=exp.seed, multivariate=True, group=True, constant_liar=True,
         n_startup_trials=max(exp.concurrency, min(10, exp.num_samples // 3)))
-    constants = {"epochs": exp.max_epochs, "seed": exp.seed, "image_size": image_size, "size": exp.size,
-                 "space": exp.space, "data": exp.data, "threads": max(1, int(exp.cpus_per_trial)),
-                 "workers_per_trial": exp.workers_per_trial, "cpus_per_worker": exp.cpus_per_trial,
-                 "gpus_per_worker": exp.gpus_per_trial}
     return AshaAwareOptunaSearch(
-        space=TrialSpace(exp.space, exp.size, image_size, constants), metric=space.metric,
+        space=TrialSpace(exp.space, exp.size, image_size, trial_constants(exp, image_size)), metric=space.metric,
         mode=space.mode, sampler=sampler, points_to_evaluate=points or None, max_epochs=exp.max_epochs)
 
 
-def make_scheduler(exp: Experiment, space):
+def make_scheduler(exp: Experiment, space: Space) -> Any:
     """ASHA on the epoch: stopping-based, one bracket, metric and mode set here only."""
     from ray.tune.schedulers import ASHAScheduler
 
@@ -80,98 +89,25 @@ def make_scheduler(exp: Experiment, space):
                          reduction_factor=exp.reduction_factor, brackets=1)
 
 
-def starting_points(exp: Experiment, size: str, image_size: int, warm_start: str | None) -> list[dict]:
+def starting_points(exp: Experiment, image_size: int) -> list[dict]:
     """Configurations tried first: an earlier run's best (``--warm-start``), then the space's default."""
     from search_spaces import default_params
 
     points = []
-    if warm_start:
+    if exp.warm_start:
         from tuner.results import top_params
 
-        points = top_params(Path(warm_start), exp.space, WARM_START_TOP)
-    default = default_params(exp.space, size=size, image_size=image_size)
+        points = top_params(Path(exp.warm_start), exp.space, WARM_START_TOP)
+    default = default_params(exp.space, size=exp.size, image_size=image_size)
     if default not in points:
         points.append(default)
     return points
 
 
-# ---------------------------------------------------------------- Ray connection and resources
-
-
-def connect_ray(address: str | None, verbose: bool) -> bool:
-    """Attach to the cluster the user named (``--address`` or ``RAY_ADDRESS``), else start a local Ray.
-
-    A plain ``ray.init()`` silently attaches to whatever cluster was last started on the machine,
-    even a dead one; being explicit avoids that surprise. An already initialised Ray (a caller's
-    own, e.g. a test's) is used as it is. Returns whether this call started the connection.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(log_to_driver=verbose, include_dashboard=False, configure_logging=verbose,
-                  runtime_env={"env_vars": TRIAL_ENV})
-    try:
-        if address:
-            ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
-        else:
-            ray.init(address="local", **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        where = address or "a new local instance"
-        raise ConfigError(f"cannot reach the Ray cluster at {where} ({str(err).splitlines()[0]}); "
-                          "check --address / RAY_ADDRESS, that the head is running, and RAY_AUTH_MODE=token "
-                          "if the cluster uses token authentication") from None
-    return True
-
-
-def check_resources(exp: Experiment, ray) -> int:
-    """Refuse requests the cluster can never meet (instead of trials hanging in PENDING).
-
-    Returns the concurrency actually used: capped so that every running trial fits at once.
-    """
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    cpus = [n["Resources"].get("CPU", 0) for n in nodes]
-    gpus = [n["Resources"].get("GPU", 0) for n in nodes]
-    if exp.cpus_per_trial > max(cpus, default=0):
-        raise ConfigError(f"--cpus-per-trial {exp.cpus_per_trial:g} exceeds the largest node's "
-                          f"{max(cpus, default=0):g} CPUs; ask for at most that")
-    if exp.gpus_per_trial > 0 and sum(gpus) == 0:
-        raise ConfigError(f"--gpus-per-trial {exp.gpus_per_trial:g} but the cluster has no GPU; "
-                          "drop the flag to train on CPUs, or connect to a GPU cluster with --address")
-    if exp.gpus_per_trial > max(gpus, default=0) > 0:
-        raise ConfigError(f"--gpus-per-trial {exp.gpus_per_trial:g} exceeds the largest node's "
-                          f"{max(gpus):g} GPUs; use at most that, or --workers-per-trial for several GPUs")
-    # Trials (each of workers_per_trial workers) that fit at once: more would wait in PENDING.
-    fits = int(sum(c // exp.cpus_per_trial for c in cpus))
-    if exp.gpus_per_trial > 0:
-        fits = min(fits, int(sum(g // exp.gpus_per_trial for g in gpus)))
-    fits //= exp.workers_per_trial
-    if fits == 0:
-        raise ConfigError(f"one trial needs {exp.workers_per_trial} workers x {exp.cpus_per_trial:g} CPUs"
-                          f"{f' and {exp.gpus_per_trial:g} GPUs' if exp.gpus_per_trial else ''}, more than the "
-                          "cluster has; lower --workers-per-trial or the per-trial resources")
-    return min(exp.concurrency, fits)
-
-
-def check_storage(exp: Experiment) -> None:
-    """The results directory must be writable before any trial starts."""
-    if "://" in exp.storage:
-        return  # object storage: Ray checks its own credentials
-    try:
-        exp.run_dir.mkdir(parents=True, exist_ok=True)
-        probe = exp.run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"cannot write results to {exp.run_dir} ({err.strerror}); "
-                          "choose a writable --storage") from None
-
-
 # ---------------------------------------------------------------- progress lines
 
 
-def progress_callback(exp: Experiment, metric: str, mode: str):
+def progress_callback(exp: Experiment, metric: str, mode: str) -> Any:
     """A Tune callback printing one line per finished trial and the best so far."""
     from ray import tune
 
@@ -214,6 +150,7 @@ def progress_callback(exp: Experiment, metric: str, mode: str):
 def search_command(args: argparse.Namespace) -> int:
     """Run (or resume) a search and write its results; returns the process exit status."""
     from search_spaces import get_space
+    from tuner.preflight import connect_ray
 
     space = get_space(args.space)  # an unknown name fails here, listing the valid ones
     # Snapshot the experiment every 3 s (Ray's automatic period is >= 10 s): a search whose driver
@@ -229,7 +166,7 @@ def search_command(args: argparse.Namespace) -> int:
     try:
         exp = from_args(args, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
         exp = resume_settings(exp, args.resume)
-        return run_search(exp, space, ray, args)
+        return run_search(exp, space, ray)
     finally:
         if started:
             ray.shutdown()
@@ -248,7 +185,10 @@ def quiet_libraries() -> None:
 
 
 def resume_settings(exp: Experiment, resume: bool) -> Experiment:
-    """On resume, the saved settings of the run win over the flags (they define the experiment)."""
+    """On resume, the saved settings of the run win over the flags (they define the experiment).
+
+    Only ``verbose`` (how much to print) is taken from this invocation.
+    """
     saved = exp.run_dir / "experiment.json"
     if resume and not saved.is_file():
         raise ConfigError(f"nothing to resume at {exp.run_dir}; check --name and --storage "
@@ -258,18 +198,21 @@ def resume_settings(exp: Experiment, resume: bool) -> Experiment:
         if stored["space"] != exp.space:
             raise ConfigError(f"run {exp.name} searched {stored['space']}, not {exp.space}; "
                               "pick another --name or the same --space")
-        return Experiment(**stored)
+        return dataclasses.replace(Experiment(**stored), verbose=exp.verbose)
     return exp
 
 
-def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
+def run_search(exp: Experiment, space: Space, ray: ModuleType) -> int:
+    """Preflight, then fit (or restore and continue) the experiment and write its results.
+
+    Returns the exit status: 0 done, 1 every trial failed, 130 interrupted (the resume command is
+    printed).
+    """
     from ray import tune
 
     from lensdata import open_data
     from trainables.trial import tune_trainable
-    from tuner.cluster import check_shared_storage
-    from tuner.commands import check_task_fits
-    from tuner.results import leaderboard, write_results
+    from tuner.preflight import check_resources, check_shared_storage, check_storage, check_task_fits
 
     data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched
     check_task_fits(space.task, data)
@@ -289,39 +232,54 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
         tuner = tune.Tuner.restore(str(exp.run_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
-        (exp.run_dir / "experiment.json").write_text(json.dumps(asdict(exp), indent=2))
-        points = starting_points(exp, exp.size, data.image_size, args.warm_start)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=make_searcher(exp, space, data.image_size, points),
-                scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
-                max_concurrent_trials=concurrency, time_budget_s=exp.time_budget,
-                # Reusing trial processes skips torch/timm/torchmetrics imports per trial: measured by
-                # bench/launch.py, 16 short trials took 10.5 s instead of 57 s. Only on one node: when a
-                # node dies, Tune can hand a new trial the dead node's cached actor, and it fails.
-                reuse_actors=len([n for n in ray.nodes() if n.get("Alive")]) == 1,
-                trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
-            run_config=tune.RunConfig(
-                name=exp.name, storage_path=exp.storage, verbose=2 if args.verbose else 0,
-                callbacks=[progress_callback(exp, space.metric, space.mode)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
-                # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
-                # would be too late).
-                sync_config=tune.SyncConfig(sync_artifacts=True),
-                failure_config=tune.FailureConfig(max_failures=2)),
-        )
+        write_json(exp.run_dir / "experiment.json", asdict(exp))
+        tuner = new_tuner(exp, space, ray, trainable, data.image_size, concurrency)
     start = time.perf_counter()
     interrupted = False
     try:
         tuner.fit()  # Ray stops gracefully on the first Ctrl-C and saves the experiment
     except KeyboardInterrupt:
         interrupted = True
-    table = write_results(exp.run_dir, exp, space)  # whatever finished is kept, even when interrupted
+    return finish(exp, space, interrupted, time.perf_counter() - start)
+
+
+def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, image_size: int,
+              concurrency: int) -> Any:
+    """The ``tune.Tuner`` of a new search: TPE (starting from :func:`starting_points`) and ASHA."""
+    from ray import tune
+
+    points = starting_points(exp, image_size)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(exp, space, image_size, points),
+            scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
+            max_concurrent_trials=concurrency, time_budget_s=exp.time_budget,
+            # Reusing trial processes skips torch/timm/torchmetrics imports per trial: measured by
+            # bench/launch.py, 16 short trials took 10.5 s instead of 57 s. Only on one node: when a
+            # node dies, Tune can hand a new trial the dead node's cached actor, and it fails.
+            reuse_actors=len([n for n in ray.nodes() if n.get("Alive")]) == 1,
+            trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
+        run_config=tune.RunConfig(
+            name=exp.name, storage_path=exp.storage, verbose=2 if exp.verbose else 0,
+            callbacks=[progress_callback(exp, space.metric, space.mode)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
+            # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
+            # would be too late).
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            failure_config=tune.FailureConfig(max_failures=2)),
+    )
+
+
+def finish(exp: Experiment, space: Space, interrupted: bool, seconds: float) -> int:
+    """Write the results (whatever finished is kept, even when interrupted), print them; the exit status."""
+    from tuner.results import leaderboard, write_results
+
+    table = write_results(exp.run_dir, exp, space)
     print(leaderboard(table, space.metric, space.mode, top=10))
     if interrupted or (table["status"] == "unfinished").any():
-        print(f"search interrupted after {time.perf_counter() - start:.0f} s; resume it with:\n"
+        print(f"search interrupted after {seconds:.0f} s; resume it with:\n"
               f"  python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume")
         return 130
     failed = table[table["status"] == "error"]["trial_id"].tolist()
@@ -329,6 +287,6 @@ def run_search(exp: Experiment, space, ray, args: argparse.Namespace) -> int:
         print(f"{len(failed)} trial(s) failed; see error.txt in their directories under {exp.run_dir}")
     if len(failed) == len(table):
         return 1
-    print(f"done in {time.perf_counter() - start:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
+    print(f"done in {seconds:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
           f"final model: python -m tuner train --from {exp.run_dir}")
     return 0

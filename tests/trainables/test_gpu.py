@@ -6,6 +6,7 @@ import pytest
 
 from lensdata.store import load_dataset
 from search_spaces import default_config
+from trainables.settings import run_settings
 
 pytestmark = pytest.mark.gpu
 
@@ -17,8 +18,8 @@ def test_reused_trial_process_returns_gpu_memory(sim_model2_tiny, tmp_path, monk
     from trainables import trial
 
     data = load_dataset(sim_model2_tiny)
-    config = default_config("swin_cls", size="small", image_size=64)
-    config.update(epochs=1, seed=0, image_size=64, space="swin_cls", precision="bf16")
+    config = {**default_config("swin_cls", size="small", image_size=64),
+              **run_settings(space="swin_cls", size="small", image_size=64, epochs=1, seed=0, precision="bf16")}
     baseline = torch.cuda.memory_allocated()
     for run in range(2):
         trial._fit_here(config, data, tmp_path / f"t{run}", "local", None)

@@ -16,6 +16,7 @@ from trainables import get_task
 from trainables.loop import fit
 from trainables.report import Reporter
 from trainables.saving import load_model, save_model
+from trainables.settings import run_settings
 
 TIMING_KEYS = {"train_images_per_sec", "train_s", "val_s"}
 METRICS = {
@@ -31,8 +32,9 @@ def data(sim_model2_tiny):
 
 
 def tiny_config(space: str, epochs: int = 1, **overrides) -> dict:
-    config = default_config(space, size="tiny", image_size=64)
-    config.update(space=space, epochs=epochs, seed=0, image_size=64, batch_size=32, **overrides)
+    config = {**default_config(space, size="tiny", image_size=64),
+              **run_settings(space=space, size="tiny", image_size=64, epochs=epochs, seed=0)}
+    config.update(batch_size=32, **overrides)
     return config
 
 

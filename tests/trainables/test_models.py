@@ -54,7 +54,7 @@ def test_effnet_multipliers_reproduce_timm_b0_to_b3(variant, width, depth):
     """The width/depth pairs the full space offers are exactly timm's EfficientNet-B0..B3."""
     import timm
 
-    ours = build_backbone({"arch": "effnet", "effnet_width": width, "effnet_depth": depth}, 64, 3)
+    ours = build_backbone({**tiny_config("effnet"), "effnet_width": width, "effnet_depth": depth}, 64, 3)
     ref = timm.create_model(f"efficientnet_{variant}", pretrained=False, in_chans=1, num_classes=3)
     assert count_parameters(ours) == count_parameters(ref)
 
@@ -73,7 +73,7 @@ def test_autoencoder_reconstructs_exactly_the_input_shape(arch, side):
 
 @pytest.mark.parametrize("depth", [2, 3, 4, 5])
 def test_autoencoder_depths_and_other_input_sizes(depth):
-    config = {"arch": "ae", "latent_dim": 8, "base_channels": 4, "depth": depth}
+    config = {**tiny_config("ae"), "latent_dim": 8, "base_channels": 4, "depth": depth}
     model = build_autoencoder(config, 64)
     for side in (64, 48, 150, 37):  # built for 64, still exact for other sides
         x = torch.randn(1, 1, side, side)

@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tuner.cluster import _read_token, check_shared_storage
 from tuner.errors import ConfigError
+from tuner.preflight import _read_token, check_shared_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -173,7 +173,7 @@ class LocalCluster:
         script = f"""
 import json, sys, time
 import ray
-from tuner.cluster import check_shared_storage
+from tuner.preflight import check_shared_storage
 for attempt in range(60):
     try:
         ray.init(address={self.address!r}, log_to_driver=False, configure_logging=False)

@@ -1,0 +1,36 @@
+"""Checkpoints of the shared loop: Accelerate's full training state plus the epoch and the history.
+
+Accelerate's ``save_state`` keeps model, optimiser, schedule, scaler and RNG states, so a run
+resumed from its epoch-k checkpoint continues exactly as the uninterrupted run did.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from lensdata.files import write_json
+
+
+def save_checkpoint(accelerator, directory: Path, epoch: int, history: list[dict]) -> None:
+    """Accelerate's full training state plus the epoch counter and the metric history."""
+    accelerator.save_state(str(directory))
+    if accelerator.is_main_process:
+        write_json(directory / "progress.json", {"epoch": epoch, "history": history})
+
+
+def load_checkpoint(accelerator, directory: Path) -> tuple[int, list[dict]]:
+    """Restore the state saved by :func:`save_checkpoint`; returns (epochs done, history)."""
+    accelerator.load_state(str(directory))
+    progress = json.loads((directory / "progress.json").read_text())
+    return int(progress["epoch"]), list(progress["history"])
+
+
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """Replace ``dst`` by a copy of ``src`` atomically (copy beside it, then rename)."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)

@@ -1,0 +1,168 @@
+"""Preflight: everything checked before the first trial starts, so a search fails in one line or not at all.
+
+- :func:`connect_ray`: the cluster the user named (``--address`` / ``RAY_ADDRESS``), else a fresh
+  local Ray, never a silent attachment to whatever ran last on the machine;
+- :func:`check_resources`: requests the cluster can never meet are refused (instead of trials
+  waiting in PENDING for ever), and concurrency is capped to what fits at once;
+- :func:`check_storage`: the results directory is writable;
+- :func:`check_shared_storage`: on several nodes, every node sees the results directory. Tune saves
+  every trial's checkpoints and results under ``storage_path``, and a trial that moves to another
+  node (after a failure, or when a search resumes) reads them back from there; a node-local path
+  would fail much later, with errors about missing checkpoints;
+- :func:`check_task_fits`: the data can serve the space's task.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from lensdata.errors import DatasetError
+from tuner.errors import ConfigError
+from tuner.experiment import Experiment
+
+if TYPE_CHECKING:
+    from lensdata import LensingData
+
+# With reused trial processes, Tune waits this long for the previous trial's thread to finish
+# before handing the process to the next trial; past it, Ray fails the trial instead of starting a
+# new process. Its default (2 s) is too short on a busy machine: seen here as randomly failed trials.
+TRIAL_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "30"}
+
+
+def connect_ray(address: str | None, verbose: bool) -> bool:
+    """Attach to the cluster the user named (``--address`` or ``RAY_ADDRESS``), else start a local Ray.
+
+    A plain ``ray.init()`` silently attaches to whatever cluster was last started on the machine,
+    even a dead one; being explicit avoids that surprise. An already initialised Ray (a caller's
+    own, e.g. a test's) is used as it is. Returns whether this call started the connection.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(log_to_driver=verbose, include_dashboard=False, configure_logging=verbose,
+                  runtime_env={"env_vars": TRIAL_ENV})
+    try:
+        if address:
+            ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
+        else:
+            ray.init(address="local", **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = address or "a new local instance"
+        raise ConfigError(f"cannot reach the Ray cluster at {where} ({str(err).splitlines()[0]}); "
+                          "check --address / RAY_ADDRESS, that the head is running, and RAY_AUTH_MODE=token "
+                          "if the cluster uses token authentication") from None
+    return True
+
+
+def check_resources(exp: Experiment, ray: ModuleType) -> int:
+    """Refuse requests the cluster can never meet (instead of trials hanging in PENDING).
+
+    Returns the concurrency actually used: capped so that every running trial fits at once.
+    """
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = [n["Resources"].get("CPU", 0) for n in nodes]
+    gpus = [n["Resources"].get("GPU", 0) for n in nodes]
+    if exp.cpus_per_trial > max(cpus, default=0):
+        raise ConfigError(f"--cpus-per-trial {exp.cpus_per_trial:g} exceeds the largest node's "
+                          f"{max(cpus, default=0):g} CPUs; ask for at most that")
+    if exp.gpus_per_trial > 0 and sum(gpus) == 0:
+        raise ConfigError(f"--gpus-per-trial {exp.gpus_per_trial:g} but the cluster has no GPU; "
+                          "drop the flag to train on CPUs, or connect to a GPU cluster with --address")
+    if exp.gpus_per_trial > max(gpus, default=0) > 0:
+        raise ConfigError(f"--gpus-per-trial {exp.gpus_per_trial:g} exceeds the largest node's "
+                          f"{max(gpus):g} GPUs; use at most that, or --workers-per-trial for several GPUs")
+    # Trials (each of workers_per_trial workers) that fit at once: more would wait in PENDING.
+    fits = int(sum(c // exp.cpus_per_trial for c in cpus))
+    if exp.gpus_per_trial > 0:
+        fits = min(fits, int(sum(g // exp.gpus_per_trial for g in gpus)))
+    fits //= exp.workers_per_trial
+    if fits == 0:
+        raise ConfigError(f"one trial needs {exp.workers_per_trial} workers x {exp.cpus_per_trial:g} CPUs"
+                          f"{f' and {exp.gpus_per_trial:g} GPUs' if exp.gpus_per_trial else ''}, more than the "
+                          "cluster has; lower --workers-per-trial or the per-trial resources")
+    return min(exp.concurrency, fits)
+
+
+def check_storage(exp: Experiment) -> None:
+    """The results directory must be writable before any trial starts."""
+    if "://" in exp.storage:
+        return  # object storage: Ray checks its own credentials
+    try:
+        exp.run_dir.mkdir(parents=True, exist_ok=True)
+        probe = exp.run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write results to {exp.run_dir} ({err.strerror}); "
+                          "choose a writable --storage") from None
+
+
+def check_task_fits(task: str, data: LensingData) -> None:
+    """Refuse, before training, data that cannot serve the task."""
+    if task == "regression" and not data.has_targets:
+        raise DatasetError("this dataset has no regression targets (axion masses); "
+                           "use a regression space with data that has them, e.g. sim:model2")
+    if task == "anomaly" and not (data.labels == 0).any():
+        raise DatasetError("anomaly spaces train on no_sub images and this dataset has none")
+
+
+ANSWER_TIMEOUT_S = 60.0  # a node starts a Python worker for the probe: seconds, more on a busy node
+
+
+def check_shared_storage(storage: str, ray_module: ModuleType) -> None:
+    """Refuse a local ``storage`` path that some alive node of the cluster cannot see.
+
+    The driver writes a file with a random token into ``storage``; a tiny task pinned to each
+    alive node reads it back. One node, or object storage (``s3://``, ``gs://``...): nothing to
+    check. The probe file is removed whatever happens.
+
+    Raises:
+        ConfigError: one or more nodes cannot read the file (or did not answer in time).
+    """
+    if "://" in storage:
+        return  # object storage: the same for every node by construction
+    nodes = [node["NodeID"] for node in ray_module.nodes() if node.get("Alive")]
+    if len(nodes) <= 1:
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    directory = Path(storage)
+    directory.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    probe = directory / f".shared-storage-probe-{token}"
+    probe.write_text(token)
+    try:
+        read = ray_module.remote(num_cpus=0, max_retries=0)(_read_token)
+        refs = [read.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                .remote(str(probe), token) for node in nodes]
+        answered, _ = ray_module.wait(refs, num_returns=len(refs), timeout=ANSWER_TIMEOUT_S)
+        blind = len(refs) - sum(1 for ref in answered if _sees(ray_module, ref))
+    finally:
+        probe.unlink(missing_ok=True)
+    if blind:
+        raise ConfigError(
+            f"--storage {storage} is not shared: {blind} of {len(nodes)} Ray nodes cannot read a file the "
+            "driver wrote there (or did not answer); give a shared file system path mounted at the same "
+            "place on every node, or object storage such as s3://bucket/runs")
+
+
+def _read_token(path: str, token: str) -> bool:
+    """Runs on one node: whether the driver's probe file is there, with the driver's token."""
+    try:
+        return Path(path).read_text() == token
+    except OSError:
+        return False
+
+
+def _sees(ray_module, ref) -> bool:
+    """The probe's answer; a probe that failed (its node died, say) counts as not seeing."""
+    try:
+        return bool(ray_module.get(ref))
+    except Exception:  # noqa: BLE001 - any Ray task failure means this node was not confirmed
+        return False

@@ -1,0 +1,77 @@
+"""Training one configuration outside Ray: the config, the run, the saved model, the evaluation.
+
+Shared by ``python -m tuner train`` (:mod:`tuner.commands`) and the final model of a search
+(:mod:`tuner.final`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lensdata.files import write_json
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lensdata import LensingData
+
+
+def default_size(smoke: bool) -> str:
+    """The space size knob: tiny for smoke runs, small on CPU, full on a GPU."""
+    if smoke:
+        return "tiny"
+    import torch
+
+    return "full" if torch.cuda.is_available() else "small"
+
+
+def default_epochs(size: str) -> int:
+    """Epochs of ``train`` without ``--epochs``: a few for tiny models, more for full ones."""
+    return {"tiny": 2, "small": 10, "full": 50}[size]
+
+
+def build_config(space_name: str, params: dict, *, size: str, image_size: int, epochs: int | None,
+                 seed: int, data: str) -> dict:
+    """The full run config: the space's keys for ``params`` (defaults for the rest) plus run settings."""
+    from search_spaces import config_from_params, get_space
+    from trainables.settings import run_settings
+
+    space = get_space(space_name)
+    config = config_from_params(space_name, params, size=size, image_size=image_size)
+    return {**config, **run_settings(space=space.name, size=size, image_size=image_size,
+                                     epochs=int(epochs) if epochs else default_epochs(size), seed=seed,
+                                     data=str(data))}
+
+
+def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str, nn.Module], list[dict], dict]:
+    """Run the shared loop outside Ray and write the model, config and ``metrics.json`` to ``out``."""
+    from trainables import get_task
+    from trainables.loop import fit
+    from trainables.report import Reporter
+    from trainables.saving import save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    reporter = Reporter(out, echo=True)
+    try:
+        modules, history, config = fit(get_task(config["task"]), config, data, reporter)
+    finally:
+        reporter.close()
+    save_model(modules, config, out)
+    write_json(out / "metrics.json", {"history": history, "final": history[-1]})
+    return modules, history, config
+
+
+def evaluate_split(modules: dict[str, nn.Module], config: dict, data: LensingData, split: str) -> dict[str, float]:
+    """Evaluate loaded modules on ``split`` of ``data`` with the task's own metrics."""
+    import torch
+
+    from trainables import get_task
+    from trainables.loop import evaluate
+
+    task = get_task(config["task"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for module in modules.values():
+        module.to(device)
+    return evaluate(task, modules, task.rows(data, split), config, device, prefix=split)

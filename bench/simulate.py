@@ -31,8 +31,8 @@ CLASSES = ("no_sub", "cdm", "axion")
 NUM_PIX = 64
 PIXEL_SCALE = 0.101  # arcsec, Euclid VIS (Model II)
 SEEING = 0.16  # arcsec FWHM
-# Einstein radius of a point mass of 1 Msun at z_l=0.5, z_s=1.0 (angular-diameter distances,
-# REFERENCE section 6: 1e10 Msun -> 0.16645").
+# Einstein radius of a point mass of 1 Msun at z_l=0.5, z_s=1.0 (angular-diameter distances of
+# astropy's FlatLambdaCDM(H0=70, Om0=0.3): 1e10 Msun -> 0.16645"; see docs/data.md).
 REIN_1MSUN = 0.16645 / math.sqrt(1e10)
 SIE_THETA_E = 1.6645  # arcsec: the project's halo (1e12 Msun, angular-diameter distances)
 SOURCE_MAG = 22.0

@@ -1,11 +1,12 @@
 """Lensing building blocks on top of caustics: distances, Einstein radii, the vortex, the PSF.
 
-The simulator (``lensdata.simulate``) composes caustics' own lenses (SIE, ExternalShear, Point) and its
+The simulator (``lensdata.render``) composes caustics' own lenses (SIE, ExternalShear, Point) and its
 Sersic light profile. What caustics lacks lives here:
 
 - :class:`LineMass`, a uniform straight segment of mass (the axion "vortex" of DeepLenseSim) as a
   caustics ``ThinLens`` subclass, with the closed-form deflection, potential and convergence of a line
-  of Plummer-softened point masses (REFERENCE section 6). DeepLenseSim summed 100 point masses; the
+  of Plummer-softened point masses (the point-mass deflection integrated along the segment; see
+  ``docs/data.md``). DeepLenseSim summed 100 point masses; the
   closed form costs what one point mass costs and is the limit of that sum.
 - Einstein radii from proper angular-diameter distances (caustics' ``FlatLambdaCDM``).
 - A pixel-integrated Gaussian PSF, applied with the cut-out and the binning as one matrix per
@@ -27,6 +28,9 @@ import torch
 from caskade import Param, forward
 from caustics import FlatLambdaCDM, ThinLens
 from caustics.lenses import func as lens_func
+
+Tensor = torch.Tensor
+Real = torch.Tensor | float  # a tensor, or a plain number broadcast against one
 
 H0 = 70.0
 """Hubble constant, km/s/Mpc (DeepLenseSim's flat LCDM)."""
@@ -67,7 +71,7 @@ def _rein_of_one_msun(z_l: float, z_s: float) -> float:
     return float(lens_func.mass_to_rein_point(one, d_ls, d_l, d_s))
 
 
-def einstein_radius(mass_msun, z_l: float = Z_LENS, z_s: float = Z_SOURCE):
+def einstein_radius(mass_msun: float | np.ndarray, z_l: float = Z_LENS, z_s: float = Z_SOURCE) -> float | np.ndarray:
     """Point-mass Einstein radius in arcsec, ``sqrt(4 G M / c^2 * D_ls / (D_l D_s))``.
 
     Uses proper angular-diameter distances (1e9 Msun -> 0.05264", 1e12 Msun -> 1.6645" at
@@ -89,7 +93,7 @@ def _line_frame_deflection(x, y, length, rein, s):
     A uniform line of Plummer-softened point masses: with ``a = sqrt(y^2 + s^2)``,
     ``alpha_x = rein^2/L * 0.5 ln[((x+L/2)^2 + a^2) / ((x-L/2)^2 + a^2)]`` and
     ``alpha_y = rein^2/L * (y/a) [atan((x+L/2)/a) - atan((x-L/2)/a)]``. With ``s = 0`` this is the
-    closed form of REFERENCE section 6; ``s > 0`` keeps it finite on the segment.
+    unsoftened line of ``docs/data.md``; ``s > 0`` keeps it finite on the segment.
     """
     half = 0.5 * length
     a2 = y * y + s * s
@@ -105,7 +109,8 @@ def _line_frame_deflection(x, y, length, rein, s):
     return ax, ay
 
 
-def line_deflection(x, y, x0, y0, cos_phi, sin_phi, length, rein, s=0.0):
+def line_deflection(x: Tensor, y: Tensor, x0: Real, y0: Real, cos_phi: Real, sin_phi: Real, length: Real,
+                    rein: Real, s: float = 0.0) -> tuple[Tensor, Tensor]:
     """Reduced deflection of a uniform line of mass, rotation given as ``cos(phi), sin(phi)``.
 
     Args:
@@ -128,13 +133,15 @@ def line_deflection(x, y, x0, y0, cos_phi, sin_phi, length, rein, s=0.0):
     return axr * cos_phi - ayr * sin_phi, axr * sin_phi + ayr * cos_phi
 
 
-def reduced_deflection_angle_line(x0, y0, phi, length, Rein, x, y, s=0.0):
+def reduced_deflection_angle_line(x0: Real, y0: Real, phi: Real, length: Real, Rein: Real, x: Tensor, y: Tensor,
+                                  s: float = 0.0) -> tuple[Tensor, Tensor]:
     """Reduced deflection of a uniform line of mass (caustics ``func`` argument order)."""
     phi = torch.as_tensor(phi, dtype=torch.as_tensor(x).dtype)
     return line_deflection(x, y, x0, y0, torch.cos(phi), torch.sin(phi), length, Rein, s)
 
 
-def potential_line(x0, y0, phi, length, Rein, x, y, s=0.0):
+def potential_line(x0: Real, y0: Real, phi: Real, length: Real, Rein: Real, x: Tensor, y: Tensor,
+                   s: float = 0.0) -> Tensor:
     """Lensing potential (arcsec^2) of the softened line: ``rein^2/L [F(x+L/2) - F(x-L/2)]``.
 
     ``F(u) = u/2 ln(u^2 + a^2) - u + a atan(u/a)``, ``a = sqrt(y^2 + s^2)``: the integral of the
@@ -153,7 +160,8 @@ def potential_line(x0, y0, phi, length, Rein, x, y, s=0.0):
     return Rein * Rein / length * (f(xr + 0.5 * length) - f(xr - 0.5 * length))
 
 
-def convergence_line(x0, y0, phi, length, Rein, x, y, s=0.0):
+def convergence_line(x0: Real, y0: Real, phi: Real, length: Real, Rein: Real, x: Tensor, y: Tensor,
+                     s: float = 0.0) -> Tensor:
     """Convergence of the softened line (zero off the segment when ``s = 0``).
 
     Each Plummer point has ``kappa = rein_i^2 s^2 / (r^2 + s^2)^2``; integrated along the segment
@@ -250,7 +258,8 @@ class LineMass(ThinLens):
         return convergence_line(x0, y0, phi, length, Rein, x, y, self.s)
 
 
-def point_masses_deflection(xs, ys, x0, y0, rein, s=0.0):
+def point_masses_deflection(xs: Tensor, ys: Tensor, x0: Tensor, y0: Tensor, rein: Tensor,
+                            s: float = 0.0) -> tuple[Tensor, Tensor]:
     """Summed reduced deflection of ``K`` point masses per image on a rectangular grid.
 
     Args:
@@ -302,7 +311,7 @@ def gaussian_kernel_1d(fwhm: float, pixelscale: float, *, truncate: float = 4.0)
     return taps / taps.sum()
 
 
-def psf_bin_matrix(kernel, side: int, offset: int, pixels: int, supersample: int) -> np.ndarray:
+def psf_bin_matrix(kernel: np.ndarray, side: int, offset: int, pixels: int, supersample: int) -> np.ndarray:
     """The blur, cut-out and binning of one image axis as a ``(pixels, side)`` matrix ``A``.
 
     Row ``p`` sums the PSF taps reaching the ``supersample`` fine pixels of image pixel ``p``;

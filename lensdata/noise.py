@@ -9,13 +9,17 @@ noise wherever they share their light.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lensdata.instruments import Instrument, get_instrument
 
+if TYPE_CHECKING:  # torch loads inside the functions that use it
+    import torch
 
-def peak_snr(model_rate, instrument: str | Instrument) -> np.ndarray:
+
+def peak_snr(model_rate: np.ndarray, instrument: str | Instrument) -> np.ndarray:
     """Peak-pixel signal-to-noise of noiseless images (N, H, W) in e-/s per pixel.
 
     ``SNR = S / sqrt(S + exposure * sky + read_noise^2)`` where ``S`` is the brightest pixel of the
@@ -36,7 +40,7 @@ def sky_noise_rms(instrument: str | Instrument) -> float:
 
 
 
-def poisson_quantile(u, lam, z):
+def poisson_quantile(u: torch.Tensor, lam: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Exact Poisson quantile ``min{k : P(X <= k; lam) >= u}`` for float64 tensors.
 
     ``z`` is the normal deviate with ``Phi(z) = u`` (``|z| <= 7``). A quantile transform rather

@@ -62,9 +62,9 @@ Small enough that the grid-sized float64 tensors stay in the CPU cache: 1.3x fas
 pixels per micro-batch for ``simulate()``, 2x for ``cdm`` (measured, one thread)."""
 
 
-def render(instrument: str | Instrument, seeds, labels, *, device: str = "cpu", batch_size: int = 256,
-           return_model: bool = False) -> dict[str, np.ndarray]:
-    """Render the images of given image seeds and labels (the core of :func:`simulate`).
+def render(instrument: str | Instrument, seeds: np.ndarray, labels: np.ndarray, *, device: str = "cpu",
+           batch_size: int = 256, return_model: bool = False) -> dict[str, np.ndarray]:
+    """Render the images of given image seeds and labels (the core of :func:`lensdata.simulate.simulate`).
 
     Rendering one seed under labels 0, 1, 2 gives the same lens, source and noise with no
     substructure, subhalos, or a vortex: the counterfactuals the tests compare.

@@ -85,7 +85,7 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def simulate_to_dataset(instrument: str, n: int, seed: int, out, *, workers: int = 1,
+def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.Path, *, workers: int = 1,
                         batch_size: int = 256, progress: bool = True,
                         address: str | None = None) -> pathlib.Path:
     """Simulate ``n`` images and write them as a dataset directory (``lensdata.store`` format).

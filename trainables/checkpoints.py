@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lensdata.files import write_json
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
-def save_checkpoint(accelerator, directory: Path, epoch: int, history: list[dict]) -> None:
+
+def save_checkpoint(accelerator: Accelerator, directory: Path, epoch: int, history: list[dict]) -> None:
     """Accelerate's full training state plus the epoch counter and the metric history."""
     accelerator.save_state(str(directory))
     if accelerator.is_main_process:
         write_json(directory / "progress.json", {"epoch": epoch, "history": history})
 
 
-def load_checkpoint(accelerator, directory: Path) -> tuple[int, list[dict]]:
+def load_checkpoint(accelerator: Accelerator, directory: Path) -> tuple[int, list[dict]]:
     """Restore the state saved by :func:`save_checkpoint`; returns (epochs done, history)."""
     accelerator.load_state(str(directory))
     progress = json.loads((directory / "progress.json").read_text())

@@ -18,10 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 from lensdata import LensingData, normalize_images
 from search_spaces import task_objective
@@ -85,7 +89,8 @@ def make_optimizer(module: nn.Module, config: dict) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; use adamw, adam or sgd")
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, config: dict, total_steps: int):
+def make_schedule(optimizer: torch.optim.Optimizer, config: dict,
+                  total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step learning-rate schedule: cosine with linear warm-up, one-cycle, or step decay.
 
     The schedule spans the full epoch budget, so a trial that ASHA stops early has followed the
@@ -110,7 +115,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: dict, total_steps: i
     raise ValueError(f"unknown schedule {name!r}; use cosine, onecycle or step")
 
 
-def make_accelerator(config: dict):
+def make_accelerator(config: dict) -> Accelerator:
     """Accelerate owns the device and precision: bf16 on GPUs that support it, fp32 on CPU unless asked."""
     from accelerate import Accelerator
 
@@ -144,8 +149,8 @@ def batches(data: LensingData, config: dict, index_batches: list[np.ndarray], de
 # ---------------------------------------------------------------- one epoch
 
 
-def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule, data: LensingData,
-                config: dict, epoch: int, accelerator) -> dict[str, float]:
+def train_epoch(task: Task, modules: Modules, optimizers: dict, schedule: torch.optim.lr_scheduler.LRScheduler,
+                data: LensingData, config: dict, epoch: int, accelerator: Accelerator) -> dict[str, float]:
     """One pass over this process's share of the training rows; raises Diverged on a non-finite loss.
 
     ``batch_size`` is the global batch: each step's batch is the same set of rows whatever the

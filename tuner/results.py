@@ -11,12 +11,19 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lensdata.files import write_json
 from tuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search_spaces import Space
+    from tuner.experiment import Experiment
 
 STATUSES = ("completed", "stopped", "diverged", "error", "unfinished")
 
@@ -116,7 +123,7 @@ def best_row(rows: list[dict], mode: str) -> dict | None:
     return (max if mode == "max" else min)(usable, key=lambda r: r["best"])
 
 
-def write_results(run_dir: Path, exp, space):
+def write_results(run_dir: Path, exp: Experiment, space: Space) -> pd.DataFrame:
     """Write ``trials.parquet`` and ``best.json``; returns the trials as a pandas DataFrame."""
     rows = collect_trials(run_dir, exp.max_epochs, space.metric, space.mode)
     table = trials_table(rows)
@@ -134,7 +141,7 @@ def write_results(run_dir: Path, exp, space):
     return table.to_pandas()
 
 
-def leaderboard(table, metric: str, mode: str, top: int = 10) -> str:
+def leaderboard(table: pd.DataFrame, metric: str, mode: str, top: int = 10) -> str:
     """The ``top`` trials by best objective, as a plain-text table."""
     if len(table) == 0:
         return "no trial has reported a result yet"

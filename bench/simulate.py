@@ -24,10 +24,10 @@ import statistics
 import numpy as np
 from _common import alternate, emit, parse_args, pick, rnd, threads
 
+from lensdata import CLASSES
 from lensdata.instruments import INSTRUMENTS
 from lensdata.recipe import SUBHALO_SLOPE
 
-CLASSES = ("no_sub", "cdm", "axion")
 NUM_PIX = 64
 PIXEL_SCALE = 0.101  # arcsec, Euclid VIS (Model II)
 SEEING = 0.16  # arcsec FWHM

@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from accelerate import Accelerator
-
 from lensdata import LensingData, normalize_images
 from search_spaces import task_objective
 from trainables.augment import augment, fit_input
 from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.report import Reporter
 from trainables.settings import check_config
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 Modules = dict[str, nn.Module]
 Batch = dict[str, torch.Tensor]
@@ -50,7 +50,6 @@ class Task:
     step: Callable[[Modules, Batch, dict], dict[str, torch.Tensor]]  # -> {"loss": ..., maybe "disc_loss": ...}
     predict: Callable[[Modules, torch.Tensor, dict], torch.Tensor]  # eval outputs for one batch
     metrics: Callable[[torch.Tensor, Batch, dict, str], dict[str, float]]  # (outputs, split, config, prefix)
-
 
     @property
     def objective(self) -> str:

@@ -69,3 +69,14 @@ def test_regression_space_refuses_data_without_targets(sim_model2_tiny, tmp_path
 def test_evaluate_refuses_a_directory_without_a_model(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no trained model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["data", "info", "sim:model9"], "unknown simulated set 'sim:model9'"),  # lensdata's DatasetError
+    (["train", "--space", "resnet_cls"], "unknown search space 'resnet_cls'"),  # search_spaces' SpaceError
+    (["best", "/nonexistent/run"], "is not a search run"),  # tuner's ConfigError
+])
+def test_every_layers_user_error_is_one_line_and_status_2(argv, says, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1

@@ -4,12 +4,16 @@ Baseline, as DeepLense projects load today: list ``{no_sub,cdm,axion}/*.npy``, `
 file (axion files are object arrays ``[image, mass]`` and need ``allow_pickle=True``), take the
 image, ``np.stack`` them and wrap the result with ``torch.from_numpy`` as an (N, 1, H, W) float32
 tensor. Project: ``lensdata.store.load_dataset(path)`` (with its default fast verification) and
-``torch.from_numpy(data.images)``. Ceiling, timed alongside: the same image bytes as one raw file,
-``readinto`` a freshly allocated array (no format, no per-file work): no loader that returns a new
-array can beat it, so ``ceiling_ratio`` is the largest ratio this machine allows. Both read the same
-images, written by this run moments before, so both read from a warm page cache (no root to drop it,
-and dropping it would disturb the machine); the ratio is therefore about per-file and per-image
-work, not disk speed. The two are timed alternately, medians after a warm-up.
+``torch.from_numpy(data.images)``; the store keeps each image as one Parquet FIXED_LEN_BYTE_ARRAY
+value (uncompressed, PLAIN, 2 MiB row groups), which plain ``pyarrow.parquet`` reads one row group
+at a time, two threads each taking half of a file's groups, and the loader copies into a single
+preallocated array (this benchmark chose those settings: see ``lensdata.store``). Ceiling, timed
+alongside: the same image bytes as one raw file, ``readinto`` a freshly allocated array (no format,
+no per-file work): no single-threaded loader that returns a new array can beat it, so
+``ceiling_ratio`` is the largest ratio one core allows (the store's two threads can come close).
+Both read the same images, written by this run moments before, so both read from a warm page cache
+(no root to drop it, and dropping it would disturb the machine); the ratio is therefore about
+per-file and per-image work, not disk speed. The two are timed alternately, medians after a warm-up.
 
 Peak memory is measured for each loader in a fresh subprocess that first imports the same modules
 and loads a small dataset (so lazy imports and pools are warm), then loads the benchmark set once.
@@ -196,8 +200,8 @@ def main() -> None:
          store_share_of_ceiling=rnd(ips["store"] / ips["ceiling"], 3),
          raw_mib=rnd(raw / 2**20), files_mib={"npy": rnd(npy_bytes / 2**20), "parquet": rnd(store_bytes / 2**20)},
          same_images=bool(same), reps=reps, page_cache="warm (both read files written by this run)",
-         peak_memory_ratio=rnd(peak["store"], 3), peak_memory_target=1.5,
-         peak_memory_met=bool(peak["store"] <= 1.5),
+         peak_memory_ratio=rnd(peak["store"], 3), peak_memory_target=1.05,
+         peak_memory_met=bool(peak["store"] <= 1.05),
          peak_memory_npy_ratio=rnd(peak["npy"], 3),
          peak_memory_detail={w: {"allocated_peak": rnd(peak[w], 3), "numpy_traced": rel(w, "traced_peak"),
                                  "arrow_pool": rel(w, "arrow_peak"), "vmhwm_growth": rel(w, "hwm_delta"),

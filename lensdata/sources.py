@@ -18,11 +18,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from lensdata.checks import MANIFEST, SCHEMA_VERSION, read_manifest, verify_dataset
 from lensdata.dataset import LensingData
 from lensdata.errors import DatasetError
 from lensdata.instruments import INSTRUMENT_NAMES
 from lensdata.simulate import SIM_VERSION
-from lensdata.store import SCHEMA_VERSION, load_dataset, read_manifest, verify_dataset
+from lensdata.store import load_dataset
 
 DEFAULT_SIM_SIZE = 3000  # 1000 per class: minutes on a laptop CPU, enough to rank configurations
 SIM_SEED = 0  # the standard sets are the same everywhere
@@ -103,7 +104,7 @@ def _cached_sim(instrument: str, n: int, *, progress: bool) -> Path:
 
 def _usable(path: Path, instrument: str, n: int) -> bool:
     """A cache entry is reused only if it verifies and was made for these settings."""
-    if not (path / "dataset.json").is_file():
+    if not (path / MANIFEST).is_file():
         return False
     try:
         manifest = verify_dataset(path)

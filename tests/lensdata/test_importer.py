@@ -13,7 +13,7 @@ import pytest
 
 from lensdata.errors import DatasetError
 from lensdata.importer import import_deeplense, read_npy_safely
-from lensdata.store import load_dataset
+from lensdata.store import MANIFEST, load_dataset
 
 SIDE = 6
 
@@ -50,7 +50,7 @@ def fill_old(folder: Path, per_class: int, channel: bool = False) -> None:
 
 
 def counts(path: Path) -> dict:
-    return json.loads((path / "dataset.json").read_text())["counts"]
+    return json.loads((path / MANIFEST).read_text())["counts"]
 
 
 # ---------------------------------------------------------------- layouts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -16,7 +17,7 @@ from lensdata.errors import DatasetError
 from lensdata.names import CLASSES
 from lensdata.simulate import SIM_VERSION
 from lensdata.sources import DEFAULT_SIM_SIZE, cache_dir, open_data, parse_sim_spec, resolve_data
-from lensdata.store import SCHEMA_VERSION, load_dataset, write_dataset
+from lensdata.store import MANIFEST, SCHEMA_VERSION, load_dataset, write_dataset
 
 CACHE_NAME = f"sim-model2-n30-seed0-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
 """Store format and simulator version are in the name: a new simulator never reuses old images."""
@@ -98,9 +99,9 @@ def test_damaged_cache_is_regenerated(fake_sim, capsys):
 
 def test_cache_made_for_other_settings_is_regenerated(fake_sim):
     path = resolve_data("sim:model2:30", progress=False)
-    manifest = json.loads((path / "dataset.json").read_text())
+    manifest = json.loads((path / MANIFEST).read_text())
     manifest["seed"] = 5
-    (path / "dataset.json").write_text(json.dumps(manifest))
+    (path / MANIFEST).write_text(json.dumps(manifest))
     resolve_data("sim:model2:30", progress=False)
     assert len(fake_sim.calls) == 2
 
@@ -129,7 +130,7 @@ def test_paths(fake_sim, tmp_path):
     with pytest.raises(DatasetError, match="no dataset at .*missing; give a dataset directory .*sim:model2"):
         resolve_data(tmp_path / "missing")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(DatasetError, match=r"plain is not a dataset \(no dataset\.json\)"):
+    with pytest.raises(DatasetError, match=rf"plain is not a dataset \(no {re.escape(MANIFEST)}\)"):
         resolve_data(str(tmp_path / "plain"))
     real = FakeSimulator()("model2", 9, 1, tmp_path / "mine")
     assert resolve_data(str(real)) == real

@@ -1,0 +1,76 @@
+"""What a dataset holds, in numbers: the statistics stored in its manifest, and the report of them.
+
+:func:`image_stats` runs once, when :mod:`lensdata.store` writes a dataset; :func:`dataset_info`
+reads them back (after the fast check) for ``python -m tuner data info``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lensdata.checks import verify_dataset
+from lensdata.names import SPLITS
+
+_STATS_CHUNK = 4096  # images per step when computing statistics (bounds temporaries)
+
+
+def image_stats(images: np.ndarray, targets: np.ndarray) -> dict:
+    """Value range, mean and std of all pixels (float64 sums over chunks), and the target range."""
+    lo, hi, total, total_sq = math.inf, -math.inf, 0.0, 0.0
+    for start in range(0, len(images), _STATS_CHUNK):
+        part = images[start : start + _STATS_CHUNK]
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+        total += float(part.sum(dtype=np.float64))
+        total_sq += float(np.square(part, dtype=np.float64).sum())
+    count = images.size
+    mean = total / count if count else math.nan
+    std = math.sqrt(max(total_sq / count - mean * mean, 0.0)) if count else math.nan
+    finite = targets[np.isfinite(targets)]
+    return {
+        "image_min": lo if count else None, "image_max": hi if count else None,
+        "image_mean": mean if count else None, "image_std": std if count else None,
+        "n_targets": int(finite.size),
+        "target_min": float(finite.min()) if finite.size else None,
+        "target_max": float(finite.max()) if finite.size else None,
+    }
+
+
+def dataset_info(path: str | os.PathLike) -> str:
+    """A short report: source, image shape, counts per split and class, value and target ranges."""
+    root = Path(path).expanduser()
+    m = verify_dataset(root)
+    h, w = m["image_shape"]
+    classes = m["classes"]
+    stats = m.get("stats", {})
+    size = sum(int(f["bytes"]) for f in m["files"])
+    lines = [
+        f"dataset    {root}",
+        f"source     {m.get('source')}" + (f", instrument {m['instrument']}" if m.get("instrument") else "")
+        + (f", seed {m['seed']}" if m.get("seed") is not None else ""),
+        f"images     {m['n']} x {h}x{w} {m.get('image_dtype', 'float32')}, "
+        f"{size / 2**20:.1f} MiB in {len(m['files'])} files",
+        "",
+        "split   " + "".join(f"{c:>9}" for c in classes) + f"{'total':>9}",
+    ]
+    for split in SPLITS:
+        row = [int(m["counts"].get(split, {}).get(c, 0)) for c in classes]
+        lines.append(f"{split:<8}" + "".join(f"{v:>9}" for v in row) + f"{sum(row):>9}")
+    totals = [sum(int(m["counts"].get(s, {}).get(c, 0)) for s in SPLITS) for c in classes]
+    lines.append(f"{'all':<8}" + "".join(f"{v:>9}" for v in totals) + f"{sum(totals):>9}")
+    lines.append("")
+    if stats.get("image_min") is not None:
+        lines.append(f"values     min {stats['image_min']:.4g}, max {stats['image_max']:.4g}, "
+                     f"mean {stats['image_mean']:.4g}, std {stats['image_std']:.4g}")
+    if stats.get("n_targets"):
+        lines.append(f"target     log10(m_a/eV) for {stats['n_targets']} images, "
+                     f"range [{stats['target_min']:.4g}, {stats['target_max']:.4g}]")
+    else:
+        lines.append("target     none (classification and anomaly detection only)")
+    if m.get("params"):
+        lines.append(f"params     {', '.join(m['params'])}")
+    lines.append("verified   sizes, footers and counts (full sha256: load_dataset(..., verify='full'))")
+    return "\n".join(lines)

@@ -144,6 +144,7 @@ def optuna_search(data, exp) -> list[tuple[float, float]]:
     from search_spaces import define_by_run, get_space
     from trainables import get_task
     from trainables.loop import fit
+    from tuner.search import trial_constants
 
     space = get_space(exp.space)
     task = get_task(space.task)
@@ -165,7 +166,7 @@ def optuna_search(data, exp) -> list[tuple[float, float]]:
                 raise optuna.TrialPruned()
 
     def objective(trial) -> float:
-        config = {**fn(trial), "epochs": exp.max_epochs, "seed": exp.seed, "image_size": 64, "threads": 1}
+        config = {**fn(trial), **trial_constants(exp, 64)}
         _, history, _ = fit(task, config, data, PruningReporter(trial))
         return float(history[-1].get(space.metric, task.worst))
 

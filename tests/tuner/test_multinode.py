@@ -201,10 +201,7 @@ print(json.dumps({{"head": head, "workers": [n["NodeID"] for n in alive if n["No
 
     def kill(self, node: subprocess.Popen) -> None:
         """Kill a node abruptly: its ``ray start`` process and everything in its session."""
-        try:
-            os.killpg(node.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(node.pid)
         node.wait(timeout=30)
 
     def stop(self) -> None:
@@ -217,10 +214,7 @@ print(json.dumps({{"head": head, "workers": [n["NodeID"] for n in alive if n["No
                 node.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 pass
-            try:  # whatever of the node outlived its ray start process (its session is its own)
-                os.killpg(node.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_session(node.pid)  # whatever of the node outlived its ray start process
             node.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -232,6 +226,33 @@ def cluster():
         yield nodes
     finally:
         nodes.stop()
+
+
+def session_members(sid: int) -> list[int]:
+    """Process ids of the session ``sid`` (from /proc: field 6 of each process's stat line)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[3]) == sid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session this test started (a node's ``ray start`` leads its own).
+
+    Ray's worker processes, trials among them, run in their own process groups inside the node's
+    session, so killing the node's process group alone would leave them training: a trial of a
+    "dead" node could then report and checkpoint after Tune had already restarted it elsewhere.
+    """
+    for pid in session_members(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def search_argv(data: Path, address: str, storage: Path, name: str, *extra: str) -> list[str]:

@@ -198,6 +198,10 @@ def resume_settings(exp: Experiment, resume: bool) -> Experiment:
         if stored["space"] != exp.space:
             raise ConfigError(f"run {exp.name} searched {stored['space']}, not {exp.space}; "
                               "pick another --name or the same --space")
+        if "verbose" not in stored:  # written before trials carried their run settings
+            raise ConfigError(f"run {exp.name} was started by an older deeplense-tuner (0.1.0, before run "
+                              "settings) and cannot be resumed by this one; its finished trials stay readable "
+                              f"with `python -m tuner best {exp.run_dir}`, or start a new search with another --name")
         return dataclasses.replace(Experiment(**stored), verbose=exp.verbose)
     return exp
 

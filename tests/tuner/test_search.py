@@ -140,6 +140,20 @@ def test_resume_without_a_run_says_so(ray_local, sim_model2_tiny, tmp_path, caps
     assert "nothing to resume" in capsys.readouterr().err
 
 
+def test_a_run_of_the_previous_version_is_refused_in_one_line(ray_local, sim_model2_tiny, tmp_path, capsys):
+    """Its trials' configs lack the run settings this version reads, so resuming it would fail every trial."""
+    run = tmp_path / "old"
+    run.mkdir()
+    old = {"space": "effnet_cls", "data": str(sim_model2_tiny), "size": "tiny", "num_samples": 6, "max_epochs": 4,
+           "grace_period": 1, "reduction_factor": 2, "concurrency": 2, "cpus_per_trial": 1, "gpus_per_trial": 0.0,
+           "time_budget": None, "seed": 0, "storage": str(tmp_path), "name": "old", "preset": "smoke",
+           "workers_per_trial": 1}  # experiment.json as 0.1.0 wrote it
+    (run / "experiment.json").write_text(json.dumps(old))
+    assert search(sim_model2_tiny, tmp_path, "old", "effnet_cls", "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "older deeplense-tuner" in err and err.count("\n") == 1
+
+
 # ---------------------------------------------------------------- resume after the driver is killed
 
 

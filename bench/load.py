@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 from _common import REPO, alternate, emit, parse_args, pick, rnd
 
-CLASSES = ("no_sub", "cdm", "axion")
+from lensdata import CLASSES
+
 SIDE = 64
 
 

@@ -14,7 +14,7 @@ from lensdata.errors import DataError
 from lensdata.names import SPLITS
 
 NORMALIZE_MODES = ("minmax", "standardize", "none")
-_STATS_CHUNK = 4096  # images per step when normalising (bounds temporaries)
+STATS_CHUNK = 4096  # images per step when normalising or summing pixels (bounds temporaries)
 
 
 def assign_splits(labels: np.ndarray, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> np.ndarray:
@@ -67,8 +67,8 @@ def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
         return normalize_images(images[None], mode)[0]
     out = images.astype(np.float32, copy=True)
     axes = tuple(range(1, out.ndim))
-    for start in range(0, max(len(out), 1), _STATS_CHUNK):
-        part = out[start : start + _STATS_CHUNK]
+    for start in range(0, max(len(out), 1), STATS_CHUNK):
+        part = out[start : start + STATS_CHUNK]
         if part.size == 0:
             break
         if mode == "minmax":

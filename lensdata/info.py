@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from lensdata.checks import verify_dataset
+from lensdata.dataset import STATS_CHUNK
 from lensdata.names import SPLITS
-
-_STATS_CHUNK = 4096  # images per step when computing statistics (bounds temporaries)
 
 
 def image_stats(images: np.ndarray, targets: np.ndarray) -> dict:
     """Value range, mean and std of all pixels (float64 sums over chunks), and the target range."""
     lo, hi, total, total_sq = math.inf, -math.inf, 0.0, 0.0
-    for start in range(0, len(images), _STATS_CHUNK):
-        part = images[start : start + _STATS_CHUNK]
+    for start in range(0, len(images), STATS_CHUNK):
+        part = images[start : start + STATS_CHUNK]
         lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
         total += float(part.sum(dtype=np.float64))
         total_sq += float(np.square(part, dtype=np.float64).sum())

@@ -60,5 +60,5 @@ def test_normalize_modes_match_numpy():
 def test_normalize_in_chunks_equals_whole(monkeypatch):
     x = np.random.default_rng(1).normal(size=(10, 1, 4, 4)).astype(np.float32)
     whole = normalize_images(x, "standardize")
-    monkeypatch.setattr(dataset_module, "_STATS_CHUNK", 3)
+    monkeypatch.setattr(dataset_module, "STATS_CHUNK", 3)
     np.testing.assert_array_equal(normalize_images(x, "standardize"), whole)

@@ -51,7 +51,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train one configuration without Ray")
     train.add_argument("--space", default=None, help="search space name, e.g. swin_cls")
-    train.add_argument("--params", default=None, help="JSON object, or a JSON file such as best.json")
+    train.add_argument("--params", default=None,
+                       help="a JSON object such as '{\"lr\": 0.001}', or a JSON file such as best.json "
+                            "(a value starting with { is JSON, anything else a path)")
     train.add_argument("--from", dest="from_run", default=None,
                        help="retrain the best configuration of a search run on train+val, test once")
     train.add_argument("--data", default="sim:model2", help="dataset directory or sim:INSTRUMENT[:N]")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from lensdata.files import write_json
 from tuner.errors import ConfigError
+from tuner.jsonarg import json_object_arg
 from tuner.preflight import check_task_fits
 from tuner.training import build_config, default_size, evaluate_split, train_and_save
 
@@ -23,16 +23,11 @@ def read_params(text: str | None) -> tuple[dict, str | None]:
     """
     if not text:
         return {}, None
-    path = Path(text)
-    try:
-        raw = path.read_text() if path.is_file() else text
-        params = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--params is neither a JSON object nor a JSON file ({err.msg}); "
-                          "give e.g. '{\"lr\": 0.001}' or a path to best.json") from None
-    if not isinstance(params, dict):
-        raise ConfigError("--params must be a JSON object such as '{\"lr\": 0.001}'")
+    params = json_object_arg(text, "--params")
     if "params" in params and "space" in params:  # a best.json written by `tuner search`
+        if not isinstance(params["params"], dict):
+            raise ConfigError(f"--params: its \"params\" is a {type(params['params']).__name__}, not an object "
+                              "of name: value; give a best.json written by `python -m tuner best`")
         return dict(params["params"]), str(params["space"])
     return params, None
 

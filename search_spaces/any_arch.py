@@ -4,6 +4,8 @@
 carry the family prefix (``vit_grid``, ``swin_window``, ...) exactly as in the single-family
 spaces, so a configuration found by ``vit_cls`` is also a point of ``any_cls`` and back. The
 autoencoders share ``latent_dim``, ``base_channels`` and ``depth``, which mean the same in all three.
+A family with no valid layout at the image side (say full-size Swin grids on 40-pixel images) is
+left out of ``arch`` there, instead of failing the whole space.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from search_spaces.autoencoders import AE_DEFAULTS, ANOMALY_ARCHS, anomaly_config
 from search_spaces.common import Trial, backbone_config, register_space
 from search_spaces.effnet import EFFNET_DEFAULTS, suggest_effnet
-from search_spaces.swin import SWIN_DEFAULTS, suggest_swin
-from search_spaces.vit import VIT_DEFAULTS, suggest_vit
+from search_spaces.errors import SpaceError
+from search_spaces.swin import SWIN_DEFAULTS, suggest_swin, swin_layouts
+from search_spaces.vit import VIT_DEFAULTS, suggest_vit, vit_grids
 
 _BACKBONES = {"effnet": suggest_effnet, "vit": suggest_vit, "swin": suggest_swin}
+_LAYOUTS = {"vit": vit_grids, "swin": swin_layouts}  # a CNN takes any side: no layout to check
 
 # The family parameters of every branch, with the shared keys of the default branch (EfficientNet,
 # DeepLense's best published classifier) on top.
@@ -23,9 +27,19 @@ ANY_BACKBONE_DEFAULTS: dict = {**SWIN_DEFAULTS, **VIT_DEFAULTS, **EFFNET_DEFAULT
 ANY_ANOMALY_DEFAULTS: dict = {**AE_DEFAULTS, "arch": "vae"}
 
 
+def _fits(arch: str, size: str, image_size: int) -> bool:
+    """Whether ``arch`` has a valid layout at this size and image side."""
+    try:
+        _LAYOUTS[arch](size, image_size)
+    except SpaceError:
+        return False
+    return True
+
+
 def _any_backbone(trial: Trial, task: str, size: str, image_size: int) -> dict:
+    families = [arch for arch in _BACKBONES if arch not in _LAYOUTS or _fits(arch, size, image_size)]
     # CNN vs transformer is the open question for DeepLense's small single-channel images.
-    arch = trial.suggest_categorical("arch", list(_BACKBONES))
+    arch = trial.suggest_categorical("arch", families)
     return backbone_config(trial, task, arch, size, image_size, _BACKBONES[arch])
 
 

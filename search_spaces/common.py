@@ -114,12 +114,28 @@ def input_sides(image_size: int) -> dict[str, int]:
     return {"full": image_size, "crop": reduced, "resize": reduced}
 
 
-def token_grids(image_size: int, low: int, high: int) -> list[int]:
-    """Tokens per side, in [low, high], that divide every input side of this image size exactly."""
-    g = 0
-    for side in input_sides(image_size).values():
-        g = math.gcd(g, side)
-    return [n for n in range(low, high + 1) if g % n == 0]
+def token_grids(image_size: int, low: int, high: int, *, padded: bool = False) -> list[int]:
+    """Tokens per side, in [low, high], that tile every input side of this image size.
+
+    ``padded=False``: grids that divide every side exactly (64, 150 and most DeepLense sides).
+    ``padded=True``, for sides that have none (a prime side such as 101 has no divisor at all):
+    the model zero-pads its input, centred, to ``grid * patch_size(side, grid)``. The grids are
+    then the powers of two in range (those 64 gets, and the ones Swin's merges and windows fit),
+    each only where the padding is less than one patch at every side, so no token is all padding.
+    """
+    sides = set(input_sides(image_size).values())
+    if not padded:
+        g = 0
+        for side in sides:
+            g = math.gcd(g, side)
+        return [n for n in range(low, high + 1) if g % n == 0]
+    return [n for n in range(low, high + 1) if n & (n - 1) == 0
+            and all(n * patch_size(side, n) - side < patch_size(side, n) for side in sides)]
+
+
+def patch_size(side: int, grid: int) -> int:
+    """Pixels per token side for ``grid`` tokens per side: exact, or rounded up (the input is padded)."""
+    return -(-side // grid)
 
 
 # ------------------------------------------------------------------------------ shared suggestions

@@ -2,7 +2,8 @@
 
 The untuned Swin in one DeepLense study stayed at chance (34%) on 64x64 images: ImageNet's
 patch 4 / window 7 layout does not fit them. Here the space searches tokens per side at the
-first stage (the patch size follows from the input side), the number of stages, and the window
+first stage (the patch size follows from the input side, padded by less than one patch where
+no grid divides it), the number of stages, and the window
 size in tokens, and offers only combinations where, at every stage and for every input side the
 space can produce, the window divides the feature map or covers it whole (timm then attends
 globally), and every map that is merged has an even side. Widths and heads both double per
@@ -11,7 +12,14 @@ stage, so heads always divide the width.
 
 from __future__ import annotations
 
-from search_spaces.common import TRANSFORMER_DEFAULTS, Trial, backbone_config, register_space, token_grids
+from search_spaces.common import (
+    TRANSFORMER_DEFAULTS,
+    Trial,
+    backbone_config,
+    patch_size,
+    register_space,
+    token_grids,
+)
 from search_spaces.errors import SpaceError
 
 # Window sizes (tokens) considered; timm's ImageNet Swin uses 7 on a 56-token grid.
@@ -57,23 +65,25 @@ def _window_fits(grid: int, stages: int, window: int) -> bool:
 def swin_layouts(size: str, image_size: int) -> tuple[list[int], list[int], list[int]]:
     """(grids, stage counts, windows) offered at this size; every combination is valid.
 
-    The grid must divide every input side (full/crop/resize) the space can produce; stage counts
-    and windows are those that fit every offered grid, so they need no conditioning on it.
+    The grid must divide every input side (full/crop/resize) the space can produce, or, where no
+    such grid gives a layout, tile them with padding (see :func:`~search_spaces.common.token_grids`);
+    stage counts and windows are those that fit every offered grid, so they need no conditioning on it.
     """
     opt = _OPTIONS[size]
     low, high = opt["grid"]
-    grids = [g for g in token_grids(image_size, low, high) if g % 2 == 0]
-    stages = [n for n in opt["stages"] if grids and all(g % 2 ** (n - 1) == 0 for g in grids)]
-    windows = [w for w in _WINDOWS if stages and all(
-        _window_fits(g, max(stages), w) for g in grids) and w <= max(grids)]
-    if not (grids and stages and windows):
-        raise SpaceError(f"swin: no valid patch/window layout for image side {image_size} at size "
-                         f"{size!r}; use a side such as 64 or 150")
-    return grids, stages, windows
+    for padded in (False, True):
+        grids = [g for g in token_grids(image_size, low, high, padded=padded) if g % 2 == 0]
+        stages = [n for n in opt["stages"] if grids and all(g % 2 ** (n - 1) == 0 for g in grids)]
+        windows = [w for w in _WINDOWS if stages and all(
+            _window_fits(g, max(stages), w) for g in grids) and w <= max(grids)]
+        if grids and stages and windows:
+            return grids, stages, windows
+    raise SpaceError(f"swin: no valid patch/window layout for image side {image_size} at size "
+                     f"{size!r}; use a side such as 64 or 150")
 
 
 def suggest_swin(trial: Trial, size: str, image_size: int, input_size: int) -> dict:
-    """Swin model keys; ``swin_patch_size`` is derived (input side / first-stage tokens per side)."""
+    """Swin model keys; ``swin_patch_size`` is derived (input side / first-stage tokens per side, rounded up)."""
     opt = _OPTIONS[size]
     grids, stage_counts, windows = swin_layouts(size, image_size)
     # First-stage tokens per side: the patch size that suits small lensing images.
@@ -86,7 +96,7 @@ def suggest_swin(trial: Trial, size: str, image_size: int, input_size: int) -> d
     depth = trial.suggest_categorical("swin_depth", opt["depth"])
     heads = trial.suggest_categorical("swin_heads", opt["heads"])
     mlp_ratio = trial.suggest_categorical("swin_mlp_ratio", opt["mlp"])
-    return {"swin_grid": grid, "swin_patch_size": input_size // grid, "swin_stages": stages,
+    return {"swin_grid": grid, "swin_patch_size": patch_size(input_size, grid), "swin_stages": stages,
             "swin_window": window, "swin_embed_dim": embed, "swin_depth": depth,
             "swin_heads": heads, "swin_mlp_ratio": mlp_ratio}
 

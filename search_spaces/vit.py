@@ -3,13 +3,22 @@
 A ViT on 64x64 images lives or dies by its patch size: 16-pixel patches leave 16 tokens. The
 space therefore searches the token grid (tokens per side) and derives the patch size from the
 input side, choosing only grids that divide every side the space can produce (full, crop and
-resize); every sampled patch size divides its input exactly. Embedding widths are multiples of
-every head count offered, so heads always divide the width.
+resize), so every sampled patch size divides its input exactly. A side that no grid divides
+(such as 101) gets power-of-two grids instead, and the model pads its input by less than one
+patch (see :func:`~search_spaces.common.token_grids`). Embedding widths are multiples of every
+head count offered, so heads always divide the width.
 """
 
 from __future__ import annotations
 
-from search_spaces.common import TRANSFORMER_DEFAULTS, Trial, backbone_config, register_space, token_grids
+from search_spaces.common import (
+    TRANSFORMER_DEFAULTS,
+    Trial,
+    backbone_config,
+    patch_size,
+    register_space,
+    token_grids,
+)
 from search_spaces.errors import SpaceError
 
 # Per size: tokens-per-side range, embed widths, depths, head counts, MLP ratios.
@@ -36,17 +45,17 @@ VIT_DEFAULTS: dict = {
 
 
 def vit_grids(size: str, image_size: int) -> list[int]:
-    """Token grids the ViT space offers at this size; a SpaceError where none fits."""
+    """Token grids the ViT space offers at this size: exact ones, else padded; a SpaceError where none fits."""
     low, high = _OPTIONS[size]["grid"]
-    grids = token_grids(image_size, low, high)
+    grids = token_grids(image_size, low, high) or token_grids(image_size, low, high, padded=True)
     if not grids:
-        raise SpaceError(f"vit: no token grid in {low}..{high} divides image side {image_size} "
+        raise SpaceError(f"vit: no token grid in {low}..{high} tiles image side {image_size} "
                          f"and its crop; use a side such as 64 or 150")
     return grids
 
 
 def suggest_vit(trial: Trial, size: str, image_size: int, input_size: int) -> dict:
-    """ViT model keys; ``vit_patch_size`` is derived (input side / tokens per side)."""
+    """ViT model keys; ``vit_patch_size`` is derived (input side / tokens per side, rounded up)."""
     opt = _OPTIONS[size]
     # Tokens per side: the knob that decides whether a ViT can see 64x64 lensing arcs.
     grid = trial.suggest_categorical("vit_grid", vit_grids(size, image_size))
@@ -56,7 +65,7 @@ def suggest_vit(trial: Trial, size: str, image_size: int, input_size: int) -> di
     mlp_ratio = trial.suggest_categorical("vit_mlp_ratio", opt["mlp"])
     # Class token (ViT) or mean of all tokens (often better on small datasets).
     pool = trial.suggest_categorical("vit_pool", ["token", "avg"])
-    return {"vit_grid": grid, "vit_patch_size": input_size // grid, "vit_embed_dim": embed,
+    return {"vit_grid": grid, "vit_patch_size": patch_size(input_size, grid), "vit_embed_dim": embed,
             "vit_depth": depth, "vit_heads": heads, "vit_mlp_ratio": mlp_ratio, "vit_pool": pool}
 
 

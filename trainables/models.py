@@ -5,7 +5,9 @@ returns a freshly initialised ``torch.nn.Module`` for single-channel images. Not
 downloaded: DeepLense images are one-channel physics simulations, not ImageNet photographs.
 
 The model's input side is ``config["input_size"]`` (the side after the space's crop or resize)
-when the config has one, otherwise the ``image_size`` argument.
+when the config has one, otherwise the ``image_size`` argument. A transformer whose token grid
+does not divide that side (the spaces choose such grids only for sides no grid divides, such as
+101) zero-pads its input, centred, to ``grid * patch`` (:class:`PadInput`).
 """
 
 from __future__ import annotations
@@ -80,15 +82,44 @@ def _build_effnet(config: dict, num_outputs: int, drops: dict) -> nn.Module:
     )
 
 
+class PadInput(nn.Module):
+    """Zero-pads (B, C, S, S) inputs, centred, to ``side`` x ``side`` before ``model``.
+
+    After per-image normalisation zero is the background (minmax) or the mean (standardize),
+    and the spaces pad by less than one patch, so no token is padding only.
+    """
+
+    def __init__(self, model: nn.Module, side: int) -> None:
+        super().__init__()
+        self.model = model
+        self.side = side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dh, dw = self.side - x.shape[-2], self.side - x.shape[-1]
+        return self.model(F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)))
+
+
+def _tiled_side(config: dict, family: str, side: int) -> tuple[int, int]:
+    """(patch, padded side): ``<family>_grid`` tokens of ``<family>_patch_size`` pixels cover ``side``."""
+    patch, grid = int(config[f"{family}_patch_size"]), int(config[f"{family}_grid"])
+    padded = grid * patch
+    if not 0 <= padded - side < patch:
+        raise ValueError(f"{family}_patch_size {patch} x {family}_grid {grid} does not tile the input side "
+                         f"{side}: the patch must divide it, or pad it by less than one patch")
+    return patch, padded
+
+
+def _padded(model: nn.Module, side: int, padded: int) -> nn.Module:
+    return model if padded == side else PadInput(model, padded)
+
+
 def _build_vit(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Module:
-    """A timm VisionTransformer whose patch size divides the input side exactly."""
+    """A timm VisionTransformer whose patches tile the input side (exactly, or padded)."""
     from timm.models.vision_transformer import VisionTransformer
 
-    patch = int(config["vit_patch_size"])
-    if side % patch:
-        raise ValueError(f"vit_patch_size {patch} does not divide the input side {side}")
-    return VisionTransformer(
-        img_size=side,
+    patch, padded = _tiled_side(config, "vit", side)
+    return _padded(VisionTransformer(
+        img_size=padded,
         patch_size=patch,
         in_chans=1,
         num_classes=num_outputs,
@@ -98,20 +129,18 @@ def _build_vit(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Mod
         mlp_ratio=float(config["vit_mlp_ratio"]),
         global_pool=str(config["vit_pool"]),
         **drops,
-    )
+    ), side, padded)
 
 
 def _build_swin(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Module:
     """A timm SwinTransformer: ``swin_stages`` stages of ``swin_depth`` blocks, dims and heads doubling."""
     from timm.models.swin_transformer import SwinTransformer
 
-    patch = int(config["swin_patch_size"])
-    if side % patch:
-        raise ValueError(f"swin_patch_size {patch} does not divide the input side {side}")
+    patch, padded = _tiled_side(config, "swin", side)
     stages = int(config["swin_stages"])
     heads = int(config["swin_heads"])
-    return SwinTransformer(
-        img_size=side,
+    return _padded(SwinTransformer(
+        img_size=padded,
         patch_size=patch,
         in_chans=1,
         num_classes=num_outputs,
@@ -121,7 +150,7 @@ def _build_swin(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Mo
         window_size=int(config["swin_window"]),
         mlp_ratio=float(config["swin_mlp_ratio"]),
         **drops,
-    )
+    ), side, padded)
 
 
 # ------------------------------------------------------------------------------ autoencoders
@@ -249,4 +278,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["build_backbone", "build_autoencoder", "build_discriminator", "count_parameters",
-           "ConvAutoencoder"]
+           "ConvAutoencoder", "PadInput"]

@@ -336,3 +336,59 @@ def test_full_size_configs_build(name, image_size):
     for _, config in sample_configs(name, "full", image_size, 3, seed=5)[:2]:
         check_config(name, config)
         build_and_run(config, image_size, forward=False)
+
+
+@pytest.mark.parametrize("image_size", [101, 64])
+@pytest.mark.parametrize("name", NAMES)
+def test_default_and_sampled_points_build_at_odd_and_even_sides(name, image_size):
+    """A prime side such as 101 has no token grid that divides it: transformers pad, never fail.
+
+    Every space (any_* included, whose every branch must be valid) offers only choices that
+    build at this side; the default and a few sampled points are built (``pretrained=False``:
+    nothing is downloaded) and run forward.
+    """
+    import torch
+
+    torch.set_num_threads(2)
+    configs = [default_config(name, "tiny", image_size)]
+    configs += [c for _, c in sample_configs(name, "tiny", image_size, 4, seed=2)]
+    if name.startswith("any_"):  # every family of the arch categorical, not just the default one
+        families = FAMILIES[get_space(name).task]
+        configs += [config_from_params(name, {"arch": arch}, "tiny", image_size) for arch in families]
+    for config in configs:
+        check_config(name, config)
+        build_and_run(config, image_size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_transformer_layouts_tile_every_side_or_refuse_in_one_line(size):
+    """Exact grids where one divides every input side, else power-of-two grids padded by less
+    than one patch (so no token is all padding); where neither exists, one SpaceError line."""
+    from search_spaces.common import input_sides, patch_size
+    from search_spaces.swin import swin_layouts
+    from search_spaces.vit import vit_grids
+
+    for image_size in range(16, 301):
+        sides = set(input_sides(image_size).values())
+        for layout in (vit_grids, lambda s, i: swin_layouts(s, i)[0]):
+            try:
+                grids = layout(size, image_size)
+            except SpaceError as err:
+                assert "\n" not in str(err) and image_size < 64, (size, image_size)
+                continue
+            exact = all(s % g == 0 for g in grids for s in sides)
+            for g in grids:
+                assert exact or g & (g - 1) == 0, (size, image_size, g)
+                for s in sides:
+                    assert 0 <= g * patch_size(s, g) - s < patch_size(s, g), (size, image_size, g, s)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_any_spaces_offer_only_the_families_that_fit(size):
+    """Where a transformer has no layout (full-size grids on small images), arch leaves it out."""
+    for image_size in (16, 33, 40, 53, 63, 97):  # sides where some size has no transformer layout
+        for name in ("any_cls", "any_reg"):
+            param_names(name, size, image_size)  # runs every arch branch offered
+            assert default_config(name, size, image_size)["arch"] == "effnet"
+    for image_size in (64, 101, 150):  # the DeepLense sides and the odd one of the issue: every family
+        assert {"effnet_width", "vit_grid", "swin_grid"} <= set(param_names("any_cls", size, image_size))

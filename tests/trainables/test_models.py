@@ -48,6 +48,21 @@ def test_backbone_rejects_unknown_arch_and_bad_patch():
         build_backbone(config, 64, 3)
 
 
+@pytest.mark.parametrize("arch", ["vit", "swin"])
+def test_transformer_pads_a_side_no_grid_divides(arch):
+    """101 is prime: the space's grid tiles it with padding, and only such a model is wrapped."""
+    from trainables.models import PadInput
+
+    config = tiny_config(arch, 101)
+    model = build_backbone(config, 101, 3)
+    assert isinstance(model, PadInput)
+    assert model.side == config[f"{arch}_grid"] * config[f"{arch}_patch_size"] > 101
+    out = model(torch.randn(2, 1, 101, 101))
+    assert out.shape == (2, 3)
+    out.sum().backward()
+    assert not isinstance(build_backbone(tiny_config(arch), 64, 3), PadInput)  # exact grids: as before
+
+
 @pytest.mark.parametrize("variant, width, depth", [("b0", 1.0, 1.0), ("b1", 1.0, 1.1),
                                                    ("b2", 1.1, 1.2), ("b3", 1.2, 1.4)])
 def test_effnet_multipliers_reproduce_timm_b0_to_b3(variant, width, depth):

@@ -11,9 +11,12 @@ imported one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lensdata.errors import DatasetError
+from lensdata.errors import DataError, DatasetError
 from lensdata.names import SPLITS
 
 SCHEMA_VERSION = 2
@@ -69,9 +72,10 @@ def fix_hint(manifest: dict | None, root: Path) -> str:
     if "sim" in source:
         instrument, n, seed = manifest.get("instrument"), manifest.get("n"), manifest.get("seed")
         return (f"regenerate it: python -m tuner data simulate --instrument {instrument} --n {n} "
-                f"--seed {seed} --out {root}")
+                f"--seed {seed} --out {root} --overwrite")
     if "import" in source:
-        src = (manifest.get("extra") or {}).get("src", "SRC")
+        extra = manifest.get("extra")
+        src = extra.get("src", "SRC") if isinstance(extra, dict) else "SRC"
         return f"re-import it: python -m tuner data import {src} --out {root}"
     return ("regenerate it (python -m tuner data simulate --instrument ...) or re-import it "
             "(python -m tuner data import SRC --out DIR)")
@@ -138,6 +142,90 @@ def check_replaceable(out: Path) -> None:
     raise DatasetError(f"{out} exists and is not a dataset; choose another output directory or remove it")
 
 
+# ---------------------------------------------------------------- before and while writing
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def check_output(out: Path, *, overwrite: bool, disk_bytes: int = 0) -> None:
+    """Refuse, before any image is made, an output directory that cannot take a new dataset.
+
+    ``out`` must lie in a folder (not under a file), be absent, empty or a dataset (one only with
+    ``overwrite``), and its file system must take a new directory and ``disk_bytes`` more: the new
+    dataset is written beside an old one before it replaces it.
+    """
+    out = Path(out).expanduser().absolute()
+    base = out.parent
+    while not os.path.exists(base):
+        base = base.parent
+    if not base.is_dir():
+        raise DataError(f"cannot write a dataset at {out}: {base} is a file, not a folder; "
+                        "choose another output directory")
+    check_replaceable(out)
+    if not overwrite and ((out / MANIFEST).is_file() or (out / LEGACY_MANIFEST).is_file()):
+        raise DatasetError(f"{out} already holds a dataset; pass --overwrite to replace it, or choose "
+                           "another output directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base))
+    except OSError as err:
+        raise DataError(f"cannot write a dataset at {out}: {base} is not writable ({err.strerror}); "
+                        "choose a writable output directory") from None
+    free = shutil.disk_usage(base).free
+    if disk_bytes > free:
+        raise DataError(f"{out} needs {human_size(disk_bytes)}, {human_size(free)} free on {base}; free space there, "
+                        "choose another output directory, or make fewer images")
+
+
+def check_memory(nbytes: int, what: str, fix: str) -> None:
+    """Refuse work whose arrays (``nbytes``) cannot fit in the memory available now."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise DataError(f"{what} need {human_size(nbytes)} of memory, {human_size(free)} available; {fix}")
+
+
+def available_memory() -> int | None:
+    """Bytes a new allocation can have now: Linux's MemAvailable (page cache counts as free), capped by
+    a cgroup v2 limit (containers); ``os.sysconf``'s free pages elsewhere; None where unknown."""
+    free = None
+    try:
+        with open("/proc/meminfo") as fh:
+            free = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            return None
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            free = min(free, int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(free, 0)
+
+
+def write_error(out: Path, err: OSError) -> DataError:
+    """The one line for a failed write of the dataset ``out``: a full disk (or a file-size limit) says so and where."""
+    reason = err.strerror or str(err)
+    if err.filename:
+        reason += f": {err.filename}"
+    if err.errno in _DISK_FULL:
+        base = Path(out).absolute().parent
+        while not os.path.exists(base):
+            base = base.parent
+        return DataError(f"disk full while writing {out} ({reason}); {human_size(shutil.disk_usage(base).free)} free "
+                         f"on {base}; {out} is unchanged; free space there or choose another output directory")
+    return DataError(f"cannot write {out} ({reason}); {out} is unchanged; choose a writable output directory")
+
+
+def human_size(nbytes: int) -> str:
+    """Bytes as a person reads them: ``12.3 GiB``, ``4.0 MiB``, ``512 bytes``."""
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:.1f} GiB"
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes} bytes"
+
+
 # ---------------------------------------------------------------- the manifest
 
 
@@ -168,7 +256,59 @@ def read_manifest(path: str | os.PathLike) -> dict:
     lacking = [k for k in needed if k not in manifest]
     if lacking:
         raise damaged(root, f"{MANIFEST} lacks {', '.join(lacking)}", manifest)
+    _check_types(root, manifest)
     return manifest
+
+
+def _check_types(root: Path, manifest: dict) -> None:
+    """Every key the readers use holds the type they expect, so that a hand-edited or damaged manifest is
+    one line naming the key (not a TypeError deep in a reader)."""
+    def refuse(key: str, value: object, expected: str) -> DatasetError:
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return damaged(root, f"{MANIFEST} has {key} = {shown}, expected {expected}", manifest)
+
+    n, shape, classes, counts, files = (manifest[k] for k in ("n", "image_shape", "classes", "counts", "files"))
+    if not _whole(n):
+        raise refuse('"n"', n, "a whole number of images")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(_whole(v, 1) for v in shape)):
+        raise refuse('"image_shape"', shape, "[height, width] in pixels")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise refuse('"classes"', classes, "a list of class names")
+    if not isinstance(counts, dict):
+        raise refuse('"counts"', counts, "an object of split -> class -> count")
+    for split, per_class in counts.items():
+        if not (isinstance(per_class, dict) and all(_whole(v) for v in per_class.values())):
+            raise refuse(f'"counts"."{split}"', per_class, "an object of class -> whole number")
+    if not isinstance(files, list):
+        raise refuse('"files"', files, "a list of file entries")
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            raise refuse(f'"files"[{i}]', entry, "an object with path, split, rows, bytes and sha256")
+        path = entry.get("path")
+        if not (isinstance(path, str) and path and not Path(path).is_absolute() and ".." not in Path(path).parts):
+            raise refuse(f'"files"[{i}]."path"', path, "a relative path inside the dataset")
+        if entry.get("split") not in SPLITS:
+            raise refuse(f'"files"[{i}]."split"', entry.get("split"), f"one of {', '.join(SPLITS)}")
+        for key in ("rows", "bytes"):
+            if not _whole(entry.get(key)):
+                raise refuse(f'"files"[{i}]."{key}"', entry.get(key), "a whole number")
+        if not isinstance(entry.get("sha256"), str):
+            raise refuse(f'"files"[{i}]."sha256"', entry.get("sha256"), "a hex sha256 string")
+    params, stats = manifest.get("params", {}), manifest.get("stats", {})
+    if not (isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
+        raise refuse('"params"', params, "an object of column name -> Arrow type")
+    if not (isinstance(stats, dict) and all(v is None or _real(v) for v in stats.values())):
+        raise refuse('"stats"', stats, "an object of name -> number or null")
+
+
+def _whole(value: object, least: int = 0) -> bool:
+    """A JSON whole number >= ``least`` (JSON's true and false are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _refuse_version_1(root: Path) -> None:

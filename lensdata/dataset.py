@@ -79,7 +79,11 @@ def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
         else:
             mean = part.mean(axis=axes, keepdims=True, dtype=np.float64)
             part -= mean.astype(np.float32)
-            std = np.sqrt(np.mean(np.square(part, dtype=np.float32), axis=axes, keepdims=True, dtype=np.float64))
+            # Squares in float64: a float32 square is inf beyond |x| ~ 1.8e19, and the image then zeros.
+            # einsum casts as it sums, so no float64 copy of the chunk is made.
+            flat = part.reshape(len(part), -1)
+            var = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
+            std = np.sqrt(var).reshape(mean.shape)
             part /= np.where(std > 0, std, 1.0).astype(np.float32)
     return out
 

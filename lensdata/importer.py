@@ -24,11 +24,16 @@ pickled object arrays ``[image, mass_eV]``: they are read by a restricted unpick
 numpy arrays and scalars and nothing else, so a file that asks for anything else is refused
 before any of its code can run. The mass is kept as ``axion_mass`` and as the regression target
 ``log10(mass)``; other images have NaN there.
+
+Refused in one line, and nothing written: a split that would lack a class (checked before any image
+is read), a pixel that is NaN or infinite once stored as float32 (naming the file), and a set that
+would not fit in memory or on the output's disk.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import re
@@ -39,15 +44,17 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
+from lensdata.checks import check_memory, check_output, human_size
 from lensdata.dataset import assign_splits
 from lensdata.errors import DatasetError
-from lensdata.names import CLASSES
+from lensdata.names import CLASSES, SPLITS
 from lensdata.store import write_dataset
 
 MODEL_FOLDERS = {"no_sub": "no_sub", "cdm": "cdm", "axion": "axion"}
 OLD_FOLDERS = {"no": "no_sub", "sphere": "cdm", "vort": "axion"}
 VAL_FRACTION = 0.1  # of the training files, when a held-out test folder exists
 TEST_FRACTION = 0.1  # of all files, when there is no held-out folder
+_ROW_BYTES = 256  # bytes on disk per image beside its pixels (label, target, mass, file name), a bound
 
 _LAYOUTS_HELP = ("expected Model_II/{axion,cdm,no_sub}/*.npy (+ Model_II_test/), "
                  "{no,sphere,vort}/*.npy, {train,val}/{no,sphere,vort}/*.npy or "
@@ -64,11 +71,26 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
     except ImportError:  # numpy < 1.26 has no numpy._core
         from numpy.core import multiarray
     allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = _array_from_buffer  # protocol 5's arrays
     allowed[("_codecs", "encode")] = _latin1_encode  # protocol-2 pickles spell bytes this way
     return allowed
+
+
+def _array_from_buffer(buf: object, dtype: object, shape: object, order: object,
+                       axis_order: object = None) -> np.ndarray:
+    """numpy's ``_frombuffer``, which protocol 5 names for a contiguous array (its bytes in-band, as
+    BYTEARRAY8 or BINBYTES), restricted to plain bytes and a numeric dtype."""
+    if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError("_frombuffer used for something other than numeric bytes")
+    if order not in ("C", "F", "K"):
+        raise pickle.UnpicklingError(f"_frombuffer with order {order!r}")
+    array = np.frombuffer(buf, dtype=dtype)
+    if order == "K" and axis_order is not None:
+        return array.reshape(shape, order="C").transpose(axis_order)
+    return array.reshape(shape, order=order)
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -82,7 +104,9 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that can rebuild numpy arrays, dtypes and scalars, and refuses everything else.
 
     Pickles run code only through the callables they name (``find_class``) or through persistent
-    ids; both are closed here, so a hostile file fails before any of its payload executes.
+    ids; both are closed here, so a hostile file fails before any of its payload executes. Every
+    protocol numpy writes reads (2 to 5); out-of-band buffers (protocol 5's NEXT_BUFFER) are refused,
+    as no buffers are given: a ``.npy`` file holds its bytes in-band.
     """
 
     _ALLOWED = _numpy_globals()
@@ -120,7 +144,12 @@ def read_npy_safely(path: Path) -> tuple[np.ndarray, float]:
                 return _image_and_mass(path, obj)
             if dtype.kind not in "fiub":
                 raise DatasetError(f"{path}: dtype {dtype} is not an image")
-            count = int(np.prod(shape))
+            count = math.prod(shape)
+            held = os.fstat(fh.fileno()).st_size - fh.tell()
+            if count * dtype.itemsize > held:  # refused before allocating what the header claims
+                raise DatasetError(f"{path}: its header claims a {'x'.join(map(str, shape))} {dtype} array "
+                                   f"({human_size(count * dtype.itemsize)}), the file holds {human_size(held)}; "
+                                   "it is truncated or not a DeepLense image: remove or replace it")
             data = np.fromfile(fh, dtype=dtype, count=count)
             if data.size != count:
                 raise DatasetError(f"{path} is truncated ({data.size} of {count} values)")
@@ -277,8 +306,13 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
     files = _list_files(groups)
     labels = np.array([label for _, label, _ in files], dtype=np.int64)
     roles = np.array([role for _, _, role in files])
+    splits = _assign(labels, roles, seed)
+    _check_every_class(labels, splits, roles, groups)
     first, _ = read_npy_safely(files[0][0])
     height, width = first.shape
+    image_bytes = len(files) * height * width * 4
+    check_output(Path(out), overwrite=True, disk_bytes=image_bytes + len(files) * _ROW_BYTES)
+    check_memory(image_bytes, f"{len(files)} images of {height}x{width}", "import a smaller set")
     images = np.empty((len(files), height, width), dtype=np.float32)
     masses = np.full(len(files), np.nan)
     for i, (path, _, _) in enumerate(tqdm(files, desc="import", unit="file", disable=not progress)):
@@ -286,8 +320,10 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
         if image.shape != (height, width):
             raise DatasetError(f"{path} is {image.shape[0]}x{image.shape[1]}, but {files[0][0]} is "
                                f"{height}x{width}; a dataset needs one image shape")
-        images[i] = image
-    splits = _assign(labels, roles, seed)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+            images[i] = image
+        if not np.isfinite(images[i]).all():
+            raise DatasetError(_not_finite(path, image, images[i]))
     base = _common_base(groups)
     columns = {
         "image": images,
@@ -304,6 +340,44 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
         counts = ", ".join(f"{s} {int(np.sum(splits == s))}" for s in ("train", "val", "test"))
         print(f"imported {len(files)} images ({layout}): {counts}", file=sys.stderr)
     return path
+
+
+def _not_finite(path: Path, image: np.ndarray, stored: np.ndarray) -> str:
+    """The one line for an image with NaN or infinite pixels (as read, or once stored as float32)."""
+    bad = int(np.count_nonzero(~np.isfinite(stored)))
+    if np.isfinite(image).all():
+        return (f"{path} has {bad} of {image.size} pixels beyond float32's range (|x| > 3.4e38); "
+                "rescale the image or remove the file, then import again")
+    return f"{path} has {bad} of {image.size} pixels NaN or infinite; repair or remove the file, then import again"
+
+
+def _check_every_class(labels: np.ndarray, splits: np.ndarray, roles: np.ndarray,
+                       groups: list[tuple[dict[str, Path], str]]) -> None:
+    """Every split must hold every class: training, and the per-class metrics of val and test, need them."""
+    for split in SPLITS:
+        present = set(labels[splits == split].tolist())
+        for label, cls in enumerate(CLASSES):
+            if label not in present:
+                raise DatasetError(f"the {split} split would hold no {cls} images: "
+                                   f"{_why_missing(split, label, labels, roles, groups)}")
+
+
+def _why_missing(split: str, label: int, labels: np.ndarray, roles: np.ndarray,
+                 groups: list[tuple[dict[str, Path], str]]) -> str:
+    """Why a split lacks a class, and what to add: the class folder, or more images to carve it from."""
+    role = split if split in {r for _, r in groups} else "pool"
+    folders = next(f for f, r in groups if r == role)
+    cls = CLASSES[label]
+    set_dir = next(iter(folders.values())).parent
+    if cls not in folders:
+        old_names = any(p.name in OLD_FOLDERS for p in folders.values())
+        name = {v: k for k, v in OLD_FOLDERS.items()}[cls] if old_names else cls
+        return f"{set_dir} has no {name} folder; add {set_dir / name}/ with .npy files"
+    count = int(np.sum((roles == role) & (labels == label)))
+    model_set = re.fullmatch(r"Model_[A-Za-z0-9]+", set_dir.name)
+    held_out = f" or a held-out folder {set_dir}_test/" if split == "test" and model_set else ""
+    return (f"{count} {cls} files in {set_dir} are too few to carve a {split} split from; give at least 10 "
+            f"images of each class{held_out}")
 
 
 def _assign(labels: np.ndarray, roles: np.ndarray, seed: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from lensdata.checks import verify_dataset
 from lensdata.dataset import STATS_CHUNK
+from lensdata.errors import DataError
 from lensdata.names import SPLITS
 
 
@@ -38,10 +39,16 @@ def image_stats(images: np.ndarray, targets: np.ndarray) -> dict:
     }
 
 
-def dataset_info(path: str | os.PathLike) -> str:
-    """A short report: source, image shape, counts per split and class, value and target ranges."""
+def dataset_info(path: str | os.PathLike, *, verify: str = "fast") -> str:
+    """A short report: source, image shape, counts per split and class, value and target ranges.
+
+    ``verify="fast"`` checks sizes, footers and counts, which a same-size change of bytes passes;
+    ``"full"`` also recomputes every file's sha256 (reads every byte), which catches it.
+    """
+    if verify not in ("fast", "full"):
+        raise DataError(f"verify must be 'fast' or 'full', got {verify!r}")
     root = Path(path).expanduser()
-    m = verify_dataset(root)
+    m = verify_dataset(root, full=verify == "full")
     h, w = m["image_shape"]
     classes = m["classes"]
     stats = m.get("stats", {})
@@ -61,7 +68,7 @@ def dataset_info(path: str | os.PathLike) -> str:
     totals = [sum(int(m["counts"].get(s, {}).get(c, 0)) for s in SPLITS) for c in classes]
     lines.append(f"{'all':<8}" + "".join(f"{v:>9}" for v in totals) + f"{sum(totals):>9}")
     lines.append("")
-    if stats.get("image_min") is not None:
+    if all(stats.get(k) is not None for k in ("image_min", "image_max", "image_mean", "image_std")):
         lines.append(f"values     min {stats['image_min']:.4g}, max {stats['image_max']:.4g}, "
                      f"mean {stats['image_mean']:.4g}, std {stats['image_std']:.4g}")
     if stats.get("n_targets"):
@@ -71,5 +78,9 @@ def dataset_info(path: str | os.PathLike) -> str:
         lines.append("target     none (classification and anomaly detection only)")
     if m.get("params"):
         lines.append(f"params     {', '.join(m['params'])}")
-    lines.append("verified   sizes, footers and counts (full sha256: load_dataset(..., verify='full'))")
+    if verify == "full":
+        lines.append("verified   sizes, footers, counts and the sha256 of every byte")
+    else:
+        lines.append("verified   sizes, footers and counts only: bytes changed in place pass this check; "
+                     f"python -m tuner data info {root} --verify full reads every byte")
     return "\n".join(lines)

@@ -39,6 +39,9 @@ Version 2 (PSF as a matrix product, in-place subhalo sum) changed images by roun
 subhalos by their softening (Plummer ``|d|^2 + s^2`` instead of caustics' ``(|d| + s)^2``: 4e-4 of
 the deflection 0.05" away, now 4e-8)."""
 
+_ROW_BYTES = 128
+"""Bytes on disk per image beside its pixels (labels, targets and the parameter columns), a bound."""
+
 
 def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: int = 256,
              workers: int = 1, progress: bool = True, address: str | None = None,
@@ -58,11 +61,8 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     is tested on CPU, where each process renders with one torch thread).
     """
     spec = get_instrument(instrument)
-    _check_int("n", n, 3, "at least 3 images (one per class)")
-    _check_int("seed", seed, 0, "a non-negative integer")
+    _check_request(n, seed, workers, batch_size)
     _check_int("start", start, 0, "a non-negative integer")
-    _check_int("workers", workers, 1, "at least 1")
-    _check_int("batch_size", batch_size, 1, "at least 1")
 
     chunk = batch_size if workers == 1 and address is None else min(
         batch_size, max(1, math.ceil(n / (4 * workers))))
@@ -86,16 +86,26 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
 
 
 def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.Path, *, workers: int = 1,
-                        batch_size: int = 256, progress: bool = True,
-                        address: str | None = None) -> pathlib.Path:
+                        batch_size: int = 256, progress: bool = True, address: str | None = None,
+                        overwrite: bool = False) -> pathlib.Path:
     """Simulate ``n`` images and write them as a dataset directory (``lensdata.store`` format).
 
     The train/val/test split is :func:`lensdata.dataset.assign_splits` of the labels and seed; the manifest's
     ``extra`` records the instrument, the physics constants and the SNR definition.
+
+    Everything that can be checked is checked before the first image is simulated: the arguments, the
+    output directory (a dataset already there is replaced only with ``overwrite``), and that the images
+    fit in memory and on the output's disk.
     """
+    from lensdata.checks import check_memory, check_output
     from lensdata.dataset import assign_splits
     from lensdata.store import write_dataset
 
+    spec = get_instrument(instrument)
+    _check_request(n, seed, workers, batch_size)
+    image_bytes = n * spec.pixels**2 * 4
+    check_output(pathlib.Path(out), overwrite=overwrite, disk_bytes=image_bytes + n * _ROW_BYTES)
+    check_memory(image_bytes, f"{n} {spec.name} images", "simulate fewer images (--n)")
     columns = simulate(instrument, n, seed, batch_size=batch_size, workers=workers,
                        progress=progress, address=address)
     columns["split"] = assign_splits(columns["label"], seed)
@@ -124,6 +134,14 @@ def image_seeds(seed: int, start: int, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- validation and execution
+
+
+def _check_request(n: int, seed: int, workers: int, batch_size: int) -> None:
+    """The arguments of a run, each refused in one line (the command line passes them unchecked)."""
+    _check_int("n", n, 3, "at least 3 images (one per class)")
+    _check_int("seed", seed, 0, "a non-negative integer")
+    _check_int("workers", workers, 1, "at least 1")
+    _check_int("batch_size", batch_size, 1, "at least 1")
 
 
 def _check_int(name: str, value, minimum: int, what: str) -> None:

@@ -17,6 +17,7 @@ import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from lensdata.checks import MANIFEST, SCHEMA_VERSION, read_manifest, verify_dataset
 from lensdata.dataset import LensingData
@@ -81,9 +82,14 @@ def open_data(spec: str | os.PathLike, *, splits: Sequence[str] | None = None,
 
 def _cached_sim(instrument: str, n: int, *, progress: bool) -> Path:
     root = cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
     path = root / f"sim-{instrument}-n{n}-seed{SIM_SEED}-v{SCHEMA_VERSION}-sim{SIM_VERSION}"
-    with _lock(root / f".{path.name}.lock"):
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock_file = open(root / f".{path.name}.lock", "w")  # closed by the with below
+    except OSError as err:
+        raise DatasetError(f"cannot write the simulated-set cache {root} ({err.strerror or err}); set "
+                           f"{CACHE_ENV} to a writable folder, or give a dataset directory instead") from None
+    with lock_file, _lock(lock_file):
         if _usable(path, instrument, n):
             return path
         if path.exists() or path.is_symlink():
@@ -121,16 +127,15 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX); a no-op where fcntl does not exist."""
+def _lock(fh: IO) -> Iterator[None]:
+    """An exclusive advisory lock on an open file (POSIX); a no-op where fcntl does not exist."""
     try:
         import fcntl
     except ImportError:  # Windows: no concurrent-simulation guard
         yield
         return
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)

@@ -75,6 +75,7 @@ from lensdata.checks import (
     sha256,
     short_error,
     verify_dataset,
+    write_error,
 )
 from lensdata.dataset import LensingData, check_splits
 from lensdata.errors import DataError
@@ -110,6 +111,7 @@ def write_dataset(
     Args:
         out: target directory. An existing dataset there (of any version) is replaced; an empty
             directory is used; any other existing path is refused (never deletes user files).
+            A write that fails (a full disk) is one DataError line and leaves ``out`` as it was.
         columns: ``image`` (N, H, W) or (N, 1, H, W) float; ``label`` (N,) int in
             ``range(len(classes))``; ``split`` (N,) of train/val/test; optional ``target`` (N,)
             float (NaN is stored as null); any other 1-D (N,) arrays are kept as parameter columns.
@@ -124,16 +126,22 @@ def write_dataset(
     out = Path(out).expanduser()
     images, labels, splits, targets, params = check_columns(columns, classes)
     parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    check_replaceable(out)
     tmp = parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        check_replaceable(out)
+        tmp.mkdir()
+    except OSError as err:  # not writable, or under a file
+        raise write_error(out, err) from None
     try:
         files = _write_parts(tmp, images, labels, splits, targets, params)
         facts = {"source": source, "instrument": instrument, "seed": seed}
         write_json(tmp / MANIFEST, _manifest(images, labels, splits, targets, params, classes, files, facts,
                                              extra_meta))
         _swap_into_place(tmp, out)
+    except OSError as err:  # a full disk, most often: one line, and the temporary directory goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(out, err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -253,7 +261,11 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     if out.exists():
         trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(out, trash)
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(trash, out)  # the old dataset stays where it was
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.rename(tmp, out)

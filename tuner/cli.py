@@ -28,6 +28,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--n", type=int, required=True, help="number of images, balanced over the classes")
     sim.add_argument("--seed", type=int, default=0, help="same seed, same images, bit for bit")
     sim.add_argument("--out", required=True, help="output dataset directory")
+    sim.add_argument("--overwrite", action="store_true", help="replace a dataset already at --out")
     sim.add_argument("--workers", type=int, default=1, help="processes (or Ray tasks with --address)")
     sim.add_argument("--batch-size", type=int, default=256, help="images simulated per batch")
     sim.add_argument("--address", default=None, help="Ray cluster to spread chunks over")
@@ -42,6 +43,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
     info = data_sub.add_parser("info", help="counts, shapes and value ranges of a dataset")
     info.add_argument("path", help="dataset directory or sim:INSTRUMENT[:N]")
+    info.add_argument("--verify", choices=("fast", "full"), default="fast",
+                      help="fast: sizes, footers and counts; full: also every file's sha256 (reads every byte)")
     info.set_defaults(handler=_cmd_info)
 
 
@@ -128,7 +131,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     simulate_to_dataset(args.instrument, args.n, args.seed, args.out, workers=args.workers,
                         batch_size=args.batch_size, progress=not args.no_progress,
-                        address=args.address)
+                        address=args.address, overwrite=args.overwrite)
     from lensdata import dataset_info
 
     print(dataset_info(args.out))
@@ -146,7 +149,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from lensdata import dataset_info, resolve_data
 
-    print(dataset_info(resolve_data(args.path)))
+    print(dataset_info(resolve_data(args.path), verify=args.verify))
     return 0
 
 

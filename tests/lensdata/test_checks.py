@@ -98,7 +98,7 @@ def test_a_version_1_simulated_set_is_refused_with_how_to_convert_it(dataset):
     assert message == (
         f"{dataset} is a version-1 dataset (dataset.json); this tuner reads version 2 (_dataset.json, images "
         "as fixed-size binary); convert it by making it again: regenerate it: python -m tuner data simulate "
-        f"--instrument model2 --n 60 --seed 0 --out {dataset}")
+        f"--instrument model2 --n 60 --seed 0 --out {dataset} --overwrite")
     one_line_error(lambda: read_manifest(dataset), "version-1")
     one_line_error(lambda: verify_dataset(dataset), "version-1")
 
@@ -117,7 +117,7 @@ def test_a_foreign_dataset_json_is_just_not_a_dataset(dataset):
 
 @pytest.mark.parametrize("manifest, hint", [
     ({"source": "simulate", "instrument": "model3", "n": 9, "seed": 4},
-     "regenerate it: python -m tuner data simulate --instrument model3 --n 9 --seed 4 --out /d"),
+     "regenerate it: python -m tuner data simulate --instrument model3 --n 9 --seed 4 --out /d --overwrite"),
     ({"source": "deeplense-import", "extra": {"src": "/in"}}, "re-import it: python -m tuner data import /in --out /d"),
     ({"source": "deeplense-import"}, "re-import it: python -m tuner data import SRC --out /d"),
     (None, "regenerate it (python -m tuner data simulate --instrument ...) or re-import it "

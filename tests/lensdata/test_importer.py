@@ -94,9 +94,9 @@ def test_model_layout_split_is_seeded(tmp_path):
 
 
 def test_channel_first_arrays(tmp_path):
-    fill_model(tmp_path / "Model_III", per_class=4, shape=(1, SIDE, SIDE))
+    fill_model(tmp_path / "Model_III", per_class=10, shape=(1, SIDE, SIDE))
     data = load_dataset(import_deeplense(tmp_path / "Model_III", tmp_path / "ds", progress=False))
-    assert data.images.shape == (12, 1, SIDE, SIDE)
+    assert data.images.shape == (30, 1, SIDE, SIDE)
 
 
 def test_old_flat_layout(tmp_path):
@@ -174,7 +174,7 @@ class WritesMarkerViaOpen:
 @pytest.mark.parametrize("payload", [WritesMarkerViaSystem, WritesMarkerViaOpen])
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, payload):
     marker = tmp_path / "pwned"
-    fill_model(tmp_path / "Model_II", per_class=2)
+    fill_model(tmp_path / "Model_II", per_class=10)
     evil = tmp_path / "Model_II" / "axion" / "axion_sim_evil.npy"
     arr = np.empty(2, dtype=object)
     arr[0], arr[1] = payload(marker), 1e-23
@@ -199,7 +199,7 @@ def test_pickled_non_array_is_refused(tmp_path):
 
 
 def test_mixed_shapes(tmp_path):
-    fill_model(tmp_path / "Model_II", per_class=2)
+    fill_model(tmp_path / "Model_II", per_class=10)
     np.save(tmp_path / "Model_II" / "cdm" / "cdm_sim_9.npy", image(0, (SIDE + 1, SIDE + 1)))
     with pytest.raises(DatasetError, match=r"cdm_sim_9\.npy is 7x7, but .* is 6x6"):
         import_deeplense(tmp_path / "Model_II", tmp_path / "ds", progress=False)
@@ -236,14 +236,14 @@ def test_several_models_in_parent_is_ambiguous(tmp_path):
 
 
 def test_garbage_npy_is_one_line(tmp_path):
-    fill_model(tmp_path / "Model_II", per_class=2)
+    fill_model(tmp_path / "Model_II", per_class=10)
     (tmp_path / "Model_II" / "no_sub" / "broken.npy").write_bytes(b"not numpy at all")
     with pytest.raises(DatasetError, match=r"broken\.npy is not a readable \.npy file"):
         import_deeplense(tmp_path / "Model_II", tmp_path / "ds", progress=False)
 
 
 def test_damaged_import_says_how_to_reimport(tmp_path):
-    fill_model(tmp_path / "Model_II", per_class=3)
+    fill_model(tmp_path / "Model_II", per_class=10)
     out = import_deeplense(tmp_path / "Model_II", tmp_path / "ds", progress=False)
     next(out.glob("split=train/*.parquet")).unlink()
     with pytest.raises(DatasetError, match=r"is missing; re-import it: python -m tuner data import .*Model_II --out"):

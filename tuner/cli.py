@@ -60,8 +60,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--from", dest="from_run", default=None,
                        help="retrain the best configuration of a search run on train+val, test once")
     train.add_argument("--data", default="sim:model2", help="dataset directory or sim:INSTRUMENT[:N]")
-    train.add_argument("--epochs", type=int, default=None, help="epochs (default: the space's)")
-    train.add_argument("--out", default=None, help="output directory")
+    train.add_argument("--epochs", type=int, default=None, help="epochs, at least 1 (default: the space's)")
+    train.add_argument("--out", default=None,
+                       help="output directory (default: train-SPACE-DATE under $DEEPLENSE_TUNER_RUNS or ./runs)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--size", choices=("tiny", "small", "full"), default=None,
                        help="model size knob of the space (default: small on CPU, full on GPU)")
@@ -70,7 +71,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model directory")
     ev.add_argument("model_dir", help="directory holding model.safetensors and config.json")
-    ev.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
+    ev.add_argument("--data", default=None,
+                    help="dataset (default: the one it was trained on); metrics on other data are written "
+                         "to SPLIT_metrics.DATA.json")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.set_defaults(handler=_cmd_evaluate)
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lensdata.files import write_json
 from tuner.errors import ConfigError
 from tuner.jsonarg import json_object_arg
 from tuner.preflight import check_task_fits
-from tuner.training import build_config, default_size, evaluate_split, train_and_save
+from tuner.training import build_config, default_size, evaluate_split, require_split, train_and_save
+
+if TYPE_CHECKING:
+    from lensdata import LensingData
 
 SMOKE_DATA = "sim:model2:300"  # what --smoke-test trains on unless --data names something else
 DEFAULT_DATA = "sim:model2"
@@ -32,8 +38,21 @@ def read_params(text: str | None) -> tuple[dict, str | None]:
     return params, None
 
 
+def default_out(space_name: str) -> Path:
+    """``train-SPACE-DATE`` under the runs root searches use (``$DEEPLENSE_TUNER_RUNS``, else ./runs)."""
+    from tuner.experiment import default_storage
+
+    root = default_storage()
+    if "://" in root:
+        raise ConfigError(f"DEEPLENSE_TUNER_RUNS is {root}, object storage, but train writes a local "
+                          "directory; give --out DIR")
+    return Path(root).expanduser() / f"train-{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def train_command(args: argparse.Namespace) -> int:
     """Train one configuration on train, validate every epoch, save the model and metrics."""
+    if args.epochs is not None and args.epochs < 1:  # before anything is read or written
+        raise ConfigError(f"--epochs must be at least 1, not {args.epochs}; leave it out for the default")
     if args.from_run:
         from tuner.final import train_from_run
 
@@ -57,31 +76,67 @@ def train_command(args: argparse.Namespace) -> int:
     check_task_fits(space.task, data)
     config = build_config(space.name, params, size=size, image_size=data.image_size, epochs=epochs,
                           seed=args.seed, data=str(data_spec))
-    out = Path(args.out or f"runs/train-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out) if args.out else default_out(space.name)
     print(f"training {space.name} ({space.task}, size {size}) on {data_spec} for {config['epochs']} epochs -> {out}")
     _, history, _ = train_and_save(config, data, out)
     return 0 if "diverged" not in history[-1] else 1
 
 
-
-
 def evaluate_command(args: argparse.Namespace) -> int:
-    """Metrics of a saved model on one split, printed and written beside the model."""
+    """Metrics of a saved model on one split, printed and written beside the model.
+
+    On the model's own data they go to ``<split>_metrics.json``; on other data (``--data``) to
+    ``<split>_metrics.<data>.json``, so the final model's test metrics are never overwritten.
+    """
     from lensdata import open_data
-    from trainables.saving import load_model
+    from trainables.saving import WeightsError, load_model
 
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"{model_dir} holds no trained model (config.json missing); "
                           "train one with `python -m tuner train`")
-    modules, config = load_model(model_dir)
-    data = open_data(args.data or config["data"], splits=(args.split,))
+    try:
+        modules, config = load_model(model_dir)
+    except WeightsError as err:
+        raise ConfigError(f"{err}; retrain the model with `python -m tuner train ... --out {model_dir}`") from None
+    spec = args.data or config["data"]
+    data = open_data(spec, splits=(args.split,))
+    check_model_fits(config, data, spec)
+    require_split(data, args.split, spec, "evaluate another --split, or give --data with that split")
     metrics = evaluate_split(modules, config, data, args.split)
-    write_json(model_dir / f"{args.split}_metrics.json", metrics)
+    own = args.data is None or same_data(args.data, config["data"])
+    path = write_json(model_dir / (f"{args.split}_metrics.json" if own
+                                   else f"{args.split}_metrics.{data_slug(spec)}.json"), metrics)
     for key, value in metrics.items():
         print(f"{key:28s} {value:.6g}")
+    print(f"written to {path}")
     return 0
 
 
+def check_model_fits(config: dict, data: LensingData, spec: str) -> None:
+    """Refuse data of another image shape or (for classes the model predicts) another class set."""
+    side = int(config["image_size"])
+    height, width = data.image_shape
+    if (height, width) != (side, side):
+        raise ConfigError(f"the model takes {side}x{side} images but {spec} holds {height}x{width} images; "
+                          "evaluate it on data of its own image shape, or train a model on this data")
+    if "classes" in config and tuple(config["classes"]) != tuple(data.classes):
+        raise ConfigError(f"the model knows the classes {', '.join(config['classes'])} but {spec} has "
+                          f"{', '.join(data.classes)}; evaluate it on data with its classes, in its order")
 
 
+def same_data(spec: str, other: str) -> bool:
+    """Whether two data specs name the same dataset (the same ``sim:`` set, or the same directory)."""
+    if spec == other or spec.startswith("sim:") or other.startswith("sim:"):
+        return spec == other
+    return Path(spec).expanduser().resolve() == Path(other).expanduser().resolve()
+
+
+def data_slug(spec: str) -> str:
+    """A file-name form of a data spec: ``sim:model2:300`` -> ``sim_model2_300``; a directory ->
+    its name and a short hash of its full path (two ``data`` folders stay apart)."""
+    if spec.startswith("sim:"):
+        return re.sub(r"[^A-Za-z0-9.-]+", "_", spec)
+    path = Path(spec).expanduser().resolve()
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", path.name).strip("._") or "data"
+    return f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"

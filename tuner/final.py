@@ -2,24 +2,33 @@
 
 Retrains the best configuration on train+val for the full epoch budget, then evaluates it once on
 the held-out test split. This is the only place the test split is read.
+
+Before training it warns (and goes on) when the best configuration may not be what the search
+would have chosen: the run was interrupted, or its dataset was rewritten after the search started.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lensdata import LensingData
 
 
 def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: str | None) -> int:
     """Train the final model of ``run_dir`` and write it, its config and ``test_*`` metrics."""
     from lensdata import open_data
     from lensdata.files import write_json
-    from tuner.training import build_config, evaluate_split, train_and_save
+    from tuner.training import build_config, evaluate_split, require_split, train_and_save
 
     best_file = run_dir / "best.json"
     if not best_file.is_file():
@@ -27,6 +36,9 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
                           f"run `python -m tuner best {run_dir}` or let the search finish")
     best = json.loads(best_file.read_text())
     data = open_data(best["data"], splits=("train", "val", "test"))
+    require_split(data, "test", best["data"], "the final model is tested there; search on data that has one")
+    for warning in run_warnings(run_dir, data):
+        print(f"warning: {warning}", file=sys.stderr)
     merged = dataclasses.replace(data, splits=np.where(data.splits == "val", "train", data.splits))
     config = build_config(best["space"], best["params"], size=best["size"], image_size=data.image_size,
                           epochs=epochs or best["max_epochs"], seed=best["seed"] if seed is None else seed,
@@ -43,3 +55,49 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     for key, value in metrics.items():
         print(f"{key:28s} {value:.6g}")
     return 0
+
+
+def run_warnings(run_dir: Path, data: LensingData) -> list[str]:
+    """One line for each reason the run's best configuration may not be the search's answer.
+
+    - Interrupted: ``trials.parquet`` has unfinished trials, or fewer trials finished than
+      ``experiment.json`` asked for (unless a time budget ended the search, which is no fault).
+    - Dataset rewritten: the run records no fingerprint of its data, only the spec, so the
+      manifest's ``created`` time (part of the dataset, kept by copies) is compared with the time
+      the search started, when it wrote ``experiment.json`` (after loading its data). A dataset
+      made again since, even with the same spec, is what the search never saw.
+    """
+    experiment_file = run_dir / "experiment.json"
+    if not experiment_file.is_file():
+        return []
+    experiment = json.loads(experiment_file.read_text())
+    warnings = []
+    trials_file = run_dir / "trials.parquet"
+    if trials_file.is_file():
+        import pyarrow.parquet as pq
+
+        statuses = pq.read_table(trials_file, columns=["status"]).column("status").to_pylist()
+        unfinished = statuses.count("unfinished")
+        finished = len(statuses) - unfinished
+        planned = int(experiment.get("num_samples", 0))
+        if unfinished or (finished < planned and not experiment.get("time_budget")):
+            warnings.append(
+                f"the search was interrupted ({finished} of {planned} trials finished, {unfinished} unfinished), "
+                "so its best configuration may not be final; resume it first with `python -m tuner search "
+                f"--space {experiment['space']} --name {experiment['name']} --storage {experiment['storage']} "
+                "--resume`")
+    created = _created(data.manifest)
+    if created is not None and created.timestamp() > experiment_file.stat().st_mtime:
+        started = datetime.fromtimestamp(experiment_file.stat().st_mtime).astimezone()
+        warnings.append(
+            f"the dataset {experiment['data']} was made again ({created:%Y-%m-%d %H:%M:%S}) after the search "
+            f"started ({started:%Y-%m-%d %H:%M:%S}); its ranking may not hold for these images")
+    return warnings
+
+
+def _created(manifest: dict) -> datetime | None:
+    """When the dataset was written, from its manifest; None if it does not say."""
+    try:
+        return datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%S%z")
+    except (KeyError, TypeError, ValueError):
+        return None

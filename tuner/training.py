@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lensdata.files import write_json
+from tuner.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,6 +62,14 @@ def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str
     save_model(modules, config, out)
     write_json(out / "metrics.json", {"history": history, "final": history[-1]})
     return modules, history, config
+
+
+def require_split(data: LensingData, split: str, spec: str, hint: str) -> None:
+    """Refuse, in one line, to evaluate on a split without images (a dataset made without a test split)."""
+    if (data.splits == split).any():
+        return
+    present = [name for name, counts in data.manifest.get("counts", {}).items() if sum(counts.values())]
+    raise ConfigError(f"{spec} has no {split} images (it has {', '.join(present) or 'none'}); {hint}")
 
 
 def evaluate_split(modules: dict[str, nn.Module], config: dict, data: LensingData, split: str) -> dict[str, float]:

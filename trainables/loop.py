@@ -28,6 +28,7 @@ from lensdata import LensingData, normalize_images
 from search_spaces import task_objective
 from trainables.augment import augment, fit_input
 from trainables.checkpoints import load_checkpoint, save_checkpoint
+from trainables.cost import LATENCY_BATCH, model_cost
 from trainables.report import Reporter
 from trainables.settings import check_config
 
@@ -236,7 +237,11 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     val = task.rows(data, "val") if (data.splits == "val").any() else None  # a final model trains on train+val
     config = {**config, **task.data_config(train)}
     accelerator = make_accelerator(config)
-    modules = task.build(config, input_side(config))
+    side = input_side(config)
+    modules = task.build(config, side)
+    # The model's cost (params, FLOPs, latency on this device) is measured once and reported with every
+    # result, so every search can weigh it and a multi-objective one can minimise it.
+    cost = model_cost(modules["model"], (LATENCY_BATCH, train.images.shape[1], side, side), accelerator.device)
     optimizers = {"loss": make_optimizer(modules["model"], config)}
     if "disc" in modules:  # adversarial autoencoder: the latent discriminator learns on its own optimiser
         optimizers["disc_loss"] = make_optimizer(
@@ -258,11 +263,11 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
         try:
             stats = train_epoch(task, modules, optimizers, schedule, train, config, epoch, accelerator)
         except Diverged as why:
-            metrics = {task.objective: task.worst, "epoch": epoch + 1, "diverged": 1, "reason": str(why)}
+            metrics = {task.objective: task.worst, "epoch": epoch + 1, "diverged": 1, "reason": str(why), **cost}
             history.append(metrics)
             reporter.report(metrics)
             break
-        metrics = {"epoch": epoch + 1, **stats}
+        metrics = {"epoch": epoch + 1, **stats, **cost}
         if val is not None:
             started = time.perf_counter()
             metrics.update(evaluate(task, modules, val, config, accelerator.device, "val"))

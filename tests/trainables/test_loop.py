@@ -18,7 +18,7 @@ from trainables.report import Reporter
 from trainables.saving import load_model, save_model
 from trainables.settings import run_settings
 
-TIMING_KEYS = {"train_images_per_sec", "train_s", "val_s"}
+TIMING_KEYS = {"train_images_per_sec", "train_s", "val_s", "latency_ms"}
 METRICS = {
     "classification": ["val_auroc", "val_accuracy", "val_loss", "val_auroc_no_sub", "val_auroc_cdm", "val_auroc_axion"],
     "regression": ["val_mae", "val_rmse", "val_r2"],
@@ -57,6 +57,7 @@ def test_every_space_trains_one_epoch(space, data, tmp_path):
     assert len(history) == 1 and "diverged" not in history[0]
     for name in METRICS[task]:
         assert math.isfinite(history[0][name]), name
+    assert history[0]["params"] > 0 and history[0]["flops"] > 0 and history[0]["latency_ms"] > 0
     if task != "regression":
         assert 0.0 <= history[0]["val_auroc"] <= 1.0
     assert (tmp_path / "checkpoint" / "progress.json").is_file()
@@ -103,6 +104,7 @@ def test_non_finite_loss_ends_the_trial_as_diverged(data, tmp_path):
         assert len(history) == 1
         assert history[0]["diverged"] == 1
         assert history[0][get_space(space).metric] == worst
+        assert history[0]["params"] > 0  # a diverged trial still says what its model costs
 
 
 def test_final_model_round_trips_through_safetensors(data, tmp_path):

@@ -1,0 +1,48 @@
+"""model_cost: parameters, FLOPs and latency of a model whose counts are known by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trainables.cost import COST_MODES, model_cost
+
+
+def tiny_net() -> nn.Module:
+    # conv 1->4, 3x3, same padding on 8x8, then a linear 256 -> 3.
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+
+
+def test_counts_equal_the_hand_count():
+    cost = model_cost(tiny_net(), (5, 1, 8, 8), "cpu", warmup=1, repeats=3)
+    assert set(cost) == set(COST_MODES)
+    conv_macs = 4 * 8 * 8 * (1 * 3 * 3)  # each output pixel of each channel: a 3x3x1 dot product
+    linear_macs = 256 * 3
+    assert cost["flops"] == 2 * (conv_macs + linear_macs)  # one image, a multiply-add is 2 FLOPs
+    assert cost["params"] == (4 * 9 + 4) + (256 * 3 + 3)
+    assert cost["latency_ms"] > 0
+
+
+def test_frozen_parameters_do_not_count_and_the_model_is_left_as_it_was():
+    model = tiny_net()
+    model[0].requires_grad_(False)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    cost = model_cost(model, (2, 1, 8, 8), torch.device("cpu"), warmup=0, repeats=1)
+    assert cost["params"] == 256 * 3 + 3
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())  # no random numbers drawn: training stays reproducible
+
+
+def test_flops_are_of_one_image_whatever_the_batch():
+    assert model_cost(tiny_net(), (1, 1, 8, 8), "cpu", warmup=0, repeats=1)["flops"] == \
+        model_cost(tiny_net(), (16, 1, 8, 8), "cpu", warmup=0, repeats=1)["flops"]
+
+
+@pytest.mark.gpu
+def test_latency_on_the_gpu():
+    cost = model_cost(tiny_net(), (32, 1, 8, 8), "cuda")
+    assert cost["latency_ms"] > 0 and cost["flops"] == 2 * (4 * 8 * 8 * 9 + 256 * 3)

@@ -7,6 +7,7 @@ The parser is built from the standard library only. Every command imports its he
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 
@@ -187,6 +188,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
     return best_command(args)
 
 
+# A full or read-only disk: the user's environment, not a bug. Anything else that is an OSError is.
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; user errors print one line and return 2."""
     args = build_parser().parse_args(argv)
@@ -195,6 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror}{where}; free space (or pick a writable disk with --out / --storage / "
+              "DEEPLENSE_TUNER_CACHE) and run the command again: finished results and datasets are kept",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

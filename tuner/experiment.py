@@ -85,7 +85,10 @@ def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
         "gpus_per_trial": args.gpus_per_trial, "time_budget": args.time_budget,
         "workers_per_trial": args.workers_per_trial,
     }
-    if args.trials_per_gpu:
+    if args.trials_per_gpu is not None:
+        if args.trials_per_gpu < 1:
+            raise ConfigError(f"--trials-per-gpu must be at least 1 (got {args.trials_per_gpu}); "
+                              "it is how many trials share one GPU")
         if args.gpus_per_trial is not None:
             raise ConfigError("give --gpus-per-trial or --trials-per-gpu, not both")
         overrides["gpus_per_trial"] = 1.0 / args.trials_per_gpu

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from lensdata.errors import DatasetError
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
@@ -47,6 +49,8 @@ def connect_ray(address: str | None, verbose: bool) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(log_to_driver=verbose, include_dashboard=False, configure_logging=verbose,
                   runtime_env={"env_vars": TRIAL_ENV})
+    if address:
+        probe_address(address)
     try:
         if address:
             ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
@@ -58,6 +62,46 @@ def connect_ray(address: str | None, verbose: bool) -> bool:
                           "check --address / RAY_ADDRESS, that the head is running, and RAY_AUTH_MODE=token "
                           "if the cluster uses token authentication") from None
     return True
+
+
+PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
+
+
+def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address where nothing listens.
+
+    ``ray.init(address=...)`` retries an unreachable GCS for ever, so a mistyped ``--address`` or a
+    stale ``RAY_ADDRESS`` would hang the search with no message. ``auto`` (Ray's own lookup of the
+    cluster last started here) and anything without a port are left to Ray.
+    """
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        why = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ConfigError(f"nothing answers at Ray address {address} ({why} within {timeout:g} s); "
+                          "start the head (`ray start --head`) or fix --address / RAY_ADDRESS, "
+                          "or leave both unset for a local Ray") from None
+
+
+def trial_resources(exp: Experiment) -> dict:
+    """What Tune reserves for one trial's own process.
+
+    A trial of several workers only drives a ``TorchTrainer``, whose workers hold the CPUs and GPUs
+    (Ray Train's controller asks for none). Its driver asks for no CPU at all, so that ``workers x
+    cpus`` can fill a node: with even 0.01 CPU, 2 workers x 1 CPU never fit on a 2-CPU node and the
+    trial waited for ever. Tune needs a non-empty request, hence the 1 MiB of memory.
+    """
+    if exp.workers_per_trial > 1:
+        return {"cpu": 0, "memory": 2**20}
+    return {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial}
 
 
 def check_resources(exp: Experiment, ray: ModuleType) -> int:
@@ -103,13 +147,34 @@ def check_storage(exp: Experiment) -> None:
                           "choose a writable --storage") from None
 
 
-def check_task_fits(task: str, data: LensingData) -> None:
-    """Refuse, before training, data that cannot serve the task."""
+def check_task_fits(task: str, data: LensingData, splits: tuple[str, ...] = ("train", "val")) -> None:
+    """Refuse, before any trial, data that cannot serve the task on each split it will read.
+
+    Every split must hold images; a classification split needs two classes or more (AUROC is
+    undefined otherwise), a regression split finite targets, an anomaly split ``no_sub`` images
+    (``train`` trains on them) and, outside ``train``, substructure to score against them.
+    """
     if task == "regression" and not data.has_targets:
         raise DatasetError("this dataset has no regression targets (axion masses); "
                            "use a regression space with data that has them, e.g. sim:model2")
-    if task == "anomaly" and not (data.labels == 0).any():
-        raise DatasetError("anomaly spaces train on no_sub images and this dataset has none")
+    fix = "re-import with more images or a test folder, or simulate a larger set (data simulate --n)"
+    for split in splits:
+        rows = data.splits == split
+        labels = data.labels[rows]
+        present = sorted({data.classes[i] for i in np.unique(labels)})
+        if not rows.any():
+            raise DatasetError(f"the {split} split of this dataset is empty and the {task} task needs it; {fix}")
+        if task == "classification" and len(present) < 2:
+            raise DatasetError(f"the {split} split holds only {', '.join(present)} images and classification needs "
+                               f"two classes or more there; {fix}")
+        if task == "regression" and np.isfinite(data.targets[rows]).sum() < 2:
+            raise DatasetError(f"the {split} split has fewer than 2 images with a regression target (axion mass); "
+                               f"{fix}")
+        if task == "anomaly":
+            if not (labels == 0).any():
+                raise DatasetError(f"anomaly spaces need no_sub images in the {split} split and it has none; {fix}")
+            if split != "train" and not (labels != 0).any():
+                raise DatasetError(f"the {split} split has no substructure images to score as anomalies; {fix}")
 
 
 ANSWER_TIMEOUT_S = 60.0  # a node starts a Python worker for the probe: seconds, more on a busy node

@@ -8,8 +8,10 @@ Produces ``trials.parquet`` (one row per trial), ``best.json`` and the leaderboa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,47 +51,112 @@ def short_params(params: dict, limit: int = 6) -> str:
 
 
 def load_experiment(run_dir: Path) -> dict:
-    """The settings saved when the search started (``experiment.json``)."""
+    """The settings saved when the search started (``experiment.json``), checked against Experiment.
+
+    Raises:
+        ConfigError: no ``experiment.json``, or one that is not JSON or lacks a setting.
+    """
+    from tuner.experiment import Experiment
+
     path = run_dir / "experiment.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a search run (no experiment.json); "
                           "give the directory printed as 'results:' when the search started")
-    return json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        why = getattr(err, "strerror", None) or err
+        raise ConfigError(f"{path} cannot be read ({why}); it is the run's settings file: restore it from a "
+                          "backup, or start a new search with another --name") from None
+    required = {f.name for f in dataclasses.fields(Experiment)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    if not isinstance(stored, dict) or not required <= set(stored):
+        missing = sorted(required - set(stored)) if isinstance(stored, dict) else ["(not a JSON object)"]
+        raise ConfigError(f"{path} is not a run's settings file (missing {', '.join(missing)}); "
+                          "give the directory printed as 'results:' when the search started")
+    return stored
 
 
 def collect_trials(run_dir: Path, max_epochs: int, metric: str, mode: str) -> list[dict]:
-    """One record per trial, from Ray's saved experiment state and per-trial result files."""
+    """One record per trial, from Ray's saved experiment state and per-trial result files.
+
+    Without a readable experiment state (the driver died before Ray saved one, or the file was
+    lost), each trial directory's own ``result.json`` is read instead.
+    """
     from ray.tune import ExperimentAnalysis
 
     try:
         analysis = ExperimentAnalysis(str(run_dir))
-    except (ValueError, FileNotFoundError):
-        return []  # the driver died before Ray saved any state: no trial to report
+    except (ValueError, FileNotFoundError, OSError, KeyError):
+        return trials_from_result_files(run_dir, max_epochs, metric, mode)
     frames = analysis.trial_dataframes
     rows = []
     for trial in analysis.trials:
         result = trial.last_result or {}
-        frame = frames.get(trial.trial_id)
-        curve = [float(v) for v in frame[metric]] if frame is not None and metric in frame else []
         finished = trial.status in ("TERMINATED", "ERROR")
         status = trial_status(result, max_epochs, finished, errored=trial.status == "ERROR")
-        finite = [v for v in curve if math.isfinite(v)]
-        best = (max(finite) if mode == "max" else min(finite)) if finite else None
-        rows.append({
-            "trial_id": trial.trial_id,
-            "status": status,
-            "epochs": int(result.get("training_iteration", 0)),
-            "objective": result.get(metric),
-            "best": best,
-            "objective_per_epoch": curve,
-            "wall_time_s": float(result.get("time_total_s", 0.0)),
-            "node": result.get("node_id") or result.get("node_ip"),
-            "node_ip": result.get("node_ip"),
-            "hostname": result.get("hostname"),
-            "params": dict(trial.config.get("params", {})),
-            "config": {k: v for k, v in trial.config.items() if k != "params"},
-        })
+        rows.append(_row(trial.trial_id, status, result, _curve(frames.get(trial.trial_id), metric), trial.config,
+                         metric, mode))
     return rows
+
+
+def trials_from_result_files(run_dir: Path, max_epochs: int, metric: str, mode: str) -> list[dict]:
+    """Trial records from each trial directory's ``result.json`` (one JSON result per line).
+
+    A trial with an ``error.txt`` is an error; the others are completed, diverged or unfinished
+    by their last result (whether the scheduler stopped one is only in the experiment state).
+    """
+    import pandas as pd
+
+    rows = []
+    for result_file in sorted(run_dir.glob("*/result.json")):
+        results = []
+        for line in result_file.read_text().splitlines():
+            try:
+                results.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+        if not results or "trial_id" not in results[-1]:
+            continue
+        last = results[-1]
+        errored = (result_file.parent / "error.txt").is_file()
+        status = trial_status(last, max_epochs, finished=False, errored=errored)
+        rows.append(_row(last["trial_id"], status, last, _curve(pd.DataFrame(results), metric),
+                         last.get("config", {}), metric, mode))
+    return rows
+
+
+def _curve(frame: pd.DataFrame | None, metric: str) -> list[float]:
+    """The metric at each epoch, one value per ``training_iteration``.
+
+    A trial restored from a checkpoint may report an epoch again (its progress file then holds
+    the epoch twice); the later report wins.
+    """
+    if frame is None or metric not in frame:
+        return []
+    if "training_iteration" in frame:
+        frame = frame.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
+    return [float(v) for v in frame[metric]]
+
+
+def _row(trial_id: str, status: str, result: dict, curve: list[float], config: dict, metric: str,
+         mode: str) -> dict:
+    finite = [v for v in curve if math.isfinite(v)]
+    best = (max(finite) if mode == "max" else min(finite)) if finite else None
+    return {
+        "trial_id": trial_id,
+        "status": status,
+        "epochs": int(result.get("training_iteration", 0)),
+        "objective": result.get(metric),
+        "best": best,
+        "objective_per_epoch": curve,
+        "wall_time_s": float(result.get("time_total_s", 0.0)),
+        "node": result.get("node_id") or result.get("node_ip"),
+        "node_ip": result.get("node_ip"),
+        "hostname": result.get("hostname"),
+        "params": dict(config.get("params", {})),
+        "config": {k: v for k, v in config.items() if k != "params"},
+    }
 
 
 def trials_table(rows: list[dict]) -> pa.Table:
@@ -123,22 +190,55 @@ def best_row(rows: list[dict], mode: str) -> dict | None:
     return (max if mode == "max" else min)(usable, key=lambda r: r["best"])
 
 
-def write_results(run_dir: Path, exp: Experiment, space: Space) -> pd.DataFrame:
-    """Write ``trials.parquet`` and ``best.json``; returns the trials as a pandas DataFrame."""
+def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[str] = frozenset(),
+                  finished: bool | None = None) -> pd.DataFrame:
+    """Write ``trials.parquet`` and ``best.json``; returns the trials as a pandas DataFrame.
+
+    ``errored`` (trial ids) and ``finished`` come from the ``ResultGrid`` of a search that just
+    ended and override the saved state: ``finished`` turns trials the state still calls unfinished
+    into stopped ones. A table with fewer trials than the one on disk never replaces it (the
+    state it was read from is damaged or lost): the one on disk is kept and returned. A run that
+    cannot be written (read-only) is still reported, with a warning.
+    """
     rows = collect_trials(run_dir, exp.max_epochs, space.metric, space.mode)
+    for row in rows:
+        if row["trial_id"] in errored:
+            row["status"] = "error"
+        elif finished and row["status"] == "unfinished":
+            row["status"] = "stopped"
+    path = run_dir / "trials.parquet"
+    kept = _read_table(path)
+    if kept is not None and kept.num_rows > len(rows):
+        print(f"warning: read {len(rows)} trial(s) from {run_dir} but {path.name} holds {kept.num_rows}; "
+              f"keeping {path.name} as it is (Ray's experiment state there is damaged or incomplete)",
+              file=sys.stderr)
+        return kept.to_pandas()
     table = trials_table(rows)
-    tmp = run_dir / "trials.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(run_dir / "trials.parquet")
     best = best_row(rows, space.mode)
-    if best is not None:
-        write_json(run_dir / "best.json", {
-            "space": exp.space, "task": space.task, "metric": space.metric, "mode": space.mode,
-            "trial_id": best["trial_id"], "objective": best["best"], "status": best["status"],
-            "epochs": best["epochs"], "params": best["params"], "config": best["config"],
-            "data": exp.data, "size": exp.size, "max_epochs": exp.max_epochs, "seed": exp.seed,
-        })
+    try:
+        tmp = run_dir / "trials.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        if best is not None:
+            write_json(run_dir / "best.json", {
+                "space": exp.space, "task": space.task, "metric": space.metric, "mode": space.mode,
+                "trial_id": best["trial_id"], "objective": best["best"], "status": best["status"],
+                "epochs": best["epochs"], "params": best["params"], "config": best["config"],
+                "data": exp.data, "size": exp.size, "max_epochs": exp.max_epochs, "seed": exp.seed,
+            })
+    except OSError as err:
+        (run_dir / "trials.parquet.tmp").unlink(missing_ok=True)
+        print(f"warning: cannot update the result files in {run_dir} ({err.strerror}); "
+              "the leaderboard below is read from Ray's state and not saved", file=sys.stderr)
     return table.to_pandas()
+
+
+def _read_table(path: Path) -> pa.Table | None:
+    """``trials.parquet`` as it is on disk, or None when there is none (or it cannot be read)."""
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def leaderboard(table: pd.DataFrame, metric: str, mode: str, top: int = 10) -> str:

@@ -8,9 +8,13 @@ in Ray's object store -> ``Tuner(OptunaSearch(space), ASHA)`` -> the task's trai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,6 +157,8 @@ def search_command(args: argparse.Namespace) -> int:
     from tuner.preflight import connect_ray
 
     space = get_space(args.space)  # an unknown name fails here, listing the valid ones
+    planned = from_args(args, has_gpu=False)  # every flag is checked before Ray starts
+    args = argparse.Namespace(**{**vars(args), "name": planned.name})  # one default name, not two
     # Snapshot the experiment every 3 s (Ray's automatic period is >= 10 s): a search whose driver
     # dies loses at most the last 3 s of bookkeeping, so finished trials are not run again on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
@@ -162,14 +168,63 @@ def search_command(args: argparse.Namespace) -> int:
         quiet_libraries()
     import ray
 
-    started = connect_ray(args.address, args.verbose)
-    try:
-        exp = from_args(args, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
-        exp = resume_settings(exp, args.resume)
-        return run_search(exp, space, ray)
-    finally:
-        if started:
-            ray.shutdown()
+    with driver_lock(planned):
+        started = connect_ray(args.address, args.verbose)
+        try:
+            with Interrupts() as interrupts:  # after ray.init, whose core installs its own SIGTERM handler
+                exp = from_args(args, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+                exp = resume_settings(exp, args.resume)
+                return run_search(exp, space, ray, interrupts)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def driver_lock(exp: Experiment) -> contextlib.AbstractContextManager:
+    """The run directory's one-driver lock (object storage has no local directory to lock)."""
+    from tuner.runlock import run_lock
+
+    return contextlib.nullcontext() if "://" in exp.storage else run_lock(exp.run_dir)
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM (``kill``, a batch scheduler's stop) end a search gracefully, and are noted.
+
+    During ``fit`` the signal is passed to Ray as SIGUSR1, its own graceful stop: the experiment is
+    saved, ``fit`` returns and the resume command is printed. Ray's SIGINT handler is turned off
+    (``TUNE_DISABLE_SIGINT_HANDLER``) because it leaves no trace: after it, every trial reads
+    TERMINATED and an interrupted search would look finished. A second signal interrupts at once;
+    outside ``fit`` the first one does (KeyboardInterrupt).
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.in_fit = False
+
+    def __enter__(self) -> Interrupts:
+        self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        self._main = threading.current_thread() is threading.main_thread()
+        if self._main:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._main:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            if self._env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.received is None
+        self.received = signal.Signals(signum).name
+        if first and self.in_fit:
+            signal.raise_signal(signal.SIGUSR1)  # Ray's graceful stop, installed by fit
+        else:
+            raise KeyboardInterrupt
 
 
 def quiet_libraries() -> None:
@@ -187,36 +242,55 @@ def quiet_libraries() -> None:
 def resume_settings(exp: Experiment, resume: bool) -> Experiment:
     """On resume, the saved settings of the run win over the flags (they define the experiment).
 
-    Only ``verbose`` (how much to print) is taken from this invocation.
+    Only ``verbose`` (how much to print) is taken from this invocation. A run that exists is only
+    continued with ``--resume``: reusing a ``--name`` without it would silently ignore the new flags.
     """
     saved = exp.run_dir / "experiment.json"
     if resume and not saved.is_file():
         raise ConfigError(f"nothing to resume at {exp.run_dir}; check --name and --storage "
                           "(runs are listed under the storage directory)")
-    if saved.is_file():
-        stored = json.loads(saved.read_text())
-        if stored["space"] != exp.space:
-            raise ConfigError(f"run {exp.name} searched {stored['space']}, not {exp.space}; "
-                              "pick another --name or the same --space")
-        if "verbose" not in stored:  # written before trials carried their run settings
-            raise ConfigError(f"run {exp.name} was started by an older deeplense-tuner (0.1.0, before run "
-                              "settings) and cannot be resumed by this one; its finished trials stay readable "
-                              f"with `python -m tuner best {exp.run_dir}`, or start a new search with another --name")
-        return dataclasses.replace(Experiment(**stored), verbose=exp.verbose)
-    return exp
+    if not saved.is_file():
+        return exp
+    from tuner.results import load_experiment
+
+    stored = load_experiment(exp.run_dir)
+    if stored["space"] != exp.space:
+        raise ConfigError(f"run {exp.name} searched {stored['space']}, not {exp.space}; "
+                          "pick another --name or the same --space")
+    if "verbose" not in stored:  # written before trials carried their run settings
+        raise ConfigError(f"run {exp.name} was started by an older deeplense-tuner (0.1.0, before run "
+                          "settings) and cannot be resumed by this one; its finished trials stay readable "
+                          f"with `python -m tuner best {exp.run_dir}`, or start a new search with another --name")
+    saved_exp = dataclasses.replace(Experiment(**stored), verbose=exp.verbose)
+    differ = [f"{f.name} {getattr(saved_exp, f.name)} (this command: {getattr(exp, f.name)})"
+              for f in dataclasses.fields(Experiment) if getattr(saved_exp, f.name) != getattr(exp, f.name)]
+    if not resume:
+        raise ConfigError(f"run {exp.name} already exists at {exp.run_dir}; add --resume to continue it with its "
+                          f"saved settings{' (' + '; '.join(differ) + ')' if differ else ''}, "
+                          "or choose another --name")
+    if differ:
+        print("note: resuming with the run's saved settings, not this command's: " + "; ".join(differ))
+    return saved_exp
 
 
-def run_search(exp: Experiment, space: Space, ray: ModuleType) -> int:
+def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Interrupts | None = None) -> int:
     """Preflight, then fit (or restore and continue) the experiment and write its results.
 
-    Returns the exit status: 0 done, 1 every trial failed, 130 interrupted (the resume command is
-    printed).
+    Returns the exit status: 0 done, 1 no usable trial (every one failed or diverged), 2 a trial
+    waited for resources that never came (see :func:`pending_watchdog`), 130 interrupted (the resume
+    command is printed).
     """
     from ray import tune
 
     from lensdata import open_data
     from trainables.trial import tune_trainable
-    from tuner.preflight import check_resources, check_shared_storage, check_storage, check_task_fits
+    from tuner.preflight import (
+        check_resources,
+        check_shared_storage,
+        check_storage,
+        check_task_fits,
+        trial_resources,
+    )
 
     data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched
     check_task_fits(space.task, data)
@@ -224,27 +298,29 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType) -> int:
     check_storage(exp)
     check_shared_storage(exp.storage, ray)  # with several nodes, every one must see the results
 
-    resources = {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial}
-    if exp.workers_per_trial > 1:  # the trial only drives a TorchTrainer, whose workers hold the resources
-        resources = {"cpu": 0.01}
-    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), trial_resources(exp))
     resuming = (exp.run_dir / "experiment.json").is_file() and tune.Tuner.can_restore(str(exp.run_dir))
     print(f"search {exp.space} ({space.task}, {space.metric} {space.mode}) on {exp.data}: "
           f"preset {exp.preset}, {exp.num_samples} trials x <= {exp.max_epochs} epochs, {concurrency} at once")
     print(f"results: {exp.run_dir}" + ("  (resuming)" if resuming else ""), flush=True)
+    (exp.run_dir / STUCK_FILE).unlink(missing_ok=True)
     if resuming:
         tuner = tune.Tuner.restore(str(exp.run_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
         write_json(exp.run_dir / "experiment.json", asdict(exp))
         tuner = new_tuner(exp, space, ray, trainable, data.image_size, concurrency)
+    interrupts = interrupts or Interrupts()
     start = time.perf_counter()
-    interrupted = False
+    grid = None
     try:
-        tuner.fit()  # Ray stops gracefully on the first Ctrl-C and saves the experiment
+        interrupts.in_fit = True
+        grid = tuner.fit()  # on the first Ctrl-C or SIGTERM Ray stops gracefully, saves, and returns
     except KeyboardInterrupt:
-        interrupted = True
-    return finish(exp, space, interrupted, time.perf_counter() - start)
+        pass
+    finally:
+        interrupts.in_fit = False
+    return finish(exp, space, grid, time.perf_counter() - start, interrupted=interrupts.received is not None)
 
 
 def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, image_size: int,
@@ -253,6 +329,7 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
     from ray import tune
 
     points = starting_points(exp, image_size)
+    watchdog = pending_watchdog(exp.run_dir, pending_limit_s())
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -266,7 +343,7 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
             trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
         run_config=tune.RunConfig(
             name=exp.name, storage_path=exp.storage, verbose=2 if exp.verbose else 0,
-            callbacks=[progress_callback(exp, space.metric, space.mode)],
+            callbacks=[progress_callback(exp, space.metric, space.mode), watchdog], stop=watchdog,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
             # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
@@ -276,21 +353,113 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
     )
 
 
-def finish(exp: Experiment, space: Space, interrupted: bool, seconds: float) -> int:
-    """Write the results (whatever finished is kept, even when interrupted), print them; the exit status."""
+def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted: bool = False) -> int:
+    """Write the results (whatever finished is kept, even when interrupted), print them; the exit status.
+
+    Final statuses come from the ``ResultGrid`` that ``fit`` returned (``grid``; None when ``fit``
+    itself was interrupted): a trial that failed past ``max_failures`` is an error there, whatever
+    the last experiment snapshot said. ``interrupted``: a signal stopped ``fit``.
+    """
     from tuner.results import leaderboard, write_results
 
-    table = write_results(exp.run_dir, exp, space)
+    stuck_file = exp.run_dir / STUCK_FILE
+    stuck = json.loads(stuck_file.read_text())["error"] if stuck_file.is_file() else None
+    interrupted = stuck is None and (interrupted or grid is None)
+    errored = set() if grid is None else {_trial_id(exp, result) for result in grid if result.error is not None}
+    table = write_results(exp.run_dir, exp, space, errored=errored, finished=not interrupted)
     print(leaderboard(table, space.metric, space.mode, top=10))
-    if interrupted or (table["status"] == "unfinished").any():
-        print(f"search interrupted after {seconds:.0f} s; resume it with:\n"
-              f"  python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume")
+    resume = f"python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume"
+    if stuck:
+        print(f"error: {stuck}; what finished is in {exp.run_dir / 'trials.parquet'}; the search was ended, not "
+              "paused: once resources are free, run it again with another --name", file=sys.stderr)
+        return 2
+    if interrupted:
+        print(f"search interrupted after {seconds:.0f} s; resume it with:\n  {resume}")
         return 130
     failed = table[table["status"] == "error"]["trial_id"].tolist()
     if failed:
         print(f"{len(failed)} trial(s) failed; see error.txt in their directories under {exp.run_dir}")
-    if len(failed) == len(table):
+    if not (exp.run_dir / "best.json").is_file() or len(failed) == len(table):
+        diverged = int((table["status"] == "diverged").sum())
+        why = (f"every trial diverged ({diverged} of {len(table)}: NaN or inf loss)" if diverged == len(table) else
+               f"no trial finished an epoch with a usable {space.metric} ({diverged} diverged, {len(failed)} failed)")
+        print(f"error: {why}; no best.json written. Check the data with `python -m tuner data info {exp.data}`, "
+              f"then try a lower learning rate, e.g. `python -m tuner train --space {exp.space} --data {exp.data} "
+              "--params '{\"lr\": 1e-4}'`, or grad clipping ('{\"grad_clip\": 1.0}')", file=sys.stderr)
         return 1
     print(f"done in {seconds:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
           f"final model: python -m tuner train --from {exp.run_dir}")
     return 0
+
+
+def _trial_id(exp: Experiment, result: Any) -> str:
+    """A ``ray.tune.Result``'s trial id: from its metrics, else from its directory name."""
+    return result.metrics.get("trial_id") or Path(result.path).name.removeprefix(f"{exp.space}_")
+
+
+# ---------------------------------------------------------------- the pending watchdog
+
+STUCK_FILE = "stuck.json"  # the watchdog's verdict, read by finish() (restored runs carry their own watchdog)
+PENDING_LIMIT_S = 600.0
+
+
+def pending_limit_s() -> float:
+    """Seconds a trial may wait while nothing of the search runs: ``$DEEPLENSE_TUNER_PENDING_LIMIT_S`` or 600."""
+    value = os.environ.get("DEEPLENSE_TUNER_PENDING_LIMIT_S", "")
+    try:
+        return float(value) if value else PENDING_LIMIT_S
+    except ValueError:
+        raise ConfigError(f"DEEPLENSE_TUNER_PENDING_LIMIT_S={value!r} is not a number of seconds") from None
+
+
+def pending_watchdog(run_dir: Path, limit_s: float) -> Any:
+    """A Tune callback and stopper that ends a search whose trial can never start.
+
+    The preflight refuses requests the cluster can never meet, but resources can still vanish
+    (a node dies, other Ray work takes the CPUs). When a trial has waited ``limit_s`` while no
+    trial of the search runs, nothing of the search will free what it waits for: the watchdog
+    writes one line naming the request and the cluster's free resources to ``run_dir/stuck.json``,
+    and its ``stop_all`` ends the search gracefully: finished trials are kept, waiting ones stop
+    (Tune marks the searcher finished, so the run does not resume; a new one starts afresh).
+    """
+    from ray import tune
+
+    class PendingWatchdog(tune.Callback, tune.stopper.Stopper):
+        def __init__(self) -> None:
+            self.since: dict[str, float] = {}
+            self.verdict: str | None = None
+
+        def setup(self, **info) -> None:  # each fit, a restored one included, starts afresh
+            self.since, self.verdict = {}, None
+
+        def on_step_begin(self, iteration, trials, **info) -> None:
+            now = time.time()
+            waiting = {t.trial_id: t for t in trials if t.status == "PENDING"}
+            self.since = {tid: self.since.get(tid, now) for tid in waiting}
+            if self.verdict or any(t.status == "RUNNING" for t in trials):
+                self.since = {tid: now for tid in waiting}  # someone runs: resources will be freed
+                return
+            for tid, trial in waiting.items():
+                if now - self.since[tid] > limit_s:
+                    self._give_up(trial, now - self.since[tid])
+                    return
+
+        def _give_up(self, trial, waited: float) -> None:
+            import ray
+
+            wants = {k: v for k, v in trial.placement_group_factory.required_resources.items() if v}
+            free = {k: ray.available_resources().get(k, 0.0) for k in wants}
+            total = {k: ray.cluster_resources().get(k, 0.0) for k in wants}
+            shown = ", ".join(f"{k} {wants[k]:g} (free {free[k]:g} of {total[k]:g})" for k in wants)
+            self.verdict = (f"trial {trial.trial_id} waited {waited:.0f} s for {shown} while no trial of this search "
+                            "was running, so nothing of the search would free them; other Ray work or a lost node "
+                            "holds them: free them or lower the per-trial resources")
+            write_json(run_dir / STUCK_FILE, {"error": self.verdict})
+
+        def __call__(self, trial_id, result) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.verdict is not None
+
+    return PendingWatchdog()

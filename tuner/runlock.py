@@ -1,0 +1,56 @@
+"""One driver per run directory.
+
+Two drivers on one run (say ``--resume`` while the search still runs) both train the same trials and
+overwrite each other's experiment state: a trial that finished 4 epochs was recorded as an error
+after 1. A search holds an exclusive ``flock`` on ``RUN_DIR/.driver.lock`` for its whole life; the
+kernel drops it when the process ends, however it ends (SIGKILL included), so a crash never leaves
+a stale lock. The file holds the holder's process id and host so the refusal can name them.
+
+``flock`` is advisory and local to one machine's kernel (and unreliable on some network file
+systems): it keeps out a second driver on the same machine, which is where a resumed run starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from tuner.errors import ConfigError
+
+LOCK_NAME = ".driver.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's driver lock, or refuse in one line naming the holder.
+
+    Raises:
+        ConfigError: another live process holds the lock, or the directory cannot be written.
+    """
+    import fcntl
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(run_dir / LOCK_NAME, "a+")  # noqa: SIM115 - closed in the finally below
+    except OSError as err:
+        raise ConfigError(f"cannot write to the run directory {run_dir} ({err.strerror}); "
+                          "choose a writable --storage") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "an unknown process"
+            raise ConfigError(f"run {run_dir} is in use by another search ({holder}); wait for it to end "
+                              "or stop it, then --resume; two drivers on one run would train the same trials "
+                              "twice") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing drops the lock; the file stays (removing it would race a waiting driver)

@@ -13,6 +13,16 @@ ones, ordered by how far they got and then by their last intermediate value. Tha
 ASHA's decision means: "not among the best at the rung where it was judged". A trial that
 diverged is told as COMPLETE with the task's worst objective value, so TPE learns to avoid that
 region instead of treating it as merely unfinished. Errors stay FAIL (Ray's behaviour).
+
+With several objectives (the task metric and cost measures, ``metric=[...]``) the same choice
+holds, for the same reason: a stopped trial's metric is of a shorter training, and its cost is
+real but says nothing about whether the configuration is good. Optuna accepts PRUNED in a
+multi-objective study; what differs is that it keeps no intermediate values there
+(``Trial.report`` is single-objective only, so Ray's ``OptunaSearch`` reports no epochs), and
+must not: TPE orders pruned trials by their last intermediate value through ``study.direction``,
+which a multi-objective study refuses. Pruned trials therefore carry no values and rank equal,
+all after the completed ones, which is what ASHA decided about them. A diverged trial is told
+COMPLETE with the task's worst metric beside its measured cost.
 """
 
 from __future__ import annotations

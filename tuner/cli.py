@@ -60,6 +60,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
                             "(a value starting with { is JSON, anything else a path)")
     train.add_argument("--from", dest="from_run", default=None,
                        help="retrain the best configuration of a search run on train+val, test once")
+    train.add_argument("--pick", default=None, metavar="N|best|fastest",
+                       help="with --from: retrain member N of the run's Pareto front as `best` lists it, "
+                            "best (member 1) or fastest (lowest latency_ms); written to RUN/final-TRIAL")
     train.add_argument("--data", default="sim:model2", help="dataset directory or sim:INSTRUMENT[:N]")
     train.add_argument("--epochs", type=int, default=None, help="epochs, at least 1 (default: the space's)")
     train.add_argument("--out", default=None,
@@ -83,6 +86,10 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="tune a search space with Optuna TPE + ASHA on Ray Tune")
     s.add_argument("--space", required=True, help="search space name; see `python -m tuner spaces`")
     s.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N]")
+    s.add_argument("--objective", default=None, metavar="METRIC[,COST...]",
+                   help="what to optimise: the space's metric (default), or it and model cost measures "
+                        "(params, flops, latency_ms), e.g. val_auroc,latency_ms: a multi-objective search whose "
+                        "result is a Pareto front; ASHA's early stopping judges the task metric only")
     s.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
                    help="experiment size (default: quick without a GPU, full with one)")
     s.add_argument("--smoke-test", action="store_true", help="same as --preset smoke")

@@ -53,10 +53,12 @@ def train_command(args: argparse.Namespace) -> int:
     """Train one configuration on train, validate every epoch, save the model and metrics."""
     if args.epochs is not None and args.epochs < 1:  # before anything is read or written
         raise ConfigError(f"--epochs must be at least 1, not {args.epochs}; leave it out for the default")
+    if args.pick is not None and not args.from_run:
+        raise ConfigError("--pick chooses a member of a search's Pareto front; give the run too: --from RUN_DIR")
     if args.from_run:
         from tuner.final import train_from_run
 
-        return train_from_run(Path(args.from_run), epochs=args.epochs, seed=args.seed, out=args.out)
+        return train_from_run(Path(args.from_run), epochs=args.epochs, seed=args.seed, out=args.out, pick=args.pick)
     params, space_in_file = read_params(args.params)
     space_name = args.space or space_in_file
     if not space_name:

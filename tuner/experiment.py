@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.errors import ConfigError
+from tuner.objectives import check_objectives, parse_objectives
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Experiment:
     workers_per_trial: int = 1
     warm_start: str | None = None  # a run whose best configurations are tried first
     verbose: bool = False  # Ray's own progress output instead of one line per trial
+    objectives: tuple[str, ...] = ()  # the task metric, then any cost measures; () means the metric alone
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,6 +52,12 @@ class Experiment:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        from search_spaces import get_space
+
+        # experiment.json holds a list, and none in runs made before --objective: the task metric alone.
+        space = get_space(self.space)
+        object.__setattr__(self, "objectives", check_objectives(tuple(self.objectives), space)
+                           if self.objectives else (space.metric,))
 
     @property
     def run_dir(self) -> Path:
@@ -101,4 +109,5 @@ def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
     name = args.name or f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Experiment(space=args.space, seed=args.seed, storage=storage, name=name, preset=preset,
                       warm_start=args.warm_start, verbose=bool(args.verbose),
+                      objectives=parse_objectives(args.objective) if args.objective else (),
                       **{f.name: base[f.name] for f in dataclasses.fields(Experiment) if f.name in base})

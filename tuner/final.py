@@ -1,7 +1,8 @@
-"""``python -m tuner train --from RUN_DIR``: the final model of a search.
+"""``python -m tuner train --from RUN_DIR [--pick N|best|fastest]``: the final model of a search.
 
-Retrains the best configuration on train+val for the full epoch budget, then evaluates it once on
-the held-out test split. This is the only place the test split is read.
+Retrains the best configuration (or, with ``--pick``, a member of the run's Pareto front) on
+train+val for the full epoch budget, then evaluates it once on the held-out test split. This is
+the only place the test split is read.
 
 Before training it warns (and goes on) when the best configuration may not be what the search
 would have chosen: the run was interrupted, or its dataset was rewritten after the search started.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +26,14 @@ if TYPE_CHECKING:
     from lensdata import LensingData
 
 
-def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: str | None) -> int:
-    """Train the final model of ``run_dir`` and write it, its config and ``test_*`` metrics."""
+def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: str | None,
+                   pick: str | None = None) -> int:
+    """Train the final model of ``run_dir`` and write it, its config and ``test_*`` metrics.
+
+    Without ``pick`` it is the trial with the best task metric (``best.json``'s own), written to
+    ``RUN/final``; with one, the front member :func:`front_member` names, written to
+    ``RUN/final-TRIAL`` so that several members can be compared.
+    """
     from lensdata import open_data
     from lensdata.files import write_json
     from tuner.training import build_config, evaluate_split, require_split, train_and_save
@@ -35,16 +43,19 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
         raise ConfigError(f"{run_dir} has no best.json (no trial finished yet?); "
                           f"run `python -m tuner best {run_dir}` or let the search finish")
     best = json.loads(best_file.read_text())
+    chosen = best if pick is None else front_member(best, pick, run_dir)  # before any data is read
     data = open_data(best["data"], splits=("train", "val", "test"))
     require_split(data, "test", best["data"], "the final model is tested there; search on data that has one")
     for warning in run_warnings(run_dir, data):
         print(f"warning: {warning}", file=sys.stderr)
     merged = dataclasses.replace(data, splits=np.where(data.splits == "val", "train", data.splits))
-    config = build_config(best["space"], best["params"], size=best["size"], image_size=data.image_size,
+    config = build_config(best["space"], chosen["params"], size=best["size"], image_size=data.image_size,
                           epochs=epochs or best["max_epochs"], seed=best["seed"] if seed is None else seed,
                           data=best["data"])
-    target = Path(out) if out else run_dir / "final"
-    print(f"final model: {best['space']} trial {best['trial_id']} ({best['metric']} {best['objective']:.4f}) "
+    target = Path(out) if out else run_dir / ("final" if pick is None else f"final-{chosen['trial_id']}")
+    scores = {best["metric"]: best["objective"]} if pick is None else chosen["objectives"]
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in scores.items())
+    print(f"final model: {best['space']} trial {chosen['trial_id']} ({shown}) "
           f"retrained on train+val for {config['epochs']} epochs -> {target}")
     modules, history, config = train_and_save(config, merged.select(["train"]), target)
     if "diverged" in history[-1]:
@@ -55,6 +66,31 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     for key, value in metrics.items():
         print(f"{key:28s} {value:.6g}")
     return 0
+
+
+def front_member(best: dict, pick: str, run_dir: Path) -> dict:
+    """The member of ``best.json``'s front that ``--pick`` names.
+
+    ``N`` is its rank as ``python -m tuner best`` lists the front (1 = best task metric), ``best``
+    is member 1 and ``fastest`` the member of lowest ``latency_ms``.
+    """
+    front = best.get("front")
+    if not front:
+        raise ConfigError(f"--pick: {run_dir / 'best.json'} has no Pareto front (written by an older "
+                          f"deeplense-tuner); run `python -m tuner best {run_dir}` to rewrite it, then pick again")
+    if pick == "best":
+        return front[0]
+    if pick == "fastest":
+        return min(front, key=lambda member: member["cost"].get("latency_ms") or math.inf)
+    try:
+        rank = int(pick)
+    except ValueError:
+        raise ConfigError(f"--pick {pick!r}: give a front member's number (1..{len(front)}), best or fastest; "
+                          f"`python -m tuner best {run_dir}` lists them") from None
+    if not 1 <= rank <= len(front):
+        raise ConfigError(f"--pick {rank} is out of range: the front of {run_dir} has {len(front)} member(s), "
+                          f"1..{len(front)}; `python -m tuner best {run_dir}` lists them")
+    return front[rank - 1]
 
 
 def run_warnings(run_dir: Path, data: LensingData) -> list[str]:

@@ -2,7 +2,8 @@
 
 Everything here starts from ``ray.tune.ExperimentAnalysis`` (Ray's reader of an experiment's saved
 state), so it works the same for a finished run and for one whose driver was killed halfway.
-Produces ``trials.parquet`` (one row per trial), ``best.json`` and the leaderboard.
+Produces ``trials.parquet`` (one row per trial), ``best.json`` and the leaderboard; with several
+objectives also the Pareto front (:func:`pareto_front`), kept in ``best.json`` and printed by ``best``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lensdata.files import write_json
+from trainables.cost import COST_MODES
 from tuner.errors import ConfigError
+from tuner.objectives import modes_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,6 +147,7 @@ def _row(trial_id: str, status: str, result: dict, curve: list[float], config: d
          mode: str) -> dict:
     finite = [v for v in curve if math.isfinite(v)]
     best = (max(finite) if mode == "max" else min(finite)) if finite else None
+    cost = {name: result.get(name) for name in COST_MODES}  # measured once, reported with every result
     return {
         "trial_id": trial_id,
         "status": status,
@@ -156,6 +161,7 @@ def _row(trial_id: str, status: str, result: dict, curve: list[float], config: d
         "hostname": result.get("hostname"),
         "params": dict(config.get("params", {})),
         "config": {k: v for k, v in config.items() if k != "params"},
+        "values": {metric: best, **cost},  # each objective's value: the metric at its best epoch, the cost
     }
 
 
@@ -174,6 +180,9 @@ def trials_table(rows: list[dict]) -> pa.Table:
         "node_ip": pa.array([r["node_ip"] for r in rows], pa.string()),
         "hostname": pa.array([r["hostname"] for r in rows], pa.string()),
         "params_json": pa.array([json.dumps(r["params"]) for r in rows], pa.string()),  # space order
+        "params": pa.array([r["values"]["params"] for r in rows], pa.int64()),  # the model's cost
+        "flops": pa.array([r["values"]["flops"] for r in rows], pa.int64()),
+        "latency_ms": pa.array([r["values"]["latency_ms"] for r in rows], pa.float64()),
     }
     for name in names:
         values = [r["params"].get(name) for r in rows]
@@ -188,6 +197,52 @@ def best_row(rows: list[dict], mode: str) -> dict | None:
     if not usable:
         return None
     return (max if mode == "max" else min)(usable, key=lambda r: r["best"])
+
+
+def pareto_front(rows: list[dict], objectives: Sequence[str], modes: Sequence[str]) -> list[dict]:
+    """The completed trials that no other completed trial dominates, best first by the first objective.
+
+    ``rows`` hold each objective's value in ``row["values"]`` (the task metric at its best epoch,
+    the cost measures; see :func:`collect_trials`). A trial dominates another when it is at least as
+    good in every objective and better in one; trials equal in every objective all stay. Only trials
+    that ran every epoch compete: an ASHA-stopped trial's metric is of a shorter training (and ASHA
+    judged it on the task metric already), a diverged or failed one has none. Ties in the first
+    objective are ordered by the next ones.
+    """
+    signs = [1.0 if mode == "max" else -1.0 for mode in modes]  # after the sign, larger is better
+
+    def key(row: dict) -> tuple[float, ...]:
+        return tuple(sign * float(row["values"][name]) for sign, name in zip(signs, objectives))
+
+    usable = [r for r in rows if r["status"] == "completed"
+              and all(r["values"].get(name) is not None and math.isfinite(r["values"][name]) for name in objectives)]
+    points = [key(r) for r in usable]
+
+    def dominated(p: tuple[float, ...]) -> bool:
+        return any(all(a >= b for a, b in zip(q, p)) and q != p for q in points)
+
+    return sorted((r for r, p in zip(usable, points) if not dominated(p)), key=key, reverse=True)
+
+
+def front_summary(run_dir: Path, objectives: Sequence[str], table: pd.DataFrame) -> str:
+    """The Pareto front kept in ``best.json``, one line per member as ``--pick`` numbers them."""
+    best_file = run_dir / "best.json"
+    front = json.loads(best_file.read_text()).get("front", []) if best_file.is_file() else []
+    completed = int((table["status"] == "completed").sum()) if len(table) else 0
+    if not front:
+        return "Pareto front: no trial has completed every epoch yet"
+    columns = [*objectives, *(name for name in COST_MODES if name not in objectives)]  # then the other costs
+
+    def shown(value: float | None) -> str:
+        return f"{'n/a':>14}" if value is None else f"{value:>14,}" if isinstance(value, int) else f"{value:>14.4g}"
+
+    lines = [f"Pareto front over {', '.join(objectives)}: {len(front)} of {completed} completed trials "
+             "(retrain one with `train --from RUN --pick N`)",
+             f"{'pick':>4}  {'trial':<12}" + "".join(f"{name:>14}" for name in columns) + "  configuration"]
+    for n, member in enumerate(front, start=1):
+        values = "".join(shown({**member["cost"], **member["objectives"]}.get(name)) for name in columns)
+        lines.append(f"{n:>4}  {member['trial_id']:<12}{values}  {short_params(member['params'])}")
+    return "\n".join(lines)
 
 
 def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[str] = frozenset(),
@@ -215,6 +270,7 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
         return kept.to_pandas()
     table = trials_table(rows)
     best = best_row(rows, space.mode)
+    modes = modes_of(exp.objectives, space)
     try:
         tmp = run_dir / "trials.parquet.tmp"
         pq.write_table(table, tmp)
@@ -225,6 +281,10 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
                 "trial_id": best["trial_id"], "objective": best["best"], "status": best["status"],
                 "epochs": best["epochs"], "params": best["params"], "config": best["config"],
                 "data": exp.data, "size": exp.size, "max_epochs": exp.max_epochs, "seed": exp.seed,
+                "objectives": list(exp.objectives), "modes": list(modes), "front": [
+                    {"trial_id": r["trial_id"], "objectives": {name: r["values"][name] for name in exp.objectives},
+                     "cost": {name: r["values"][name] for name in COST_MODES}, "params": r["params"],
+                     "config": r["config"]} for r in pareto_front(rows, exp.objectives, modes)],
             })
     except OSError as err:
         (run_dir / "trials.parquet.tmp").unlink(missing_ok=True)
@@ -284,4 +344,6 @@ def best_command(args: argparse.Namespace) -> int:
     space = get_space(exp.space)
     table = write_results(run_dir, exp, space)
     print(leaderboard(table, space.metric, space.mode, top=args.top))
+    if len(exp.objectives) > 1:
+        print(front_summary(run_dir, exp.objectives, table))
     return 0

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lensdata.files import write_json
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment, from_args
+from tuner.objectives import modes_of
 from tuner.preflight import TRIAL_ENV
 
 if TYPE_CHECKING:
@@ -71,6 +72,12 @@ def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[d
     ``multivariate`` and ``group`` model the conditional parameters jointly; ``constant_liar``
     keeps concurrent trials from all being proposed at the same spot. Returns a
     :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
+
+    With several objectives (``exp.objectives``: the task metric, then cost measures) the same
+    sampler is Optuna's multi-objective TPE (MOTPE: good and bad trials split by non-domination
+    rank, ties by hypervolume), with the same start-up trials and constant liar. NSGA-II, Optuna's
+    other multi-objective sampler, is not used: its first generation is ``population_size``
+    (default 50) trials drawn at random, so a 20- or 40-trial search would never leave it.
     """
     import optuna
 
@@ -79,13 +86,19 @@ def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[d
     sampler = optuna.samplers.TPESampler(
         seed=exp.seed, multivariate=True, group=True, constant_liar=True,
         n_startup_trials=max(exp.concurrency, min(10, exp.num_samples // 3)))
+    multi = len(exp.objectives) > 1  # Ray's OptunaSearch takes a list of metrics and modes for several
     return AshaAwareOptunaSearch(
-        space=TrialSpace(exp.space, exp.size, image_size, trial_constants(exp, image_size)), metric=space.metric,
-        mode=space.mode, sampler=sampler, points_to_evaluate=points or None, max_epochs=exp.max_epochs)
+        space=TrialSpace(exp.space, exp.size, image_size, trial_constants(exp, image_size)),
+        metric=list(exp.objectives) if multi else space.metric,
+        mode=list(modes_of(exp.objectives, space)) if multi else space.mode,
+        sampler=sampler, points_to_evaluate=points or None, max_epochs=exp.max_epochs)
 
 
 def make_scheduler(exp: Experiment, space: Space) -> Any:
-    """ASHA on the epoch: stopping-based, one bracket, metric and mode set here only."""
+    """ASHA on the epoch: stopping-based, one bracket, metric and mode set here only.
+
+    It judges the task metric alone, in a multi-objective search too (ASHA ranks one number).
+    """
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(time_attr="training_iteration", metric=space.metric, mode=space.mode,
@@ -141,6 +154,7 @@ def progress_callback(exp: Experiment, metric: str, mode: str) -> Any:
             how = {"completed": f"completed {epochs} epochs", "stopped": f"stopped by ASHA at epoch {epochs}",
                    "diverged": f"diverged at epoch {epochs}", "error": "failed (see its error.txt)"}[status]
             shown = "n/a" if value is None else f"{value:.4f}"
+            shown += "".join(f"  {name}={result[name]:.4g}" for name in exp.objectives[1:] if name in result)
             best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "n/a"
             print(f"[{self.done}/{exp.num_samples}] {trial.trial_id}  {metric}={shown}  {how}  "
                   f"{short_params(trial.config.get('params', {}))}  | best {best}", flush=True)
@@ -300,7 +314,9 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
 
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), trial_resources(exp))
     resuming = (exp.run_dir / "experiment.json").is_file() and tune.Tuner.can_restore(str(exp.run_dir))
-    print(f"search {exp.space} ({space.task}, {space.metric} {space.mode}) on {exp.data}: "
+    goal = ", ".join(f"{name} {mode}" for name, mode in zip(exp.objectives, modes_of(exp.objectives, space)))
+    goal += f"; ASHA judges {space.metric}" if len(exp.objectives) > 1 else ""
+    print(f"search {exp.space} ({space.task}, {goal}) on {exp.data}: "
           f"preset {exp.preset}, {exp.num_samples} trials x <= {exp.max_epochs} epochs, {concurrency} at once")
     print(f"results: {exp.run_dir}" + ("  (resuming)" if resuming else ""), flush=True)
     (exp.run_dir / STUCK_FILE).unlink(missing_ok=True)
@@ -360,7 +376,7 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
     itself was interrupted): a trial that failed past ``max_failures`` is an error there, whatever
     the last experiment snapshot said. ``interrupted``: a signal stopped ``fit``.
     """
-    from tuner.results import leaderboard, write_results
+    from tuner.results import front_summary, leaderboard, write_results
 
     stuck_file = exp.run_dir / STUCK_FILE
     stuck = json.loads(stuck_file.read_text())["error"] if stuck_file.is_file() else None
@@ -368,6 +384,8 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
     errored = set() if grid is None else {_trial_id(exp, result) for result in grid if result.error is not None}
     table = write_results(exp.run_dir, exp, space, errored=errored, finished=not interrupted)
     print(leaderboard(table, space.metric, space.mode, top=10))
+    if len(exp.objectives) > 1:
+        print(front_summary(exp.run_dir, exp.objectives, table))
     resume = f"python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume"
     if stuck:
         print(f"error: {stuck}; what finished is in {exp.run_dir / 'trials.parquet'}; the search was ended, not "

@@ -206,15 +206,20 @@ def _params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(task: Task, modules: Modules, data: LensingData, config: dict, device: torch.device,
-             prefix: str) -> dict[str, float]:
-    """Metrics of ``data`` (one split's rows for this task), computed on the whole split at once."""
+def predict(task: Task, modules: Modules, data: LensingData, config: dict, device: torch.device) -> torch.Tensor:
+    """The task's outputs for every row of ``data`` (logits, mass and log-variance, or anomaly scores), on CPU."""
     for module in modules.values():
         module.eval()
     rows = chunks(np.arange(len(data.labels)), int(config["batch_size"]))
     outputs = [task.predict(modules, b["x"], config).float().cpu() for b in batches(data, config, rows, device)]
+    return torch.cat(outputs)
+
+
+def evaluate(task: Task, modules: Modules, data: LensingData, config: dict, device: torch.device,
+             prefix: str) -> dict[str, float]:
+    """Metrics of ``data`` (one split's rows for this task), computed on the whole split at once."""
     split = {"label": torch.from_numpy(data.labels), "target": torch.from_numpy(data.targets)}
-    return task.metrics(torch.cat(outputs), split, config, prefix)
+    return task.metrics(predict(task, modules, data, config, device), split, config, prefix)
 
 
 # ---------------------------------------------------------------- the loop

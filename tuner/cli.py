@@ -119,6 +119,30 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     best.add_argument("--top", type=int, default=10)
     best.set_defaults(handler=_cmd_best)
 
+    cmp = sub.add_parser("compare", help="tune every architecture of a task on equal terms, test each once")
+    cmp.add_argument("--task", required=True, choices=("classification", "regression", "anomaly"))
+    cmp.add_argument("--spaces", default=None, help="comma-separated spaces of the task (default: all its "
+                                                     "architecture spaces, e.g. effnet_cls,vit_cls,swin_cls)")
+    cmp.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
+                     help="the searches' preset (default: quick on CPU, full with a GPU)")
+    cmp.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N] (default: the preset's)")
+    cmp.add_argument("--num-samples", type=int, default=None, help="trials per architecture")
+    cmp.add_argument("--max-epochs", type=int, default=None, help="epoch budget of trials and final models")
+    cmp.add_argument("--time-budget", type=float, default=None,
+                     help="the same wall time (s) for every architecture's search, instead of the same trials")
+    cmp.add_argument("--concurrency", type=int, default=None, help="trials at once")
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--storage", default=None, help="results root (default ./runs)")
+    cmp.add_argument("--name", default=None, help="comparison name (default: compare-TASK-DATE)")
+    cmp.add_argument("--resume", action="store_true", help="continue an interrupted comparison of this name")
+    cmp.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
+    cmp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
+    cmp.set_defaults(handler=_cmd_compare)
+
+    report = sub.add_parser("report", help="report.html with figures of a search, a comparison or a model")
+    report.add_argument("run_dir", help="a search run, a `tuner compare` run, or a trained model directory")
+    report.set_defaults(handler=_cmd_report)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -127,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(classification, axion-mass regression, anomaly detection).",
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{search,train,evaluate,best,spaces,data}")
+                                metavar="{search,compare,train,evaluate,best,report,spaces,data}")
     _add_search_commands(sub)
     _add_train_commands(sub)
     _add_data_commands(sub)
@@ -187,6 +211,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from tuner.search import search_command
 
     return search_command(args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from tuner.compare import compare_command
+
+    return compare_command(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tuner.report import report_command
+
+    return report_command(args)
 
 
 def _cmd_best(args: argparse.Namespace) -> int:

@@ -247,7 +247,7 @@ def front_summary(run_dir: Path, objectives: Sequence[str], table: pd.DataFrame)
 
 def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[str] = frozenset(),
                   finished: bool | None = None) -> pd.DataFrame:
-    """Write ``trials.parquet`` and ``best.json``; returns the trials as a pandas DataFrame.
+    """Write ``trials.parquet``, ``best.json`` and the Optuna study; returns the trials as a DataFrame.
 
     ``errored`` (trial ids) and ``finished`` come from the ``ResultGrid`` of a search that just
     ended and override the saved state: ``finished`` turns trials the state still calls unfinished
@@ -286,6 +286,9 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
                      "cost": {name: r["values"][name] for name in COST_MODES}, "params": r["params"],
                      "config": r["config"]} for r in pareto_front(rows, exp.objectives, modes)],
             })
+        from tuner.study import write_study
+
+        write_study(run_dir, exp, space, rows)  # optuna-dashboard RUN_DIR/optuna.journal
     except OSError as err:
         (run_dir / "trials.parquet.tmp").unlink(missing_ok=True)
         print(f"warning: cannot update the result files in {run_dir} ({err.strerror}); "

@@ -84,3 +84,34 @@ def evaluate_split(modules: dict[str, nn.Module], config: dict, data: LensingDat
     for module in modules.values():
         module.to(device)
     return evaluate(task, modules, task.rows(data, split), config, device, prefix=split)
+
+
+def predict_split(modules: dict[str, nn.Module], config: dict, data: LensingData, split: str) -> dict:
+    """Per-image outputs on ``split`` with what they are judged against, as numpy arrays.
+
+    ``output`` is (N, K): class logits, [mass, log-variance] (dex), or the anomaly score; ``label``
+    and ``target`` are the truth for the same rows (the task's own rows of the split).
+    """
+    import torch
+
+    from trainables import get_task
+    from trainables.loop import predict
+
+    task = get_task(config["task"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for module in modules.values():
+        module.to(device)
+    rows = task.rows(data, split)
+    return {"output": predict(task, modules, rows, config, device).numpy(), "label": rows.labels,
+            "target": rows.targets}
+
+
+def score(config: dict, predictions: dict, index=slice(None)) -> dict[str, float]:
+    """The task's own metrics (``test_*``) of ``predictions`` restricted to ``index`` (a bootstrap draw)."""
+    import torch
+
+    from trainables import get_task
+
+    split = {"label": torch.from_numpy(predictions["label"][index]),
+             "target": torch.from_numpy(predictions["target"][index])}
+    return get_task(config["task"]).metrics(torch.from_numpy(predictions["output"][index]), split, config, "test")

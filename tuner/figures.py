@@ -1,0 +1,304 @@
+"""The figures of ``tuner report``, drawn with matplotlib, Optuna's visualisation and scikit-learn.
+
+Each function returns a matplotlib Figure (or None with a reason where the data cannot support the
+figure, e.g. importances from fewer than two completed trials). What Optuna or scikit-learn
+already draws (optimisation history, importances, parallel coordinates, ROC and confusion
+matrices) is theirs; what no library draws (learning curves with ASHA's rungs, coverage of a
+Gaussian head, metric against cost with intervals) is drawn here on plain matplotlib axes.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _optuna_plot(draw, study: optuna.Study, **kwargs) -> Figure:
+    """An ``optuna.visualization.matplotlib`` plot as a Figure (its API is marked experimental)."""
+    _pyplot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = draw(study, **kwargs)
+    axes = axes if not isinstance(axes, np.ndarray) else axes.flat[0]
+    figure = axes.figure
+    figure.set_size_inches(9, 5)
+    figure.tight_layout()
+    return figure
+
+
+def _target(study: optuna.Study) -> dict:
+    """For a multi-objective study, Optuna's plots need the value to show: the task metric (first)."""
+    if len(study.directions) == 1:
+        return {}
+    return {"target": lambda trial: trial.values[0], "target_name": study.user_attrs.get("metric", "objective 0")}
+
+
+def completed(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+# ---------------------------------------------------------------- a search
+
+
+def history_figure(study: optuna.Study) -> tuple[Figure | None, str]:
+    """Optuna's optimisation history: each completed trial's value and the running best."""
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    if completed(study) == 0:
+        return None, "no trial completed its full epoch budget, so the study has no value to plot"
+    return _optuna_plot(plot_optimization_history, study, **_target(study)), (
+        f"{completed(study)} completed trials (ASHA-stopped trials are pruned and carry no final value)")
+
+
+def importance_figure(study: optuna.Study, seed: int = 0) -> tuple[Figure | None, str]:
+    """Optuna's fANOVA parameter importances over the completed trials."""
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    n = completed(study)
+    if n < 2:
+        return None, f"importances need at least 2 completed trials; this search has {n}"
+    evaluator = FanovaImportanceEvaluator(seed=seed)
+    return _optuna_plot(plot_param_importances, study, evaluator=evaluator, **_target(study)), (
+        f"Optuna's FanovaImportanceEvaluator (seed {seed}) on the {n} completed trials")
+
+
+def parallel_figure(study: optuna.Study) -> tuple[Figure | None, str]:
+    """Optuna's parallel-coordinate plot of the completed trials."""
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    n = completed(study)
+    if n < 2:
+        return None, f"parallel coordinates need at least 2 completed trials; this search has {n}"
+    return _optuna_plot(plot_parallel_coordinate, study, **_target(study)), f"the {n} completed trials"
+
+
+def rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int]:
+    """Epochs at which ASHA judges trials: grace, grace*R, grace*R^2, ... below the budget."""
+    out, epoch = [], grace_period
+    while epoch < max_epochs:
+        out.append(epoch)
+        epoch *= reduction_factor
+    return out
+
+
+def curves_figure(table: pd.DataFrame, metric: str, rung_epochs: list[int]) -> Figure:
+    """Every trial's validation metric per epoch; ASHA's rungs dashed, stopped trials marked x."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(9, 5))
+    styles = {"completed": ("tab:blue", "o"), "stopped": ("tab:orange", "x"), "diverged": ("tab:red", "v"),
+              "error": ("tab:red", "v"), "unfinished": ("tab:gray", ".")}
+    for status in styles:
+        rows = table[table["status"] == status]
+        for i, row in enumerate(rows.itertuples()):
+            curve = list(row.objective_per_epoch)
+            if not curve:
+                continue
+            color, marker = styles[status]
+            epochs = range(1, len(curve) + 1)
+            ax.plot(epochs, curve, color=color, alpha=0.6, linewidth=1)
+            ax.plot([len(curve)], [curve[-1]], marker=marker, color=color, linestyle="none",
+                    label=status if i == 0 else None)
+    for epoch in rung_epochs:
+        ax.axvline(epoch, color="gray", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("epoch (dashed: ASHA rungs)")
+    ax.set_ylabel(metric)
+    ax.set_title("Learning curves of every trial")
+    ax.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def front_figure(table: pd.DataFrame, metric: str, cost: str, front_ids: set[str]) -> Figure:
+    """Completed trials by task metric and one cost measure; the Pareto front coloured, the dominated grey."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5))
+    done = table[table["status"] == "completed"]
+    on_front = done["trial_id"].isin(front_ids)
+    ax.scatter(done.loc[~on_front, cost], done.loc[~on_front, "best"], color="lightgray", label="dominated")
+    front = done[on_front].sort_values(cost)
+    ax.plot(front[cost], front["best"], marker="o", color="tab:blue", label="Pareto front")
+    for row in front.itertuples():
+        ax.annotate(row.trial_id, (getattr(row, cost), row.best), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel(cost)
+    ax.set_ylabel(f"{metric} (best epoch)")
+    ax.set_title(f"Trade-off: {metric} against {cost} (trials that ran every epoch)")
+    ax.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
+# ---------------------------------------------------------------- a trained model
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def roc_figure(pred: dict, classes: tuple[str, ...]) -> Figure:
+    """One-vs-rest ROC curve per class with its AUC in the legend (scikit-learn's curves)."""
+    from sklearn.metrics import RocCurveDisplay
+
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(6, 5.5))
+    probs = _softmax(pred["output"])
+    for k, name in enumerate(classes):
+        RocCurveDisplay.from_predictions(pred["label"] == k, probs[:, k], name=f"{name} vs rest", ax=ax,
+                                         plot_chance_level=k == len(classes) - 1)
+    ax.set_title("ROC, one class against the rest (test split)")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(pred: dict, classes: tuple[str, ...]) -> Figure:
+    """The confusion matrix of the arg-max class (scikit-learn's display), rows the true class."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    ConfusionMatrixDisplay.from_predictions(pred["label"], pred["output"].argmax(axis=1),
+                                            labels=list(range(len(classes))), display_labels=list(classes),
+                                            ax=ax, colorbar=False)
+    ax.set_title("Confusion matrix (test split)")
+    figure.tight_layout()
+    return figure
+
+
+def _mean_sigma(pred: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    out = pred["output"]
+    return out[:, 0], (np.exp(0.5 * out[:, 1]) if out.shape[1] > 1 else None)
+
+
+def mass_figure(pred: dict) -> Figure:
+    """Predicted against true log10 axion mass, with the Gaussian head's 1-sigma bars where it has one."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(6, 5.5))
+    mean, sigma = _mean_sigma(pred)
+    ax.errorbar(pred["target"], mean, yerr=sigma, fmt="o", markersize=3, alpha=0.6, elinewidth=0.6)
+    low, high = float(np.min(pred["target"])), float(np.max(pred["target"]))
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="prediction = truth")
+    ax.set_xlabel("true log10(m_a / eV)")
+    ax.set_ylabel("predicted log10(m_a / eV)")
+    mae = float(np.mean(np.abs(mean - pred["target"])))
+    ax.set_title(f"Axion mass on the test split (MAE {mae:.3f} dex)")
+    ax.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def coverage(pred: dict, levels: np.ndarray) -> np.ndarray:
+    """Fraction of true masses inside the central ``p`` interval of the predicted Gaussian, per level p."""
+    from scipy.stats import norm
+
+    mean, sigma = _mean_sigma(pred)
+    z = norm.ppf(0.5 + levels / 2)
+    return np.array([np.mean(np.abs(pred["target"] - mean) <= zi * sigma) for zi in z])
+
+
+def coverage_figure(pred: dict) -> Figure:
+    """Calibration of the Gaussian head: observed coverage against nominal level (diagonal = calibrated)."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    levels = np.linspace(0, 1, 21)
+    ax.plot(levels, coverage(pred, levels), marker="o", label="observed")
+    ax.plot([0, 1], [0, 1], color="black", linewidth=1, label="calibrated")
+    ax.set_xlabel("nominal level p of the central interval")
+    ax.set_ylabel("fraction of true masses inside")
+    ax.set_title("Coverage of the predicted uncertainty (test split)")
+    ax.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def score_figure(pred: dict, classes: tuple[str, ...]) -> Figure:
+    """Anomaly-score histograms, one per class (no_sub is the normal class)."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(7, 5))
+    scores = pred["output"][:, 0]
+    bins = np.histogram_bin_edges(scores, bins=40)
+    for k, name in enumerate(classes):
+        chosen = scores[pred["label"] == k]
+        if len(chosen):
+            ax.hist(chosen, bins=bins, alpha=0.5, label=f"{name} ({len(chosen)})", density=True)
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("density")
+    ax.set_title("Anomaly scores per class (test split)")
+    ax.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def anomaly_roc_figure(pred: dict) -> Figure:
+    """ROC of substructure (any class but no_sub) against no_sub, by anomaly score."""
+    from sklearn.metrics import RocCurveDisplay
+
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(6, 5.5))
+    RocCurveDisplay.from_predictions(pred["label"] != 0, pred["output"][:, 0], name="substructure vs no_sub",
+                                     ax=ax, plot_chance_level=True)
+    ax.set_title("Anomaly ROC (test split)")
+    figure.tight_layout()
+    return figure
+
+
+def training_figure(history: list[dict], metric: str) -> Figure:
+    """Training loss and the validation metric per epoch of one training run."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row.get("train_loss", math.nan) for row in history], marker="o", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    if any(metric in row for row in history):
+        other = ax.twinx()
+        other.plot(epochs, [row.get(metric, math.nan) for row in history], marker="s", color="tab:orange",
+                   label=metric)
+        other.set_ylabel(metric)
+        other.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title("Training curve")
+    figure.tight_layout()
+    return figure
+
+
+# ---------------------------------------------------------------- a comparison
+
+
+def compare_figure(table: pd.DataFrame, metric: str, cost: str = "params") -> Figure:
+    """Each model's test metric with its 95% interval against its cost (log scale)."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5))
+    usable = table[table["status"] == "ok"]
+    for row in usable.itertuples():
+        x = getattr(row, cost)
+        value = getattr(row, metric)
+        yerr = [[value - row.ci_low], [row.ci_high - value]]
+        ax.errorbar([x], [value], yerr=yerr, fmt="o", capsize=4, label=row.model)
+    ax.set_xscale("log")
+    ax.set_xlabel(cost)
+    ax.set_ylabel(f"{metric} (test split, 95% bootstrap interval)")
+    ax.set_title(f"{metric} against {cost}")
+    ax.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,230 @@
+"""``python -m tuner report DIR``: ``DIR/report.html`` and its figures (``DIR/figures/*.png``).
+
+``DIR`` is a search run (``experiment.json``), a comparison (``compare.json``) or a trained model
+(``config.json`` and ``model.safetensors``). The page is for reading offline: its images are local
+files beside it, it loads no script, and its Content-Security-Policy lets the browser fetch
+nothing but those images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FIGURES = "figures"
+CSP = "default-src 'none'; img-src 'self' file:; style-src 'unsafe-inline'"
+
+
+@dataclass
+class Page:
+    """A report page being assembled: sections of escaped HTML, figures saved as PNG beside it."""
+
+    directory: Path
+    title: str
+    parts: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def text(self, text: str, css: str = "") -> None:
+        self.parts.append(f'<p class="{css}">{html.escape(text)}</p>' if css else f"<p>{html.escape(text)}</p>")
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0))
+
+    def figure(self, name: str, made: tuple | object, caption: str = "") -> None:
+        """Save a figure (or a ``(figure or None, reason)`` pair) as ``figures/NAME.png`` and show it."""
+        figure, reason = made if isinstance(made, tuple) else (made, caption)
+        if figure is None:
+            self.text(f"{name}: not drawn, {reason}", css="note")
+            return
+        import matplotlib.pyplot as plt
+
+        path = self.directory / FIGURES / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+        self.figures.append(path)
+        alt = html.escape(name.replace("_", " "))
+        self.parts.append(f'<figure><img src="{FIGURES}/{path.name}" alt="{alt}">'
+                          f"<figcaption>{html.escape(reason or '')}</figcaption></figure>")
+
+    def write(self) -> Path:
+        body = "\n".join(self.parts)
+        page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+                f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+                f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>"
+                f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
+        path = self.directory / "report.html"
+        tmp = path.with_name(".report.html.tmp")
+        tmp.write_text(page)
+        tmp.replace(path)
+        return path
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+         "img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:90%}"
+         "table{border-collapse:collapse;font-size:90%}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+         ".note{color:#8a5a00}.warn{color:#a00;font-weight:bold}")
+
+
+def report_kind(directory: Path) -> str:
+    """search, compare or model; anything else is refused in one line."""
+    if (directory / "compare.json").is_file():
+        return "compare"
+    if (directory / "experiment.json").is_file():
+        return "search"
+    if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
+        return "model"
+    raise ConfigError(f"{directory} is not a search run (experiment.json), a comparison (compare.json) or a "
+                      "trained model (config.json + model.safetensors); give a directory made by "
+                      "`tuner search`, `tuner compare` or `tuner train`")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    directory = Path(args.run_dir).expanduser().resolve()
+    if not directory.is_dir():
+        raise ConfigError(f"no directory {directory}; give a run printed as 'results:' by `tuner search`, "
+                          "a `tuner compare` run or a trained model directory")
+    kind = report_kind(directory)
+    path = REPORTS[kind](directory)
+    print(f"report: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- a search
+
+
+def search_report(directory: Path, page: Page | None = None) -> Path:
+    """History, learning curves with rungs, importances, parallel coordinates and the top trials."""
+    from search_spaces import get_space
+    from tuner import figures
+    from tuner.experiment import Experiment
+    from tuner.results import load_experiment, write_results
+    from tuner.study import load_study
+
+    exp = Experiment(**load_experiment(directory))
+    space = get_space(exp.space)
+    table = write_results(directory, exp, space)  # also refreshes the study file
+    own_page = page is None
+    page = page or Page(directory, f"Search {exp.name}: {exp.space} on {exp.data}")
+    counts = table["status"].value_counts().to_dict()
+    page.text(f"{len(table)} of {exp.num_samples} trials, up to {exp.max_epochs} epochs each: "
+              + ", ".join(f"{n} {status}" for status, n in counts.items()) + f". Objective {space.metric} "
+              f"({space.mode}) on the validation split; ASHA grace {exp.grace_period}, "
+              f"reduction {exp.reduction_factor}.")
+    if counts.get("unfinished"):
+        page.text(f"This search was interrupted: {counts['unfinished']} trial(s) had not finished. The figures show "
+                  "what finished; resume it with --resume.", css="warn")
+    study = load_study(directory)
+    page.heading("Optimisation history")
+    page.figure(f"{exp.name}_history", figures.history_figure(study))
+    page.heading("Learning curves")
+    page.figure(f"{exp.name}_curves", figures.curves_figure(
+        table, space.metric, figures.rungs(exp.grace_period, exp.reduction_factor, exp.max_epochs)),
+        "every trial's validation metric per epoch; x: stopped by ASHA at that epoch")
+    page.heading("Parameter importances")
+    page.figure(f"{exp.name}_importances", figures.importance_figure(study, seed=exp.seed))
+    page.heading("Parallel coordinates")
+    page.figure(f"{exp.name}_parallel", figures.parallel_figure(study))
+    objectives = tuple(getattr(exp, "objectives", ()) or ())
+    best_file = directory / "best.json"
+    if len(objectives) > 1 and best_file.is_file():
+        front = json.loads(best_file.read_text()).get("front") or []
+        page.heading("Pareto front")
+        page.figure(f"{exp.name}_front", figures.front_figure(table, space.metric, objectives[1],
+                                                             {m["trial_id"] for m in front}),
+                    f"{len(front)} non-dominated trials of {', '.join(objectives)}; grey: dominated")
+    page.heading("Top trials")
+    page.table(top_trials(table, space.mode))
+    return page.write() if own_page else directory
+
+
+def top_trials(table: pd.DataFrame, mode: str, top: int = 10) -> pd.DataFrame:
+    ranked = table[table["best"].notna()].sort_values("best", ascending=mode == "min").head(top)
+    params = [c for c in ranked.columns if c.startswith("param_")]
+    return ranked[["trial_id", "status", "epochs", "best", *params]].rename(
+        columns={c: c.removeprefix("param_") for c in params})
+
+
+# ---------------------------------------------------------------- a trained model
+
+
+def model_report(directory: Path, page: Page | None = None, name: str = "model") -> Path:
+    """The model on its test split: ROC and confusion, mass scatter and coverage, or score histograms."""
+    from lensdata import open_data
+    from trainables.saving import load_model
+    from tuner import figures
+    from tuner.training import predict_split, require_split
+
+    modules, config = load_model(directory)
+    data = open_data(config["data"], splits=("test",))
+    require_split(data, "test", config["data"], "report reads the test split")
+    pred = predict_split(modules, config, data, "test")
+    own_page = page is None
+    page = page or Page(directory, f"Model {directory.name}: {config['space']} ({config['task']})")
+    page.text(f"{len(pred['label'])} test images of {config['data']}; trained for {config['epochs']} epochs.")
+    classes = tuple(config.get("classes", ()))
+    if config["task"] == "classification":
+        page.figure(f"{name}_roc", figures.roc_figure(pred, classes), "one-vs-rest ROC per class")
+        page.figure(f"{name}_confusion", figures.confusion_figure(pred, classes), "arg-max class")
+    elif config["task"] == "regression":
+        page.figure(f"{name}_mass", figures.mass_figure(pred), "predicted against true log10 axion mass")
+        if pred["output"].shape[1] > 1:
+            page.figure(f"{name}_coverage", figures.coverage_figure(pred), "Gaussian head: coverage per level")
+        else:
+            page.text("This model has a point head (no predicted uncertainty), so no coverage curve.", css="note")
+    else:
+        page.figure(f"{name}_scores", figures.score_figure(pred, classes), "anomaly score per class")
+        page.figure(f"{name}_roc", figures.anomaly_roc_figure(pred), "substructure against no_sub")
+    metrics_file = directory / "metrics.json"
+    if metrics_file.is_file():
+        history = json.loads(metrics_file.read_text()).get("history", [])
+        from search_spaces import task_objective
+
+        page.figure(f"{name}_training", figures.training_figure(history, task_objective(config["task"])[0]),
+                    "train loss and validation metric per epoch (the final model of a search has no validation)")
+    return page.write() if own_page else directory
+
+
+# ---------------------------------------------------------------- a comparison
+
+
+def compare_report(directory: Path) -> Path:
+    """The comparison table, its figure, then each architecture's search and final model."""
+    import pandas as pd
+
+    from tuner import figures
+
+    summary = json.loads((directory / "compare.json").read_text())
+    page = Page(directory, f"Comparison: {summary['task']} on {summary['data']}")
+    table = pd.read_parquet(directory / "compare.parquet")
+    page.text(summary.get("verdict", ""))
+    page.table(table)
+    page.figure("compare", figures.compare_figure(table, summary["metric"]),
+                "test metric with its 95% bootstrap interval against the parameter count")
+    for row in table.itertuples():
+        if row.status != "ok" and getattr(row, "reason", None):
+            page.text(f"{row.model}: failed ({row.reason})", css="warn")
+    for search in sorted((directory / "searches").glob("*/experiment.json")):
+        page.heading(f"Search: {search.parent.name}")
+        search_report(search.parent, page)
+    for model in sorted((directory / "models").glob("*/model.safetensors")):
+        page.heading(f"Model: {model.parent.name}")
+        model_report(model.parent, page, name=model.parent.name)
+    return page.write()
+
+
+REPORTS: dict[str, Callable[[Path], Path]] = {"search": search_report, "model": model_report,
+                                               "compare": compare_report}

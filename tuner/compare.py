@@ -87,15 +87,12 @@ ROW_SOURCES: list[Callable[[dict, LensingData], list[Scored]]] = []
 
 def compare_command(args: argparse.Namespace) -> int:
     """Search every architecture, retrain and test each winner, add the hand-set rows, write the table."""
-    from search_spaces import get_space
     from tuner.preflight import connect_ray
     from tuner.runlock import run_lock
     from tuner.search import Interrupts, quiet_libraries
 
-    settings = compare_settings(args)
+    settings = compare_settings(args)  # the spaces are checked against the task here, before Ray
     run_dir = Path(settings["storage"]) / settings["name"]
-    for name in settings["spaces"]:
-        get_space(name)
     if not args.verbose:
         quiet_libraries()
     import ray

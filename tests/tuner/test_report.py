@@ -275,6 +275,11 @@ def test_compare_smoke_tables_every_architecture_resumes_and_reports(ray_local, 
     assert ("winner:" in verdict) or ("tie" in verdict)
     assert verdict in (run / "compare.md").read_text()
 
+    assert main(["report", str(run)]) == 0  # a failed row is reported with its reason; the rest stands
+    html = (run / "report.html").read_text()
+    assert "swin_cls (tuned): failed (injected: its final training could not start)" in html
+    assert (run / "figures" / "compare.png").is_file()
+
     monkeypatch.setattr(tuner.compare, "tuned_row", real_tuned_row)  # the fault is gone: resume fills the row
     kept = (run / "models" / "effnet_cls" / "predictions.npz").stat().st_mtime_ns
     assert main(argv + ["--resume"]) == 0

@@ -220,12 +220,11 @@ def record_wall(run_dir: Path, space: str, seconds: float) -> None:
 def train_and_predict(config: dict, data: LensingData, out: Path) -> tuple[dict, dict]:
     """Train ``config`` on train+val into ``out``, then predict the test split once (kept as predictions.npz)."""
     from trainables.saving import load_model
-    from tuner.training import predict_split, train_and_save
+    from tuner.training import predict_split, train_and_save, train_val
 
     cached = out / "predictions.npz"
     if not cached.is_file():
-        merged = dataclasses.replace(data, splits=np.where(data.splits == "val", "train", data.splits))
-        modules, history, config = train_and_save(config, merged.select(["train"]), out)
+        modules, history, config = train_and_save(config, train_val(data), out)
         if "diverged" in history[-1]:
             raise ConfigError("its training on train+val diverged")
         pred = predict_split(modules, config, data, "test")

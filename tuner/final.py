@@ -10,15 +10,12 @@ would have chosen: the run was interrupted, or its dataset was rewritten after t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from tuner.errors import ConfigError
 
@@ -36,7 +33,7 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     """
     from lensdata import open_data
     from lensdata.files import write_json
-    from tuner.training import build_config, evaluate_split, require_split, train_and_save
+    from tuner.training import build_config, evaluate_split, require_split, train_and_save, train_val
 
     best_file = run_dir / "best.json"
     if not best_file.is_file():
@@ -48,7 +45,6 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     require_split(data, "test", best["data"], "the final model is tested there; search on data that has one")
     for warning in run_warnings(run_dir, data):
         print(f"warning: {warning}", file=sys.stderr)
-    merged = dataclasses.replace(data, splits=np.where(data.splits == "val", "train", data.splits))
     config = build_config(best["space"], chosen["params"], size=best["size"], image_size=data.image_size,
                           epochs=epochs or best["max_epochs"], seed=best["seed"] if seed is None else seed,
                           data=best["data"])
@@ -57,7 +53,7 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     shown = ", ".join(f"{name} {value:.4g}" for name, value in scores.items())
     print(f"final model: {best['space']} trial {chosen['trial_id']} ({shown}) "
           f"retrained on train+val for {config['epochs']} epochs -> {target}")
-    modules, history, config = train_and_save(config, merged.select(["train"]), target)
+    modules, history, config = train_and_save(config, train_val(data), target)
     if "diverged" in history[-1]:
         print("the final training diverged; no test metrics written")
         return 1

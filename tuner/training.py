@@ -64,6 +64,16 @@ def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str
     return modules, history, config
 
 
+def train_val(data: LensingData) -> LensingData:
+    """The train and val rows as one training split: what a final model trains on before its one test."""
+    import dataclasses
+
+    import numpy as np
+
+    merged = dataclasses.replace(data, splits=np.where(data.splits == "val", "train", data.splits))
+    return merged.select(["train"])
+
+
 def require_split(data: LensingData, split: str, spec: str, hint: str) -> None:
     """Refuse, in one line, to evaluate on a split without images (a dataset made without a test split)."""
     if (data.splits == split).any():

@@ -49,6 +49,38 @@ def assign_splits(labels: np.ndarray, seed: int, fractions: Sequence[float] = (0
     return out
 
 
+SPLIT_BLOCK = (14, 3, 3)
+"""Train, val and test images in every block of 20 consecutive images of a class (70/15/15)."""
+
+
+def splits_by_identity(labels: np.ndarray, rank: np.ndarray, seed: int,
+                       block: Sequence[int] = SPLIT_BLOCK) -> np.ndarray:
+    """Train/val/test of each image as a function of its own identity, not of the set it is in.
+
+    ``rank`` is the image's position among the images of its class in the whole (unbounded)
+    simulated run of ``seed``. Images are taken in blocks of ``sum(block)`` consecutive ranks of a
+    class; a permutation seeded by (seed, class, block number) gives each block exactly ``block``
+    train, val and test images. So every set drawn from the run (any size, any class subset) agrees
+    on every image's split, and each split holds its share of every class to within one block.
+
+    Args:
+        labels: (N,) the image's class in the run (``index % 3`` for the simulator).
+        rank: (N,) its position among its class's images in the run.
+        seed: the run's seed.
+        block: train, val and test counts per block.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rank = np.asarray(rank, dtype=np.int64)
+    size = int(sum(block))
+    pattern = np.repeat(np.array(SPLITS), block)
+    if labels.size == 0:
+        return np.empty(0, dtype="<U5")
+    groups, which = np.unique(np.stack([labels, rank // size], axis=1), axis=0, return_inverse=True)
+    table = np.stack([np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(c), int(b))))
+                      .permutation(size) for c, b in groups])
+    return pattern[table[which.reshape(-1), rank % size]].astype("<U5")
+
+
 def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
     """Per-image normalisation, vectorised, returning a new float32 array.
 

@@ -52,12 +52,28 @@ def cosmology() -> FlatLambdaCDM:
     return cosmo
 
 
+DISTANCE_CONVENTIONS = ("angular", "luminosity")
+
+
 @lru_cache(maxsize=16)
-def distances(z_l: float = Z_LENS, z_s: float = Z_SOURCE) -> tuple[float, float, float]:
-    """Angular-diameter distances ``(D_l, D_s, D_ls)`` in Mpc (1259.08, 1651.91, 707.60 by default)."""
+def distances(z_l: float = Z_LENS, z_s: float = Z_SOURCE,
+              convention: str = "angular") -> tuple[float, float, float]:
+    """Lens, source and lens-source distances ``(D_l, D_s, D_ls)`` in Mpc.
+
+    ``angular``: proper angular-diameter distances (1259.08, 1651.91, 707.60 by default), what the
+    lens equation needs. ``luminosity``: what DeepLenseSim's ``mass_to_radius`` used,
+    ``D_l = d_L(z_l)``, ``D_s = d_L(z_s)`` and ``D_ls = D_s - D_l`` (2832.94, 6607.66, 3774.72): the
+    DeepLense sets were made with these.
+    """
+    if convention not in DISTANCE_CONVENTIONS:
+        raise ValueError(f"unknown distance convention {convention!r}; use one of {DISTANCE_CONVENTIONS}")
     cosmo = cosmology()
     zl = torch.tensor(z_l, dtype=torch.float64)
     zs = torch.tensor(z_s, dtype=torch.float64)
+    if convention == "luminosity":  # flat universe: d_L = (1 + z) * comoving distance
+        d_l = (1.0 + z_l) * float(cosmo.comoving_distance(zl))
+        d_s = (1.0 + z_s) * float(cosmo.comoving_distance(zs))
+        return d_l, d_s, d_s - d_l
     d_l = cosmo.angular_diameter_distance(zl)
     d_s = cosmo.angular_diameter_distance(zs)
     d_ls = cosmo.angular_diameter_distance_z1z2(zl, zs)
@@ -65,20 +81,22 @@ def distances(z_l: float = Z_LENS, z_s: float = Z_SOURCE) -> tuple[float, float,
 
 
 @lru_cache(maxsize=16)
-def _rein_of_one_msun(z_l: float, z_s: float) -> float:
-    d_l, d_s, d_ls = distances(z_l, z_s)
+def _rein_of_one_msun(z_l: float, z_s: float, convention: str) -> float:
+    d_l, d_s, d_ls = distances(z_l, z_s, convention)
     one = torch.tensor(1.0, dtype=torch.float64)
     return float(lens_func.mass_to_rein_point(one, d_ls, d_l, d_s))
 
 
-def einstein_radius(mass_msun: float | np.ndarray, z_l: float = Z_LENS, z_s: float = Z_SOURCE) -> float | np.ndarray:
+def einstein_radius(mass_msun: float | np.ndarray, z_l: float = Z_LENS, z_s: float = Z_SOURCE, *,
+                    convention: str = "angular") -> float | np.ndarray:
     """Point-mass Einstein radius in arcsec, ``sqrt(4 G M / c^2 * D_ls / (D_l D_s))``.
 
-    Uses proper angular-diameter distances (1e9 Msun -> 0.05264", 1e12 Msun -> 1.6645" at
-    z 0.5 -> 1.0). DeepLenseSim used luminosity distances here by mistake (1.28" for 1e12 Msun).
+    With proper angular-diameter distances (``convention="angular"``) 1e9 Msun gives 0.05264" and
+    1e12 Msun 1.6645" at z 0.5 -> 1.0; with DeepLenseSim's luminosity distances
+    (``convention="luminosity"``) every radius is 1.30x smaller (1.2810" for 1e12 Msun).
     A float gives a float; an array gives a float64 array of the same shape.
     """
-    scale = _rein_of_one_msun(float(z_l), float(z_s))
+    scale = _rein_of_one_msun(float(z_l), float(z_s), convention)
     if np.ndim(mass_msun) == 0:
         return scale * math.sqrt(float(mass_msun))
     return scale * np.sqrt(np.asarray(mass_msun, dtype=np.float64))
@@ -308,6 +326,20 @@ def gaussian_kernel_1d(fwhm: float, pixelscale: float, *, truncate: float = 4.0)
     edges = [(k - 0.5) / (math.sqrt(2.0) * sigma) for k in range(-radius, radius + 2)]
     cdf = [0.5 * math.erf(e) for e in edges]
     taps = np.array([cdf[i + 1] - cdf[i] for i in range(2 * radius + 1)], dtype=np.float64)
+    return taps / taps.sum()
+
+
+def gaussian_kernel_sampled(fwhm: float, pixelscale: float, *, truncate: float) -> np.ndarray:
+    """1-D Gaussian kernel sampled at pixel centres and cut at ``truncate`` sigma (sums to 1).
+
+    The kernel of ``scipy.ndimage.gaussian_filter(sigma, truncate=truncate)``, which lenstronomy's
+    ``GAUSSIAN`` PSF applies (radius ``int(truncate * sigma + 0.5)`` pixels): the DeepLense sets were
+    blurred with it. It under-resolves a PSF narrower than a pixel; see :func:`gaussian_kernel_1d`.
+    """
+    sigma = fwhm / FWHM_PER_SIGMA / pixelscale
+    radius = int(truncate * sigma + 0.5)
+    k = np.arange(-radius, radius + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (k / sigma) ** 2)
     return taps / taps.sum()
 
 

@@ -8,7 +8,6 @@ noise wherever they share their light.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,25 +18,34 @@ if TYPE_CHECKING:  # torch loads inside the functions that use it
     import torch
 
 
-def peak_snr(model_rate: np.ndarray, instrument: str | Instrument) -> np.ndarray:
-    """Peak-pixel signal-to-noise of noiseless images (N, H, W) in e-/s per pixel.
+def peak_snr(model_rate: np.ndarray, instrument: str | Instrument, exposure: np.ndarray) -> np.ndarray:
+    """Peak-pixel signal-to-noise of noiseless images (N, H, W) in e-/s per pixel at these exposures (N,).
 
-    ``SNR = S / sqrt(S + exposure * sky + read_noise^2)`` where ``S`` is the brightest pixel of the
-    noiseless lensed source, in electrons. (Definitions in the literature differ by an order of
-    magnitude: an SNR summed over the arc would be ~10x larger.)
+    ``SNR = S / sqrt(var)``, ``S`` the brightest noiseless pixel in electrons and ``var`` that pixel's
+    noise variance: ``S + t*sky + read_noise^2`` (instrument noise); ``2 S + (t * background_rms)^2``
+    for DeepLenseSim's Model I, whose Poisson noise is applied twice (a Gaussian approximation, then
+    Poisson counts); infinite for the noiseless presets. (Definitions in the literature differ by an
+    order of magnitude: an SNR summed over the arc would be ~10x larger.)
     """
     spec = get_instrument(instrument)
-    s = np.asarray(model_rate, dtype=np.float64).reshape(len(model_rate), -1).max(axis=1)
-    s = s * spec.exposure
-    return s / np.sqrt(s + spec.exposure * spec.sky + spec.read_noise**2)
+    peak = np.asarray(model_rate, dtype=np.float64).reshape(len(model_rate), -1).max(axis=1)
+    if spec.noise == "none":
+        return np.full(peak.shape, np.inf)
+    t = np.asarray(exposure, dtype=np.float64)
+    s = peak * t
+    if spec.noise == "deeplense-model1":
+        return s / np.sqrt(2.0 * s + (t * spec.background_rms) ** 2)
+    return s / np.sqrt(s + t * spec.sky + spec.read_noise**2)
 
 
+def sky_noise_rms(instrument: str | Instrument, exposure: float | np.ndarray | None = None) -> float | np.ndarray:
+    """Expected rms (e-/s per pixel) of a sky-only pixel under instrument noise: ``sqrt(t*sky + read^2) / t``.
 
-def sky_noise_rms(instrument: str | Instrument) -> float:
-    """Expected rms (e-/s per pixel) of a sky-only pixel: ``sqrt(t*sky + read^2) / t``."""
+    ``exposure`` defaults to the preset's median exposure.
+    """
     spec = get_instrument(instrument)
-    return math.sqrt(spec.exposure * spec.sky + spec.read_noise**2) / spec.exposure
-
+    t = spec.exposure if exposure is None else np.asarray(exposure, dtype=np.float64)
+    return np.sqrt(t * spec.sky + spec.read_noise**2) / t
 
 
 def poisson_quantile(u: torch.Tensor, lam: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -59,6 +67,9 @@ def poisson_quantile(u: torch.Tensor, lam: torch.Tensor, z: torch.Tensor) -> tor
     """
     import torch
 
+    dark = lam <= 0  # P(X = 0) = 1: DeepLenseSim's Model I clips its mean at zero
+    if bool(dark.any()):
+        lam = torch.where(dark, torch.ones_like(lam), lam)
     x = _cornish_fisher(lam, z)
     k = torch.clamp(torch.ceil(x), min=0.0)
     covered = (lam >= _CF_LAM[0]) & (lam <= _CF_LAM[1])
@@ -70,7 +81,7 @@ def poisson_quantile(u: torch.Tensor, lam: torch.Tensor, z: torch.Tensor) -> tor
     if not bool(covered.all()):
         out = ~covered
         k[out] = _exact_poisson_search(u[out], lam[out], k[out])
-    return k
+    return torch.where(dark, torch.zeros_like(k), k) if bool(dark.any()) else k
 
 
 _CF_LAM = (200.0, 1e5)

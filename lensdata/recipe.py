@@ -4,15 +4,16 @@ The values follow the public DeepLenseSim code (github.com/mwt5345/DeepLenseSim,
 and its papers (Alexander et al. 2020, ApJ 893, 15; 2023, MNRAS 524, 3):
 
 - Lens (the same in every image): an SIE of a 1e12 Msun halo, e1=0.1, e2=0, plus external shear
-  gamma1=0.05, z_l=0.5, z_s=1.0. Its Einstein radius is the point-mass radius of 1e12 Msun from
-  proper angular-diameter distances (H0=70, Om0=0.3): 1.6645". DeepLenseSim used luminosity
-  distances, giving 1.28" (see ``docs/data.md``).
+  gamma1=0.05, z_l=0.5, z_s=1.0. Its Einstein radius is the point-mass radius of 1e12 Msun: 1.2815"
+  from the luminosity distances DeepLenseSim used (the ``model1``-``model3`` presets), 1.6645" from
+  proper angular-diameter distances (H0=70, Om0=0.3; the ``*-physical`` presets). See ``docs/data.md``.
 - Source: elliptical Sersic, n=1, R_sersic=0.25" and e1=-0.1, e2=0.1 in lenstronomy's convention,
   centre uniform in +-0.35" per axis.
 - ``cdm``: 25 point-mass subhalos, masses from a power law on [1e6, 1e10] Msun, radius uniform in
   [0.25, 2.0]", angle uniform.
-- ``axion``: a 3e10 Msun uniform line of mass through the centre at a uniform random angle,
-  half-length ``0.03" * 1e-22 eV / m_a``, ``log10(m_a / eV)`` uniform in [-24, -22].
+- ``axion``: 3e10 Msun on a line through the centre at a uniform random angle, half-length
+  ``0.03" * 1e-22 eV / m_a``, ``log10(m_a / eV)`` uniform in [-24, -22]: 100 equal point masses, ends
+  included, as DeepLenseSim drew it, or the uniform line they approximate (``*-physical``).
 
 Import-light: constants and one function that only reads them.
 """
@@ -45,15 +46,17 @@ VORTEX_SOFTENING = 0.01         # arcsec: the line's log divergence, well below 
 
 
 
-def physics_summary() -> dict:
-    """The fixed physics constants, for the dataset manifest."""
+def physics_summary(distances: str = "angular") -> dict:
+    """The fixed physics constants under a distance convention, for the dataset manifest."""
     from lensdata import lensing  # torch: only when a manifest is written
 
     return {
-        "cosmology": {"H0": lensing.H0, "Om0": lensing.OM0, "distances": "angular diameter"},
+        "cosmology": {"H0": lensing.H0, "Om0": lensing.OM0,
+                      "distances": {"angular": "angular diameter",
+                                    "luminosity": "luminosity (DeepLenseSim's mass_to_radius)"}[distances]},
         "z_lens": lensing.Z_LENS, "z_source": lensing.Z_SOURCE,
         "halo": {"profile": "SIE", "mass_msun": HALO_MASS, "e1": SIE_E1, "e2": SIE_E2,
-                 "einstein_radius_arcsec": lensing.einstein_radius(HALO_MASS)},
+                 "einstein_radius_arcsec": lensing.einstein_radius(HALO_MASS, convention=distances)},
         "shear": {"gamma1": SHEAR_G1, "gamma2": SHEAR_G2},
         "source": {"profile": "Sersic", "n": SOURCE_N, "R_sersic_lenstronomy": SOURCE_R_SERSIC,
                    "e1": SOURCE_E1, "e2": SOURCE_E2, "offset_arcsec": SOURCE_OFFSET},

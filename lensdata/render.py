@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lensdata.instruments import Instrument, get_instrument
-from lensdata.noise import poisson_quantile
+from lensdata.instruments import MODEL1_EXPOSURE_LOG10, Instrument, get_instrument
+from lensdata.noise import peak_snr, poisson_quantile
 from lensdata.recipe import (
     HALO_MASS,
     LOG10_AXION_MASS,
@@ -54,7 +54,7 @@ from lensdata.recipe import (
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
     import torch
 
-_STREAM_SOURCE, _STREAM_CDM, _STREAM_AXION, _STREAM_NOISE = 0, 1, 2, 3
+_STREAM_SOURCE, _STREAM_CDM, _STREAM_AXION, _STREAM_NOISE, _STREAM_EXPOSURE = 0, 1, 2, 3, 4
 _Z_CLIP = 7.0  # noise normal deviates are clipped at 7 sigma (probability 3e-12 per pixel)
 _MAX_ELEMENTS = 1 << 17
 """Fine-grid pixels per torch micro-batch (about 6 model2 images; results do not depend on it).
@@ -125,6 +125,10 @@ def _draw(spec: Instrument, image_seed: int, label: int) -> dict:
     from lensdata import lensing
 
     d: dict = {"label": label}
+
+    def rein(mass):
+        return lensing.einstein_radius(mass, convention=spec.distances)
+
     g = _stream(image_seed, _STREAM_SOURCE)
     d["source_x"], d["source_y"] = g.uniform(-SOURCE_OFFSET, SOURCE_OFFSET, size=2)
     if label == 1:
@@ -136,7 +140,7 @@ def _draw(spec: Instrument, image_seed: int, label: int) -> dict:
         angle = g.uniform(0.0, 2.0 * math.pi, size=N_SUBHALOS)
         d["sub_x"] = radius * np.cos(angle)
         d["sub_y"] = radius * np.sin(angle)
-        d["sub_rein"] = lensing.einstein_radius(mass)
+        d["sub_rein"] = rein(mass)
         d["sub_mass"] = float(mass.sum())
     elif label == 2:
         g = _stream(image_seed, _STREAM_AXION)
@@ -145,12 +149,30 @@ def _draw(spec: Instrument, image_seed: int, label: int) -> dict:
         d["log_m"] = log_m
         d["length"] = 2.0 * VORTEX_HALF_LENGTH_1E22 * 1e-22 / 10.0**log_m
         d["cos"], d["sin"] = math.cos(angle), math.sin(angle)
-    g = _stream(image_seed, _STREAM_NOISE)
-    npix = spec.pixels * spec.pixels
-    z = np.clip(g.standard_normal(npix), -_Z_CLIP, _Z_CLIP)
-    d["z_poisson"] = z
-    d["z_read"] = g.standard_normal(npix)
+        d["vortex_rein"] = rein(VORTEX_MASS)
+        if spec.vortex_points:  # DeepLenseSim's make_vortex: equal point masses, ends included
+            along = np.linspace(-0.5 * d["length"], 0.5 * d["length"], spec.vortex_points)
+            d["sub_x"], d["sub_y"] = along * d["cos"], along * d["sin"]
+            d["sub_rein"] = np.full(spec.vortex_points, rein(VORTEX_MASS / spec.vortex_points))
+    d["exposure"] = _exposure(spec, image_seed)
+    if spec.noise != "none":
+        g = _stream(image_seed, _STREAM_NOISE)
+        npix = spec.pixels * spec.pixels
+        d["z_poisson"] = np.clip(g.standard_normal(npix), -_Z_CLIP, _Z_CLIP)
+        d["z_read"] = g.standard_normal(npix)  # instrument: read noise; model1: the 0.01 background
+        if spec.noise == "deeplense-model1":  # its first, Gaussian "Poisson" term (see _observe)
+            d["z_gauss"] = g.standard_normal(npix)
     return d
+
+
+def _exposure(spec: Instrument, image_seed: int) -> float:
+    """This image's exposure time, s (NaN for noiseless presets)."""
+    g = _stream(image_seed, _STREAM_EXPOSURE)
+    if spec.noise == "deeplense-model1":
+        return float(10.0 ** g.uniform(*MODEL1_EXPOSURE_LOG10))
+    if spec.noise == "instrument":
+        return float(spec.exposure * 10.0 ** g.uniform(-spec.exposure_dex, spec.exposure_dex))
+    return float("nan")
 
 
 def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -166,6 +188,7 @@ def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray) -> dict[s
         "source_x": np.array([d["source_x"] for d in draws], dtype=np.float64),
         "source_y": np.array([d["source_y"] for d in draws], dtype=np.float64),
         "image_seed": seeds.astype(np.int64),
+        "exposure": np.array([d["exposure"] for d in draws], dtype=np.float64),
     }
 
 
@@ -211,14 +234,15 @@ def _build_geometry(spec: Instrument, device: str) -> _Geometry:
 
     from lensdata import lensing
 
-    kernel = lensing.gaussian_kernel_1d(spec.psf_fwhm, spec.pixelscale / spec.supersample)
+    step = spec.pixelscale / spec.supersample
+    kernel = (lensing.gaussian_kernel_sampled(spec.psf_fwhm, step, truncate=spec.psf_truncate)
+              if spec.psf_truncate > 0 else lensing.gaussian_kernel_1d(spec.psf_fwhm, step))
     radius = (len(kernel) - 1) // 2
     fine = spec.pixels * spec.supersample
     pad = radius
     while (fine + 2 * pad) % 8:  # (G*G) % 64 == 0: no image in a SIMD scalar tail
         pad += 1
     side = fine + 2 * pad
-    step = spec.pixelscale / spec.supersample
     coords = (torch.arange(side, dtype=torch.float64) - pad - (fine - 1) / 2.0) * step
     y, x = torch.meshgrid(coords, coords, indexing="ij")
 
@@ -227,7 +251,8 @@ def _build_geometry(spec: Instrument, device: str) -> _Geometry:
     q, phi = _lenstronomy_q_phi(SIE_E1, SIE_E2)
     sie = caustics.SIE(cosmo, x0=torch.tensor(0.0, **f64), y0=torch.tensor(0.0, **f64),
                        q=torch.tensor(q, **f64), phi=torch.tensor(phi, **f64),
-                       Rein=torch.tensor(lensing.einstein_radius(HALO_MASS), **f64))
+                       Rein=torch.tensor(lensing.einstein_radius(HALO_MASS, convention=spec.distances),
+                                         **f64))
     shear = caustics.ExternalShear(cosmo, x0=torch.tensor(0.0, **f64),
                                    y0=torch.tensor(0.0, **f64),
                                    gamma_1=torch.tensor(SHEAR_G1, **f64),
@@ -251,11 +276,9 @@ def _render_batch(spec: Instrument, geo: _Geometry, draws: list[dict], return_mo
     bx, by = _source_positions(geo, draws, f64)
     rate = _lensed_source_rate(spec, geo, draws, bx, by, f64)
     image = _observe(spec, draws, rate, f64)
-    t = spec.exposure
-    peak = rate.reshape(len(draws), -1).amax(dim=1) * t
-    snr = peak / torch.sqrt(peak + t * spec.sky + spec.read_noise**2)
-    model = rate.cpu().numpy() if return_model else None
-    return image.to(torch.float32).cpu().numpy(), snr.cpu().numpy(), model
+    model = rate.cpu().numpy()
+    snr = peak_snr(model, spec, np.array([d["exposure"] for d in draws]))
+    return image.to(torch.float32).cpu().numpy(), snr, model if return_model else None
 
 
 def _source_positions(geo: _Geometry, draws: list[dict], f64: dict):
@@ -269,8 +292,11 @@ def _source_positions(geo: _Geometry, draws: list[dict], f64: dict):
     bx = geo.bx0.expand(b, -1, -1).clone()
     by = geo.by0.expand(b, -1, -1).clone()
 
-    rows = np.flatnonzero(labels == 1)
-    if rows.size:  # cdm: the sum of 25 point masses, in a fixed order
+    points = np.array(["sub_x" in d for d in draws])
+    for label in (1, 2):  # cdm: 25 point masses; axion as DeepLenseSim made it: 100 on a line
+        rows = np.flatnonzero((labels == label) & points)
+        if not rows.size:
+            continue
         sx = torch.tensor(np.stack([draws[i]["sub_x"] for i in rows]), **f64)
         sy = torch.tensor(np.stack([draws[i]["sub_y"] for i in rows]), **f64)
         sr = torch.tensor(np.stack([draws[i]["sub_rein"] for i in rows]), **f64)
@@ -279,14 +305,13 @@ def _source_positions(geo: _Geometry, draws: list[dict], f64: dict):
         bx[idx] = bx[idx] - ax
         by[idx] = by[idx] - ay
 
-    rows = np.flatnonzero(labels == 2)
+    rows = np.flatnonzero((labels == 2) & ~points)
     if rows.size:  # axion: the closed-form line of mass
         def col(key: str) -> torch.Tensor:
             return torch.tensor([draws[i][key] for i in rows], **f64)[:, None, None]
 
-        rein = lensing.einstein_radius(VORTEX_MASS)
         ax, ay = lensing.line_deflection(geo.x, geo.y, 0.0, 0.0, col("cos"), col("sin"),
-                                         col("length"), rein, VORTEX_SOFTENING)
+                                         col("length"), col("vortex_rein"), VORTEX_SOFTENING)
         idx = torch.as_tensor(rows, device=f64["device"])
         bx[idx] = bx[idx] - ax
         by[idx] = by[idx] - ay
@@ -310,20 +335,39 @@ def _lensed_source_rate(spec: Instrument, geo: _Geometry, draws: list[dict], bx,
 
     mu = light_func.brightness_sersic(
         x0, y0, scalar(q), scalar(phi), scalar(SOURCE_N), scalar(SOURCE_R_SERSIC / math.sqrt(q)),
-        scalar(spec.source_ie), bx, by, scalar(float(gammaincinv(2.0 * SOURCE_N, 0.5))))
+        scalar(spec.source_ie), bx, by, scalar(spec.sersic_b or float(gammaincinv(2.0 * SOURCE_N, 0.5))))
     ss = spec.supersample
     binned = lensing.blur_and_bin(mu, geo.psf_bin)  # PSF, cut-out and sum over sub-pixels
     return binned * (spec.pixelscale**2 / (ss * ss))  # e-/s per pixel (mean surface brightness x area)
 
 
 def _observe(spec: Instrument, draws: list[dict], rate, f64: dict):
-    """Sky-subtracted noisy count rate: Poisson counts on exposure x (source + sky), plus read noise."""
+    """The stored image of each noiseless count rate (B, H, W), by the preset's noise model.
+
+    - ``none``: ``output_scale * rate`` (DeepLenseSim's Model II/III ``image_model + image_model``).
+    - ``deeplense-model1``: DeepLenseSim's Model I, ``counts = Poisson(clip(t (m + n_p + n_b), 0))``
+      with lenstronomy's Gaussian Poisson approximation ``n_p ~ N(0, m / t)`` and background
+      ``n_b ~ N(0, background_rms^2)``; stored as counts.
+    - ``instrument``: Poisson counts on ``t (rate + sky)`` plus read noise, sky subtracted, back to e-/s.
+
+    Every Poisson draw is the exact quantile transform of the image's own uniforms
+    (:func:`lensdata.noise.poisson_quantile`), so classes rendered from one seed share their noise.
+    """
     import torch
     from scipy.special import ndtr
 
-    t = spec.exposure
-    z = torch.tensor(np.stack([d["z_poisson"] for d in draws]), **f64).reshape(rate.shape)
+    if spec.noise == "none":
+        return spec.output_scale * rate
+
+    def deviates(key: str) -> torch.Tensor:
+        return torch.tensor(np.stack([d[key] for d in draws]), **f64).reshape(rate.shape)
+
+    t = torch.tensor([d["exposure"] for d in draws], **f64)[:, None, None]
+    z = deviates("z_poisson")
     u = torch.tensor(ndtr(np.stack([d["z_poisson"] for d in draws])), **f64).reshape(rate.shape)
-    read = torch.tensor(np.stack([d["z_read"] for d in draws]), **f64).reshape(rate.shape)
-    counts = poisson_quantile(u, t * (rate + spec.sky), z) + spec.read_noise * read
+    if spec.noise == "deeplense-model1":
+        gauss = torch.sqrt(rate.abs() / t) * deviates("z_gauss")
+        lam = (t * (rate + gauss + spec.background_rms * deviates("z_read"))).clamp(min=0.0)
+        return poisson_quantile(u, lam, z)
+    counts = poisson_quantile(u, t * (rate + spec.sky), z) + spec.read_noise * deviates("z_read")
     return (counts - t * spec.sky) / t

@@ -13,46 +13,67 @@ caustics' batched lenses, for the instruments of :mod:`lensdata.instruments`:
   pixel in electrons (see :func:`lensdata.noise.peak_snr`; each image's value is stored in the
   ``snr`` column).
 
-Classes and seeds: image ``i`` of a run has label ``i % 3`` (0 ``no_sub``, 1 ``cdm``, 2 ``axion``;
-balanced to within one image) and its own ``image_seed`` derived from ``(seed, i)``; everything
-about an image follows from ``(instrument, image_seed, label)`` (:mod:`lensdata.render`). So the
-same seed gives bit-identical arrays whatever ``batch_size`` or ``workers``.
+Classes, seeds and splits: image ``i`` of a run is of class ``i % 3`` (0 ``no_sub``, 1 ``cdm``,
+2 ``axion``) and has its own ``image_seed`` derived from ``(seed, i)``; everything about an image
+follows from ``(instrument, image_seed, class)`` (:mod:`lensdata.render`), and its split from
+``(seed, class, i // 3)`` (:func:`lensdata.dataset.splits_by_identity`). A set of ``n`` images of
+some classes is the first ``n`` images of the run that are of those classes, so every set of a run,
+of any size and class subset, holds the same images under the same splits: a model trained on one
+is never tested on its own training images in another. The same seed gives bit-identical arrays
+whatever ``batch_size`` or ``workers``.
 """
 
 from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
 
 from lensdata.errors import DataError
-from lensdata.instruments import INSTRUMENTS, get_instrument
+from lensdata.instruments import INSTRUMENTS, get_instrument  # noqa: F401 - re-exported
 from lensdata.names import CLASSES
 from lensdata.recipe import physics_summary
 from lensdata.render import render
 
-SIM_VERSION = 2
-"""Bumped whenever the same seed would give different bits; part of the ``sim:`` cache key.
+SIM_VERSION = 3
+"""Bumped whenever the same seed would give different bits or splits; part of the ``sim:`` cache key.
 Version 2 (PSF as a matrix product, in-place subhalo sum) changed images by rounding, and near
 subhalos by their softening (Plummer ``|d|^2 + s^2`` instead of caustics' ``(|d| + s)^2``: 4e-4 of
-the deflection 0.05" away, now 4e-8)."""
+the deflection 0.05" away, now 4e-8). Version 3: ``model1``-``model3`` follow DeepLenseSim's public
+recipe (the corrected physics moved to ``*-physical``), splits are a function of each image's
+identity (version 2's depended on the set size, so nested sets leaked test images into training),
+and 70/15/15 instead of 80/10/10."""
+
+MIN_SIM_VERSION = SIM_VERSION
+"""Simulated dataset directories older than this are refused (their splits leak across sizes)."""
 
 _ROW_BYTES = 128
 """Bytes on disk per image beside its pixels (labels, targets and the parameter columns), a bound."""
 
 
+def run_indices(n: int, classes: Sequence[str] = CLASSES, start: int = 0) -> np.ndarray:
+    """Run indices of images ``start .. start+n-1`` of the run's images of these classes."""
+    wanted = np.array([CLASSES.index(name) for name in classes], dtype=np.int64)
+    per_cycle = len(wanted)
+    k = np.arange(start, start + n, dtype=np.int64)
+    return (k // per_cycle) * len(CLASSES) + np.sort(wanted)[k % per_cycle]
+
+
 def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: int = 256,
              workers: int = 1, progress: bool = True, address: str | None = None,
-             device: str = "cpu") -> dict[str, np.ndarray]:
-    """Simulate images ``start .. start+n-1`` of run ``seed``.
+             device: str = "cpu", classes: Sequence[str] = CLASSES) -> dict[str, np.ndarray]:
+    """Simulate images ``start .. start+n-1`` of run ``seed`` that are of these classes.
 
-    Returns ``image`` (n, H, W) float32 (sky-subtracted e-/s per pixel) and per-image columns of
-    shape (n,): ``label`` (int64, ``i % 3``), ``target`` (log10(m_a/eV) for axion, NaN elsewhere),
-    ``n_subhalos``, ``subhalo_mass_total`` (Msun, 0 for non-cdm), ``axion_mass`` (eV, NaN),
-    ``vortex_length`` (full length of the line, arcsec, NaN), ``source_x``, ``source_y`` (arcsec),
-    ``image_seed`` (int64) and ``snr`` (peak SNR, see :func:`peak_snr`).
+    Returns ``image`` (n, H, W) float32 (the preset's units, see :data:`lensdata.instruments.INSTRUMENTS`)
+    and per-image columns of shape (n,): ``label`` (int64, index into ``classes`` in
+    :data:`CLASSES` order), ``target`` (log10(m_a/eV) for axion, NaN elsewhere), ``n_subhalos``,
+    ``subhalo_mass_total`` (Msun, 0 for non-cdm), ``axion_mass`` (eV, NaN), ``vortex_length`` (full
+    length of the line, arcsec, NaN), ``source_x``, ``source_y`` (arcsec), ``image_seed`` (int64),
+    ``exposure`` (s, NaN for noiseless presets), ``snr`` (peak SNR, infinite without noise) and
+    ``run_index`` (the image's index in the run, which decides its class, seed and split).
 
     ``workers > 1`` spreads fixed chunks over spawned processes, or over Ray tasks when
     ``address`` is given (``ray.init(address=address)``; an existing Ray connection of this
@@ -61,12 +82,14 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     is tested on CPU, where each process renders with one torch thread).
     """
     spec = get_instrument(instrument)
+    classes = check_classes(classes)
     _check_request(n, seed, workers, batch_size)
     _check_int("start", start, 0, "a non-negative integer")
+    indices = run_indices(n, classes, start)
 
     chunk = batch_size if workers == 1 and address is None else min(
         batch_size, max(1, math.ceil(n / (4 * workers))))
-    chunks = [(s, min(chunk, start + n - s)) for s in range(start, start + n, chunk)]
+    chunks = [indices[s : s + chunk] for s in range(0, n, chunk)]
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n, unit="img", desc=f"simulate {spec.name}", disable=not progress)
@@ -77,58 +100,97 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
             parts = _run_processes(spec.name, seed, chunks, batch_size, device, workers, bar)
         else:
             parts = []
-            for s, m in chunks:
-                parts.append(_simulate_chunk(spec.name, seed, s, m, batch_size, device))
-                bar.update(m)
+            for part in chunks:
+                parts.append(_simulate_chunk(spec.name, seed, part, batch_size, device))
+                bar.update(len(part))
     finally:
         bar.close()
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out["label"] = np.searchsorted(np.array([CLASSES.index(c) for c in classes]), out["label"])
+    return out
+
+
+def check_classes(classes: Sequence[str] | str) -> tuple[str, ...]:
+    """The classes to simulate in :data:`CLASSES` order, or a one-line DataError."""
+    names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
+    unknown = [c for c in names if c not in CLASSES]
+    if unknown or not names:
+        what = f"unknown class {unknown[0]!r}" if unknown else "no classes given"
+        raise DataError(f"{what}; choose from {', '.join(CLASSES)} (comma-separated, e.g. --classes axion)")
+    if len(set(names)) != len(names):
+        raise DataError(f"class given twice in {','.join(names)}; give each class once")
+    return tuple(c for c in CLASSES if c in names)
 
 
 def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.Path, *, workers: int = 1,
                         batch_size: int = 256, progress: bool = True, address: str | None = None,
-                        overwrite: bool = False) -> pathlib.Path:
-    """Simulate ``n`` images and write them as a dataset directory (``lensdata.store`` format).
+                        overwrite: bool = False, classes: Sequence[str] = CLASSES) -> pathlib.Path:
+    """Simulate ``n`` images of these classes and write them as a dataset directory (``lensdata.store``).
 
-    The train/val/test split is :func:`lensdata.dataset.assign_splits` of the labels and seed; the manifest's
-    ``extra`` records the instrument, the physics constants and the SNR definition.
+    The train/val/test split is :func:`lensdata.dataset.splits_by_identity` of each image's place in
+    the run; the manifest's ``extra`` records the preset, its recipe and the physics constants.
 
     Everything that can be checked is checked before the first image is simulated: the arguments, the
     output directory (a dataset already there is replaced only with ``overwrite``), and that the images
     fit in memory and on the output's disk.
     """
     from lensdata.checks import check_memory, check_output
-    from lensdata.dataset import assign_splits
+    from lensdata.dataset import splits_by_identity
     from lensdata.store import write_dataset
 
     spec = get_instrument(instrument)
+    classes = check_classes(classes)
     _check_request(n, seed, workers, batch_size)
     image_bytes = n * spec.pixels**2 * 4
     check_output(pathlib.Path(out), overwrite=overwrite, disk_bytes=image_bytes + n * _ROW_BYTES)
     check_memory(image_bytes, f"{n} {spec.name} images", "simulate fewer images (--n)")
     columns = simulate(instrument, n, seed, batch_size=batch_size, workers=workers,
-                       progress=progress, address=address)
-    columns["split"] = assign_splits(columns["label"], seed)
-    spec = INSTRUMENTS[instrument]
+                       progress=progress, address=address, classes=classes)
+    index = columns["run_index"]
+    columns["split"] = splits_by_identity(index % len(CLASSES), index // len(CLASSES), seed)
+    snr = columns["snr"][np.isfinite(columns["snr"])]
     extra = {
         "instrument": asdict(spec),
+        "recipe": RECIPE_NOTES[spec.recipe],
         "simulator_version": SIM_VERSION,
-        "image_units": "sky-subtracted electrons per second per pixel",
-        "label_rule": "label = index % 3 (no_sub, cdm, axion)",
-        "snr_definition": "peak pixel: S / sqrt(S + exposure*sky + read_noise^2), S = brightest "
-                          "noiseless source pixel in electrons",
-        "snr_median": float(np.median(columns["snr"])),
-        "physics": physics_summary(),
+        "image_units": IMAGE_UNITS[spec.noise],
+        "label_rule": "run image i is of class i % 3 (no_sub, cdm, axion); a set of some classes "
+                      "holds the first n run images of those classes",
+        "split_rule": "lensdata.dataset.splits_by_identity(i % 3, i // 3, seed): "
+                      "the same image has the same split in every set of the run",
+        "snr_definition": "peak pixel: S / sqrt(noise variance of that pixel), S = brightest "
+                          "noiseless pixel in electrons; infinite for noiseless presets",
+        "snr_median": float(np.median(snr)) if snr.size else None,
+        "physics": physics_summary(spec.distances),
     }
-    return write_dataset(out, columns, classes=CLASSES, source="simulate",
-                               instrument=spec.name, seed=seed, extra_meta=extra)
+    return write_dataset(out, columns, classes=classes, source="simulate",
+                         instrument=spec.name, seed=seed, extra_meta=extra)
+
+
+RECIPE_NOTES = {
+    "deeplense": "DeepLenseSim's public code (github.com/mwt5345/DeepLenseSim): luminosity-distance "
+                 "Einstein radii, lenstronomy's PSF and Sersic, its output as written (see docs/data.md)",
+    "physical": "DeepLenseSim's lens and source with angular-diameter distances, a pixel-integrated "
+                "PSF and instrument noise at a spread of exposures (see docs/data.md)",
+}
+IMAGE_UNITS = {
+    "none": "twice the noiseless model, e-/s per pixel (DeepLenseSim's image_model + image_model)",
+    "deeplense-model1": "photon counts (DeepLenseSim Model I)",
+    "instrument": "sky-subtracted electrons per second per pixel",
+}
 
 
 def image_seeds(seed: int, start: int, n: int) -> np.ndarray:
     """Per-image seeds (int64, 63 bits) of images ``start .. start+n-1`` of run ``seed``."""
-    out = np.empty(n, dtype=np.int64)
-    for j in range(n):
-        state = np.random.SeedSequence(seed, spawn_key=(start + j,)).generate_state(1, np.uint64)
+    return seeds_of(seed, np.arange(start, start + n))
+
+
+def seeds_of(seed: int, indices: np.ndarray) -> np.ndarray:
+    """Per-image seeds (int64, 63 bits) of these run indices of run ``seed``."""
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.empty(indices.size, dtype=np.int64)
+    for j, i in enumerate(indices):
+        state = np.random.SeedSequence(seed, spawn_key=(int(i),)).generate_state(1, np.uint64)
         out[j] = int(state[0] >> np.uint64(1))
     return out
 
@@ -149,12 +211,13 @@ def _check_int(name: str, value, minimum: int, what: str) -> None:
         raise DataError(f"{name} must be {what}, got {value!r}")
 
 
-def _simulate_chunk(instrument: str, seed: int, start: int, n: int, batch_size: int,
+def _simulate_chunk(instrument: str, seed: int, indices: np.ndarray, batch_size: int,
                     device: str) -> dict[str, np.ndarray]:
-    """Images ``start .. start+n-1`` of run ``seed``: the unit of work of processes and Ray tasks."""
-    labels = np.arange(start, start + n, dtype=np.int64) % 3
-    return render(instrument, image_seeds(seed, start, n), labels, device=device,
-                  batch_size=batch_size)
+    """These run indices of run ``seed``: the unit of work of processes and Ray tasks."""
+    out = render(instrument, seeds_of(seed, indices), indices % len(CLASSES), device=device,
+                 batch_size=batch_size)
+    out["run_index"] = np.asarray(indices, dtype=np.int64)
+    return out
 
 
 def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar) -> list[dict]:
@@ -163,13 +226,13 @@ def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar) -
 
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
-        futures = {pool.submit(_simulate_chunk, instrument, seed, s, m, batch_size, device): i
-                   for i, (s, m) in enumerate(chunks)}
+        futures = {pool.submit(_simulate_chunk, instrument, seed, part, batch_size, device): i
+                   for i, part in enumerate(chunks)}
         parts: list[dict | None] = [None] * len(chunks)
         for fut in cf.as_completed(futures):
             i = futures[fut]
             parts[i] = fut.result()
-            bar.update(chunks[i][1])
+            bar.update(len(chunks[i]))
     return parts  # type: ignore[return-value]
 
 
@@ -182,7 +245,7 @@ def _run_ray(instrument, seed, chunks, batch_size, device, address, bar) -> list
         ray.init(address=address, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1)(_simulate_chunk)
-        refs = [task.remote(instrument, seed, s, m, batch_size, device) for s, m in chunks]
+        refs = [task.remote(instrument, seed, part, batch_size, device) for part in chunks]
         index = {ref: i for i, ref in enumerate(refs)}
         parts: list[dict | None] = [None] * len(chunks)
         pending = list(refs)
@@ -190,7 +253,7 @@ def _run_ray(instrument, seed, chunks, batch_size, device, address, bar) -> list
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 parts[index[ref]] = ray.get(ref)
-                bar.update(chunks[index[ref]][1])
+                bar.update(len(chunks[index[ref]]))
     finally:
         if connected_here:
             ray.shutdown()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tuner {search,train,evaluate,best,spaces,data}``.
+"""Command line: ``python -m tuner {search,compare,baseline,train,evaluate,best,report,spaces,data}``.
 
 The parser is built from the standard library only. Every command imports its heavy machinery
 (torch, timm, ray, caustics) inside its handler, so ``--help`` and ``spaces`` stay fast.
@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from lensdata.errors import DataError
 from lensdata.instruments import INSTRUMENT_NAMES
+from lensdata.names import CLASSES
 from search_spaces.errors import SpaceError
 from tuner.errors import TunerError
 
@@ -24,9 +25,14 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{simulate,import,info}")
 
     sim = data_sub.add_parser("simulate", help="simulate a DeepLense-like dataset")
-    sim.add_argument("--instrument", choices=INSTRUMENT_NAMES, default="model2",
-                     help="DeepLense instrument model: image size, pixel scale, PSF and noise")
+    sim.add_argument("--instrument", choices=INSTRUMENT_NAMES, default="model2", metavar="PRESET",
+                     help="model1|model2|model3: the DeepLense sets as DeepLenseSim made them; "
+                          "model1-physical|model2-physical|model3-physical: corrected distances and "
+                          "instrument noise (docs/data.md)")
     sim.add_argument("--n", type=int, required=True, help="number of images, balanced over the classes")
+    sim.add_argument("--classes", default=",".join(CLASSES),
+                     help="comma-separated classes to simulate, e.g. axion for a regression set "
+                          f"(default {','.join(CLASSES)})")
     sim.add_argument("--seed", type=int, default=0, help="same seed, same images, bit for bit")
     sim.add_argument("--out", required=True, help="output dataset directory")
     sim.add_argument("--overwrite", action="store_true", help="replace a dataset already at --out")
@@ -139,6 +145,15 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     cmp.set_defaults(handler=_cmd_compare)
 
+    base = sub.add_parser("baseline", help="classical baselines of a task: fast models on hand-made features")
+    base.add_argument("--task", required=True, metavar="{classification,regression,anomaly}")
+    base.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N] (default: a search's)")
+    base.add_argument("--fit", default="train,val", help="comma-separated splits the baselines are fitted on")
+    base.add_argument("--split", default="test", help="the split they are scored on")
+    base.add_argument("--out", default=None, help="output directory (default: baseline-TASK-DATA under "
+                                                  "$DEEPLENSE_TUNER_RUNS or ./runs)")
+    base.set_defaults(handler=_cmd_baseline)
+
     report = sub.add_parser("report", help="report.html with figures of a search, a comparison or a model")
     report.add_argument("run_dir", help="a search run, a `tuner compare` run, or a trained model directory")
     report.set_defaults(handler=_cmd_report)
@@ -151,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(classification, axion-mass regression, anomaly detection).",
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{search,compare,train,evaluate,best,report,spaces,data}")
+                                metavar="{search,compare,baseline,train,evaluate,best,report,spaces,data}")
     _add_search_commands(sub)
     _add_train_commands(sub)
     _add_data_commands(sub)
@@ -166,7 +181,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     simulate_to_dataset(args.instrument, args.n, args.seed, args.out, workers=args.workers,
                         batch_size=args.batch_size, progress=not args.no_progress,
-                        address=args.address, overwrite=args.overwrite)
+                        address=args.address, overwrite=args.overwrite, classes=args.classes)
     from lensdata import dataset_info
 
     print(dataset_info(args.out))
@@ -217,6 +232,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from tuner.compare import compare_command
 
     return compare_command(args)
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from tuner.baseline import baseline_command
+
+    return baseline_command(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -154,9 +154,16 @@ def check_task_fits(task: str, data: LensingData, splits: tuple[str, ...] = ("tr
     undefined otherwise), a regression split finite targets, an anomaly split ``no_sub`` images
     (``train`` trains on them) and, outside ``train``, substructure to score against them.
     """
+    kinds = ", ".join(data.classes)
     if task == "regression" and not data.has_targets:
-        raise DatasetError("this dataset has no regression targets (axion masses); "
-                           "use a regression space with data that has them, e.g. sim:model2")
+        raise DatasetError(f"this dataset ({kinds}) has no regression targets (axion masses); use data with "
+                           "axion images, e.g. sim:model2:4000:axion (data simulate --classes axion)")
+    if task == "classification" and len(data.classes) < 2:
+        raise DatasetError(f"this dataset holds one class ({kinds}) and classification needs two or more; "
+                           "use e.g. sim:model2 (data simulate --classes no_sub,cdm,axion)")
+    if task == "anomaly" and "no_sub" not in data.classes:
+        raise DatasetError(f"this dataset ({kinds}) has no no_sub images and anomaly spaces train on them; "
+                           "use e.g. sim:model2 (data simulate --classes no_sub,cdm,axion)")
     fix = "re-import with more images or a test folder, or simulate a larger set (data simulate --n)"
     for split in splits:
         rows = data.splits == split

@@ -50,22 +50,25 @@ def test_poisson_quantile_is_exact_on_many_sky_like_pixels():
     np.testing.assert_array_equal(k, stats.poisson.ppf(u, lam))
 
 
-@pytest.mark.parametrize("instrument", ["model1", "model2", "model3"])
+PHYSICAL = ["model1-physical", "model2-physical", "model3-physical"]
+
+
+@pytest.mark.parametrize("instrument", PHYSICAL)
 def test_noise_matches_poisson_plus_read_noise(instrument):
     spec = sim.INSTRUMENTS[instrument]
-    n = 12 if instrument == "model1" else 30
+    n = 12 if instrument.startswith("model1") else 30
     out = sim.render(instrument, sim.image_seeds(2, 0, n), np.zeros(n, np.int64), return_model=True)
-    rms = noise.sky_noise_rms(instrument)
-    assert rms == pytest.approx(math.sqrt(spec.exposure * spec.sky + spec.read_noise**2)
-                                / spec.exposure)
-    # Sky-only pixels (no source light to 1e-3 of the noise): zero mean, the expected rms.
+    t = out["exposure"][:, None, None]
+    rms = noise.sky_noise_rms(instrument, t)
+    assert noise.sky_noise_rms(instrument) == pytest.approx(
+        math.sqrt(spec.exposure * spec.sky + spec.read_noise**2) / spec.exposure)
+    # Sky-only pixels (no source light to 1e-3 of the noise): zero mean, each image's expected rms.
     sky = out["model"] < 1e-3 * rms
     assert sky.sum() > 2000
-    values = out["image"][sky].astype(np.float64)
-    assert values.mean() == pytest.approx(0.0, abs=4 * rms / math.sqrt(values.size))
-    assert values.std() == pytest.approx(rms, rel=0.03)
+    z_sky = (out["image"] / rms)[sky].astype(np.float64)
+    assert z_sky.mean() == pytest.approx(0.0, abs=4 / math.sqrt(z_sky.size))
+    assert z_sky.std() == pytest.approx(1.0, rel=0.03)
     # Everywhere, source pixels included: variance = (t * (model + sky) + read^2) / t^2.
-    t = spec.exposure
     var = (t * (out["model"] + spec.sky) + spec.read_noise**2) / t**2
     z = (out["image"] - out["model"]) / np.sqrt(var)
     assert z.mean() == pytest.approx(0.0, abs=0.01)
@@ -74,9 +77,18 @@ def test_noise_matches_poisson_plus_read_noise(instrument):
     assert z[bright].std() == pytest.approx(1.0, rel=0.05)
 
 
-@pytest.mark.parametrize("instrument", ["model1", "model2", "model3"])
-def test_peak_snr_is_deeplense_like(instrument):
-    n = 12 if instrument == "model1" else 30
+@pytest.mark.parametrize("instrument", PHYSICAL)
+def test_peak_snr_spreads_about_25(instrument):
+    n = 12 if instrument.startswith("model1") else 30
     out = sim.render(instrument, sim.image_seeds(4, 0, n), np.arange(n) % 3, return_model=True)
-    np.testing.assert_allclose(out["snr"], noise.peak_snr(out["model"], instrument), rtol=1e-12)
+    np.testing.assert_allclose(out["snr"], noise.peak_snr(out["model"], instrument, out["exposure"]),
+                               rtol=1e-12)
     assert 18 < np.median(out["snr"]) < 33
+
+
+def test_poisson_quantile_of_a_zero_mean_is_zero():
+    lam = torch.tensor([0.0, 0.0, 2.0, 0.0])
+    z = torch.tensor([-1.0, 3.0, 0.5, 6.9], dtype=torch.float64)
+    u = torch.tensor(stats.norm.cdf(z.numpy()))
+    k = noise.poisson_quantile(u, lam.double(), z).numpy()
+    np.testing.assert_array_equal(k, [0, 0, stats.poisson.ppf(u[2].item(), 2.0), 0])

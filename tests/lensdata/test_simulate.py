@@ -25,9 +25,9 @@ def model2_small():
 
 @pytest.fixture(scope="module")
 def counterfactuals():
-    """The same 24 image seeds rendered as no_sub, cdm and axion (model2, with noiseless models)."""
+    """The same 24 image seeds rendered as no_sub, cdm and axion (model2-physical: noisy, with the models)."""
     seeds = sim.image_seeds(11, 0, 24)
-    return seeds, [sim.render("model2", seeds, np.full(24, c), return_model=True)
+    return seeds, [sim.render("model2-physical", seeds, np.full(24, c), return_model=True)
                    for c in range(3)]
 
 
@@ -54,11 +54,15 @@ def test_bad_input_is_a_one_line_config_error(kwargs, match):
 
 
 def test_presets_are_frozen_and_match_the_deeplense_instruments():
-    assert set(sim.INSTRUMENTS) == {"model1", "model2", "model3"}
-    p1, p2, p3 = (sim.INSTRUMENTS[k] for k in ("model1", "model2", "model3"))
-    assert (p1.pixels, p1.pixelscale, p1.psf_fwhm) == (150, 0.05, 0.087)
-    assert (p2.pixels, p2.pixelscale, p2.psf_fwhm) == (64, 0.101, 0.16)
-    assert (p3.pixels, p3.pixelscale, p3.psf_fwhm) == (64, 0.08, 0.08)
+    assert set(sim.INSTRUMENTS) == {"model1", "model2", "model3", "model1-physical", "model2-physical",
+                                    "model3-physical"}
+    for recipe_name in ("", "-physical"):
+        p1, p2, p3 = (sim.INSTRUMENTS[k + recipe_name] for k in ("model1", "model2", "model3"))
+        assert (p1.pixels, p1.pixelscale, p1.psf_fwhm) == (150, 0.05, 0.087)
+        assert (p2.pixels, p2.pixelscale, p2.psf_fwhm) == (64, 0.101, 0.16)
+        assert (p3.pixels, p3.pixelscale, p3.psf_fwhm) == (64, 0.08, 0.08)
+        assert {p.recipe for p in (p1, p2, p3)} == {"physical" if recipe_name else "deeplense"}
+        assert sim.INSTRUMENTS[p2.counterpart].counterpart == p2.name
     with pytest.raises(AttributeError):
         p1.pixels = 10  # type: ignore[misc]
 
@@ -100,8 +104,9 @@ def test_target_and_substructure_parameters(model2_small):
 
 def test_subhalo_masses_follow_the_power_law():
     spec = sim.INSTRUMENTS["model2"]
+    one = lensing.einstein_radius(1.0, convention=spec.distances)
     masses = np.concatenate([
-        (lambda d: (d["sub_rein"] / lensing.einstein_radius(1.0)) ** 2)(render._draw(spec, s, 1))
+        (lambda d: (d["sub_rein"] / one) ** 2)(render._draw(spec, s, 1))
         for s in range(400)])
     assert masses.min() >= 1e6 * (1 - 1e-9) and masses.max() <= 1e10 * (1 + 1e-9)
     a = recipe.SUBHALO_SLOPE + 1
@@ -151,7 +156,7 @@ def test_different_seeds_give_different_images():
 
 def test_classes_share_lens_source_and_noise(counterfactuals):
     seeds, (none, cdm, axion) = counterfactuals
-    rms = noise.sky_noise_rms("model2")
+    rms = noise.sky_noise_rms("model2-physical")
     for other in (cdm, axion):
         np.testing.assert_array_equal(other["source_x"], none["source_x"])
         np.testing.assert_array_equal(other["source_y"], none["source_y"])
@@ -160,7 +165,7 @@ def test_classes_share_lens_source_and_noise(counterfactuals):
         assert agree.sum() > 1000
         assert np.array_equal(other["image"][agree], none["image"][agree])
     # The class mix of a batch does not touch a no_sub image.
-    mixed = sim.render("model2", seeds[:3], [1, 0, 2])["image"][1]
+    mixed = sim.render("model2-physical", seeds[:3], [1, 0, 2])["image"][1]
     assert mixed.tobytes() == none["image"][1].tobytes()
 
 
@@ -195,7 +200,7 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
     else; and the difference is significant (the classes are learnable).
     """
     seeds, renders = counterfactuals
-    spec = sim.INSTRUMENTS["model2"]
+    spec = sim.INSTRUMENTS["model2-physical"]
     draws = [render._draw(spec, int(s), label) for s in seeds]
     geo, dalpha = _substructure_deflection(spec, draws, label)
     q, _ = render._lenstronomy_q_phi(recipe.SOURCE_E1, recipe.SOURCE_E2)
@@ -204,7 +209,6 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
     grad_max = spec.source_ie * math.exp(k) * k / (re * q)  # |grad I| <= Ie e^k k / (Re q)
     radius = (len(geo.kernel) - 1) // 2
     ss = spec.supersample
-    rms = noise.sky_noise_rms(spec)
     significant, tightness = 0, []
     for i, da in enumerate(dalpha):
         reach = ndimage.maximum_filter(da, size=2 * radius + 1, mode="nearest")
@@ -213,7 +217,7 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
         bound = grad_max * reach * spec.pixelscale**2
         diff = np.abs(renders[label]["model"][i] - renders[0]["model"][i])
         assert (diff <= bound * (1 + 1e-9) + 1e-12).all()
-        significant += diff.max() > 3 * rms
+        significant += diff.max() > 3 * noise.sky_noise_rms(spec, renders[0]["exposure"][i])
         tightness.append((diff / np.maximum(bound, 1e-300)).max())
     assert significant >= 0.75 * len(dalpha)
     assert min(tightness) > 0.1  # the bound is within a few times of the real difference
@@ -224,8 +228,9 @@ def test_images_differ_only_where_the_substructure_deflects(counterfactuals, lab
 
 def test_macro_lens_matches_lenstronomy():
     """The fixed SIE + shear (lenstronomy e1=0.1, gamma1=0.05) is the same lens in caustics."""
-    lens_model = pytest.importorskip("lenstronomy.LensModel.lens_model")
-    geo = render._geometry(sim.INSTRUMENTS["model2"], "cpu")
+    from lenstronomy.LensModel import lens_model
+
+    geo = render._geometry(sim.INSTRUMENTS["model2-physical"], "cpu")
     x, y = geo.x[::9, ::9], geo.y[::9, ::9]
     rein = lensing.einstein_radius(recipe.HALO_MASS)
     ref = lens_model.LensModel(["SIE", "SHEAR"])
@@ -243,3 +248,50 @@ def test_simulate_to_dataset_writes_a_dataset(sim_model2_tiny):
     assert manifest["instrument"] == "model2"
     data = store.load_dataset(sim_model2_tiny)
     assert data is not None
+
+
+# ---------------------------------------------------------------- splits of nested sets
+
+
+def test_no_image_is_train_in_one_set_and_val_or_test_in_another(tmp_path):
+    """Sets of any size and class subset of one run agree on every image's split (no leak)."""
+    from lensdata import store
+
+    made = {name: store.load_dataset(sim.simulate_to_dataset("model2", n, 0, tmp_path / name,
+                                                             progress=False, classes=classes))
+            for name, n, classes in (("n30", 30, sim.CLASSES), ("n300", 300, sim.CLASSES),
+                                     ("n121", 121, sim.CLASSES), ("axion", 90, ("axion",)),
+                                     ("two", 50, ("no_sub", "axion")))}
+    split_of: dict[int, str] = {}
+    image_of: dict[int, bytes] = {}
+    for data in made.values():
+        for seed, split, image in zip(data.params["image_seed"], data.splits, data.images):
+            assert split_of.setdefault(int(seed), split) == split
+            assert image_of.setdefault(int(seed), image.tobytes()) == image.tobytes()
+    # The small set is inside the large one, and the subsets hold the same images of their classes.
+    assert set(made["n30"].params["image_seed"]) <= set(made["n300"].params["image_seed"])
+    big = made["n300"]
+    for c, name in enumerate(sim.CLASSES):  # stratified: 70/15/15 of every class to within a block
+        rows = big.labels == c
+        for split, share in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+            assert abs((big.splits[rows] == split).sum() - share * rows.sum()) <= 3, (name, split)
+    assert made["axion"].classes == ("axion",) and np.isfinite(made["axion"].targets).all()
+
+
+def test_class_subsets_are_the_runs_images_of_those_classes():
+    whole = sim.simulate("model2", 30, 4, progress=False)
+    axion = sim.simulate("model2", 10, 4, progress=False, classes=("axion",))
+    assert (axion["label"] == 0).all()
+    np.testing.assert_array_equal(axion["image"], whole["image"][whole["run_index"] % 3 == 2])
+    np.testing.assert_array_equal(axion["target"], whole["target"][whole["run_index"] % 3 == 2])
+
+
+@pytest.mark.parametrize("classes, match", [
+    ("wdm", "unknown class 'wdm'; choose from no_sub, cdm, axion"),
+    ("axion,axion", "class given twice"),
+    ("", "unknown class ''"),
+])
+def test_bad_classes_are_one_line(classes, match):
+    with pytest.raises(DataError, match=match) as err:
+        sim.simulate("model2", 6, 0, progress=False, classes=classes)
+    assert "\n" not in str(err.value)

@@ -30,17 +30,19 @@ class FakeSimulator:
         self.calls: list[tuple] = []
         self.fail_after_tmp = fail_after_tmp
 
-    def __call__(self, instrument, n, seed, out, *, workers=1, batch_size=256, progress=True, address=None):
+    def __call__(self, instrument, n, seed, out, *, workers=1, batch_size=256, progress=True, address=None,
+                 classes=CLASSES):
         self.calls.append((instrument, n, seed, Path(out)))
         if self.fail_after_tmp:  # what a crash mid-simulation leaves behind
             tmp = Path(out).parent / f".{Path(out).name}.tmp-dead"
             (tmp / "split=train").mkdir(parents=True)
             raise KeyboardInterrupt
-        labels = np.arange(n) % len(CLASSES)
+        labels = np.arange(n) % len(classes)
         images = np.random.default_rng(seed).random((n, 8, 8), dtype=np.float32)
         cols = {"image": images, "label": labels, "split": assign_splits(labels, seed),
-                "target": np.where(labels == 2, -23.0, np.nan)}
-        return write_dataset(out, cols, classes=CLASSES, source="simulate", instrument=instrument, seed=seed)
+                "target": np.where(np.array(classes)[labels] == "axion", -23.0, np.nan)}
+        return write_dataset(out, cols, classes=classes, source="simulate", instrument=instrument, seed=seed,
+                             extra_meta={"simulator_version": SIM_VERSION})
 
 
 @pytest.fixture
@@ -63,9 +65,44 @@ def test_cache_dir_env_and_default(monkeypatch, tmp_path):
 
 
 def test_spec_parsing():
-    assert parse_sim_spec("sim:model2") == ("model2", DEFAULT_SIM_SIZE) and DEFAULT_SIM_SIZE == 3000
-    assert parse_sim_spec("sim:model1:90000") == ("model1", 90000)
+    assert parse_sim_spec("sim:model2") == ("model2", DEFAULT_SIM_SIZE, CLASSES)
+    assert parse_sim_spec("sim:model1:90000") == ("model1", 90000, CLASSES)
+    assert parse_sim_spec("sim:model2-physical:600:axion") == ("model2-physical", 600, ("axion",))
+    assert parse_sim_spec("sim:model3:axion,no_sub") == ("model3", DEFAULT_SIM_SIZE, ("no_sub", "axion"))
     assert parse_sim_spec("runs/data") is None
+
+
+def test_a_class_subset_is_its_own_cache_entry(fake_sim):
+    full = resolve_data("sim:model2:30", progress=False)
+    axion = resolve_data("sim:model2:30:axion", progress=False)
+    assert axion != full and "axion" in axion.name
+    assert load_dataset(axion).classes == ("axion",) and load_dataset(axion).has_targets
+    assert resolve_data("sim:model2:30:axion", progress=False) == axion
+    assert len(fake_sim.calls) == 2
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("sim:model2:30:wdm", "unknown class 'wdm'; choose from no_sub, cdm, axion"),
+    ("sim:model2:abc", "unknown class 'abc'"),
+    ("sim:model2:30:axion,axion", "class given twice"),
+    ("sim:model2:30:axion:2", "unknown simulated set"),
+])
+def test_bad_class_subsets_are_one_line(fake_sim, spec, match):
+    with pytest.raises(DatasetError, match=match) as err:
+        resolve_data(spec, progress=False)
+    assert "\n" not in str(err.value) and fake_sim.calls == []
+
+
+def test_a_dataset_of_an_older_simulator_is_refused_in_one_line(tmp_path):
+    old = tmp_path / "old"
+    labels = np.arange(9) % 3
+    write_dataset(old, {"image": np.zeros((9, 8, 8), np.float32), "label": labels,
+                        "split": assign_splits(labels, 0)}, classes=CLASSES, source="simulate",
+                  instrument="model2", seed=0, extra_meta={"simulator_version": SIM_VERSION - 1})
+    with pytest.raises(DatasetError, match=f"simulator version {SIM_VERSION - 1}, whose train/val/test splits "
+                                           "depend on the set size.*--overwrite") as err:
+        resolve_data(str(old))
+    assert "\n" not in str(err.value)
 
 
 def test_first_use_simulates_then_reuses(fake_sim, tmp_path):
@@ -118,7 +155,7 @@ def test_interrupted_simulation_leaves_no_cache_and_is_cleaned_up(fake_sim, monk
     assert not list(cache_dir().glob(".*.tmp-*"))
 
 
-@pytest.mark.parametrize("spec", ["sim:model9", "sim:model2:abc", "sim:model2:0", "sim:", "sim:model2:"])
+@pytest.mark.parametrize("spec", ["sim:model9", "sim:model2:12abc", "sim:model2:0", "sim:", "sim:model2:"])
 def test_bad_sim_specs(fake_sim, spec):
     with pytest.raises(DatasetError, match="sim:model1, sim:model2, sim:model3") as err:
         resolve_data(spec, progress=False)

@@ -106,12 +106,12 @@ def input_sides(image_size: int) -> dict[str, int]:
     exactly. It reproduces DeepLense's centre crop of 100 of 150 (Model I) and gives 48 of 64
     for Model II/III (DeepLense used 50, which shares only the divisor 2 with 64). Crop keeps the
     central field at full resolution (the arcs lie within ~2" of the centre); resize keeps the
-    whole field at the cropped pixel count.
+    whole field at the cropped pixel count. Polar keeps the image side: as many radii and angles.
     """
     lo, hi = math.ceil(0.6 * image_size), int(0.8 * image_size)
     candidates = [r for r in range(lo, hi + 1) if r % 2 == 0]
     reduced = max(candidates, key=lambda r: (math.gcd(image_size, r), r)) if candidates else image_size
-    return {"full": image_size, "crop": reduced, "resize": reduced}
+    return {"full": image_size, "crop": reduced, "resize": reduced, "polar": image_size}
 
 
 def token_grids(image_size: int, low: int, high: int, *, padded: bool = False) -> list[int]:
@@ -185,7 +185,8 @@ def suggest_input(trial: Trial, image_size: int) -> dict:
     # No normalisation is stored in the datasets; projects used min-max or standardisation.
     normalize = trial.suggest_categorical("normalize", ["minmax", "standardize", "none"])
     # Centre crop (the arcs sit within ~2" of the centre) or resize, as DeepLense did; see input_sides.
-    mode = trial.suggest_categorical("input_mode", ["full", "crop", "resize"])
+    # Polar: radius on one axis, since the class signal is mostly the ring's radius (trainables.augment).
+    mode = trial.suggest_categorical("input_mode", ["full", "crop", "resize", "polar"])
     return {"normalize": normalize, "input_mode": mode, "input_size": input_sides(image_size)[mode]}
 
 

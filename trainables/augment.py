@@ -7,6 +7,7 @@ shape (B, 1, H, W) with one ``torch.Generator`` so that a run is reproducible fr
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -14,7 +15,16 @@ import torch.nn.functional as F
 
 
 def fit_input(x: torch.Tensor, mode: str, size: int) -> torch.Tensor:
-    """Bring a batch to the model's input side: ``full`` (as is), ``crop`` (centre) or ``resize``."""
+    """Bring a batch to the model's input: ``full`` (as is), ``crop`` (centre), ``resize`` or ``polar``.
+
+    ``polar`` resamples each image about its centre, where the lens is, onto ``size`` radii (rows,
+    from the centre out to the inscribed circle) by ``size`` angles (columns): the ring's radius,
+    which carries most of the substructure signal (the subhalos and the vortex add mass inside the
+    Einstein ring), becomes a row, and a rotation of the lens becomes a circular shift of the columns.
+    """
+    if mode == "polar":
+        return F.grid_sample(x, _polar_grid(size, x.dtype, x.device).expand(x.shape[0], -1, -1, -1),
+                             mode="bilinear", padding_mode="border", align_corners=False)
     if mode == "full" or size == x.shape[-1]:
         return x
     if mode == "crop":
@@ -23,7 +33,16 @@ def fit_input(x: torch.Tensor, mode: str, size: int) -> torch.Tensor:
         return x[..., top : top + size, left : left + size]
     if mode == "resize":
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    raise ValueError(f"unknown input_mode {mode!r}; use full, crop or resize")
+    raise ValueError(f"unknown input_mode {mode!r}; use full, crop, resize or polar")
+
+
+@functools.lru_cache(maxsize=8)
+def _polar_grid(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, size, size, 2) grid_sample grid: row i at radius (i + 1/2) / size, column j at angle 2 pi j / size."""
+    radius = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    angle = torch.arange(size, dtype=torch.float64) * (2 * math.pi / size)
+    r, a = torch.meshgrid(radius, angle, indexing="ij")
+    return torch.stack([r * torch.cos(a), r * torch.sin(a)], dim=-1)[None].to(dtype=dtype, device=device)
 
 
 def _rot90_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -40,7 +59,18 @@ def _rot90_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def _small_rotation(x: torch.Tensor, max_deg: float, g: torch.Generator) -> torch.Tensor:
-    """Rotate each image by a uniform angle in [-max_deg, max_deg] (bilinear, zero padding)."""
+    """Rotate each image by a uniform angle in [-max_deg, max_deg] (bilinear).
+
+    The corners the rotation brings in are filled with the image's own background level (the
+    median of its outermost pixels), not with zero: after normalisation zero is not the sky, and a
+    zero corner would be a feature of rotated images only.
+    """
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    background = border.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
+    return background + _rotate(x - background, max_deg, g)
+
+
+def _rotate(x: torch.Tensor, max_deg: float, g: torch.Generator) -> torch.Tensor:
     angle = (torch.rand(x.shape[0], generator=g) * 2 - 1) * math.radians(max_deg)
     cos, sin = torch.cos(angle), torch.sin(angle)
     zero = torch.zeros_like(cos)

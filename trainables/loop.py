@@ -136,9 +136,9 @@ def batches(data: LensingData, config: dict, index_batches: list[np.ndarray], de
     for rows in index_batches:
         rows = np.sort(rows)  # sorted reads are kinder to memory-mapped arrays
         x = torch.from_numpy(normalize_images(data.images[rows], config["normalize"]))
-        x = fit_input(x, config["input_mode"], input_side(config))
-        if generator is not None:
+        if generator is not None:  # in image space, before a crop or the polar resampling
             x = augment(x, config, generator)
+        x = fit_input(x, config["input_mode"], input_side(config))
         yield {
             "x": x.to(device, non_blocking=True),
             "label": torch.from_numpy(data.labels[rows]).to(device),

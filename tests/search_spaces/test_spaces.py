@@ -78,7 +78,7 @@ def check_config(name: str, config: dict) -> None:
     assert config["optimizer"] in ("adamw", "adam", "sgd")
     assert config["schedule"] in ("cosine", "onecycle", "step")
     assert config["normalize"] in ("minmax", "standardize", "none")
-    assert config["input_mode"] in ("full", "crop", "resize")
+    assert config["input_mode"] in ("full", "crop", "resize", "polar")
     if "score" in config:
         assert config["score"] == "recon" or (config["score"] == "elbo" and arch == "vae")
     if "head" in config:
@@ -237,8 +237,8 @@ def test_transformer_layouts_fit_every_input_side():
     from search_spaces.swin import _window_fits, swin_layouts
     from search_spaces.vit import vit_grids
 
-    assert input_sides(64) == {"full": 64, "crop": 48, "resize": 48}
-    assert input_sides(150) == {"full": 150, "crop": 100, "resize": 100}
+    assert input_sides(64) == {"full": 64, "crop": 48, "resize": 48, "polar": 64}
+    assert input_sides(150) == {"full": 150, "crop": 100, "resize": 100, "polar": 150}
     for image_size in (64, 150, 128, 100):
         sides = set(input_sides(image_size).values())
         for size in SIZES:

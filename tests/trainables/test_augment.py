@@ -47,3 +47,29 @@ def test_fit_input(mode, size):
     assert out.shape == (1, 1, size, size)
     if mode == "crop":
         assert torch.equal(out, x[..., 7:57, 7:57])
+
+
+def test_rotation_fills_corners_with_the_background_not_zero():
+    """A standardised image's sky is not zero: the corners a rotation brings in take its level."""
+    x = torch.full((3, 1, 32, 32), -0.7)
+    x[:, :, 12:20, 12:20] = 3.0  # a bright centre on a sky of -0.7
+    rotated = augment(x, aug(aug_rotate_deg=180.0), torch.Generator().manual_seed(1))
+    corners = rotated[..., [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert torch.allclose(corners, torch.tensor(-0.7), atol=1e-5)
+
+
+def test_polar_input_puts_radius_on_the_rows_and_rotation_on_the_columns():
+    side = 32
+    yy, xx = torch.meshgrid(torch.arange(side) - (side - 1) / 2, torch.arange(side) - (side - 1) / 2,
+                            indexing="ij")
+    ring = torch.exp(-((torch.hypot(xx, yy) - 8.0) ** 2) / 4.0)[None, None]
+    polar = fit_input(ring, "polar", side)[0, 0]
+    assert polar.shape == (side, side)
+    assert (polar.std(dim=1) < 0.03).all()  # a ring is the same at every angle
+    assert 14 <= int(polar.mean(dim=1).argmax()) <= 17  # radius 8 of 16: the middle row
+    blob = torch.zeros(1, 1, side, side)
+    blob[..., 8:12, 20:24] = 1.0
+    turned = torch.rot90(blob, 1, dims=(-2, -1))  # a quarter turn is a shift of a quarter of the columns
+    a, b = fit_input(blob, "polar", side)[0, 0], fit_input(turned, "polar", side)[0, 0]
+    shifts = [float((torch.roll(a, k, dims=1) - b).abs().sum()) for k in range(side)]
+    assert int(torch.tensor(shifts).argmin()) in (side // 4, 3 * side // 4) and min(shifts) < 0.05 * float(b.sum())

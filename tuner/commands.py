@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lensdata.files import write_json
+from tuner.dataspec import data_slug, same_data
 from tuner.errors import ConfigError
 from tuner.jsonarg import json_object_arg
 from tuner.preflight import check_task_fits
@@ -125,20 +124,3 @@ def check_model_fits(config: dict, data: LensingData, spec: str) -> None:
     if "classes" in config and tuple(config["classes"]) != tuple(data.classes):
         raise ConfigError(f"the model knows the classes {', '.join(config['classes'])} but {spec} has "
                           f"{', '.join(data.classes)}; evaluate it on data with its classes, in its order")
-
-
-def same_data(spec: str, other: str) -> bool:
-    """Whether two data specs name the same dataset (the same ``sim:`` set, or the same directory)."""
-    if spec == other or spec.startswith("sim:") or other.startswith("sim:"):
-        return spec == other
-    return Path(spec).expanduser().resolve() == Path(other).expanduser().resolve()
-
-
-def data_slug(spec: str) -> str:
-    """A file-name form of a data spec: ``sim:model2:300`` -> ``sim_model2_300``; a directory ->
-    its name and a short hash of its full path (two ``data`` folders stay apart)."""
-    if spec.startswith("sim:"):
-        return re.sub(r"[^A-Za-z0-9.-]+", "_", spec)
-    path = Path(spec).expanduser().resolve()
-    name = re.sub(r"[^A-Za-z0-9.-]+", "_", path.name).strip("._") or "data"
-    return f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"

@@ -13,8 +13,9 @@ interval of a row is the percentile bootstrap of its test metric (the same resam
 every row), and a winner is named only when the bootstrap interval of its difference to the
 runner-up excludes zero. Otherwise the table says they tie.
 
-Rows beside the tuned models come from :data:`ROW_SOURCES`: the hand-set configurations here, and
-the classical baselines when the ``baseline`` command lands (it registers its rows there).
+Beside the tuned models stand the hand-set configurations, and the rows of :data:`ROW_SOURCES`:
+the classical baselines (:func:`baseline_rows`), fitted on train+val and scored on the same test
+images, so they enter the bootstrap and the verdict like any model.
 """
 
 from __future__ import annotations
@@ -81,8 +82,24 @@ class Scored:
     extra: dict = dataclasses.field(default_factory=dict)  # cost and compute columns
 
 
-# Each source adds rows for (compare settings, data): the classical baselines register here.
-ROW_SOURCES: list[Callable[[dict, LensingData], list[Scored]]] = []
+def baseline_rows(settings: dict, data: LensingData) -> list[Scored]:
+    """The classical baselines (:mod:`tuner.baseline`) fitted on train+val, scored on the same test images."""
+    from tuner.baseline import fit_checked
+
+    try:
+        results = fit_checked(settings["task"], data, ("train", "val"), "test")
+    except Exception as err:  # noqa: BLE001 - the models' rows stand without them
+        return [Scored(model="classical baselines", kind="baseline", space=None, status="failed",
+                       reason=str(err).splitlines()[0] if str(err) else type(err).__name__)]
+    # Their cost columns: the numbers the fit learned, and features plus prediction per test image.
+    return [Scored(model=f"{r.name} (baseline)", kind="baseline", space=None, status="ok", reason=r.description,
+                   config=r.config, predictions=r.predictions,
+                   extra={"params": r.params, "latency_ms_per_image": r.predict_ms_per_image, "fit_s": r.fit_s})
+            for r in results]
+
+
+# Each source adds rows for (compare settings, data), after the architectures' rows.
+ROW_SOURCES: list[Callable[[dict, LensingData], list[Scored]]] = [baseline_rows]
 
 
 def compare_command(args: argparse.Namespace) -> int:

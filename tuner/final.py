@@ -1,8 +1,9 @@
 """``python -m tuner train --from RUN_DIR [--pick N|best|fastest]``: the final model of a search.
 
 Retrains the best configuration (or, with ``--pick``, a member of the run's Pareto front) on
-train+val for the full epoch budget, then evaluates it once on the held-out test split. This is
-the only place the test split is read.
+train+val for the full epoch budget, then evaluates it once on the held-out test split, beside the
+classical baselines fitted on the same rows (:mod:`tuner.baseline`). This is the only place the
+test split is read.
 
 Before training it warns (and goes on) when the best configuration may not be what the search
 would have chosen: the run was interrupted, or its dataset was rewritten after the search started.
@@ -33,6 +34,7 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     """
     from lensdata import open_data
     from lensdata.files import write_json
+    from tuner.baseline import final_line
     from tuner.training import build_config, evaluate_split, require_split, train_and_save, train_val
 
     best_file = run_dir / "best.json"
@@ -61,6 +63,9 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     write_json(target / "test_metrics.json", metrics)
     for key, value in metrics.items():
         print(f"{key:28s} {value:.6g}")
+    baselines = final_line(target, config["task"], data, best["data"], metrics)  # on the same test images
+    if baselines:
+        print(baselines)
     return 0
 
 

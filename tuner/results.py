@@ -349,4 +349,10 @@ def best_command(args: argparse.Namespace) -> int:
     print(leaderboard(table, space.metric, space.mode, top=args.top))
     if len(exp.objectives) > 1:
         print(front_summary(run_dir, exp.objectives, table))
+    if (run_dir / "best.json").is_file():
+        from tuner.baseline import search_line
+
+        baselines = search_line(run_dir, space.task, exp.data)  # kept in the run: fitted once
+        if baselines:
+            print(baselines)
     return 0

@@ -376,6 +376,7 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
     itself was interrupted): a trial that failed past ``max_failures`` is an error there, whatever
     the last experiment snapshot said. ``interrupted``: a signal stopped ``fit``.
     """
+    from tuner.baseline import search_line
     from tuner.results import front_summary, leaderboard, write_results
 
     stuck_file = exp.run_dir / STUCK_FILE
@@ -405,6 +406,9 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
               f"then try a lower learning rate, e.g. `python -m tuner train --space {exp.space} --data {exp.data} "
               "--params '{\"lr\": 1e-4}'`, or grad clipping ('{\"grad_clip\": 1.0}')", file=sys.stderr)
         return 1
+    baselines = search_line(exp.run_dir, space.task, exp.data)  # seconds, once per run; a warning if they fail
+    if baselines:
+        print(baselines)
     print(f"done in {seconds:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
           f"final model: python -m tuner train --from {exp.run_dir}")
     return 0

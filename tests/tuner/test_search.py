@@ -90,10 +90,14 @@ def test_smoke_search_end_to_end(space, ray_local, sim_model2_tiny, tmp_path, ca
     assert best["space"] == space and best["metric"] == metric
     assert "stopped by ASHA at epoch" in printed and "best" in printed
     assert "rank" in printed  # the leaderboard
+    assert "classical baselines on val (fitted on train): " in printed and "; best trial " in printed
+    assert json.loads((run_dir / "baselines.json").read_text())["metric"] == metric
 
-    # The same leaderboard for the finished run, on demand.
+    # The same leaderboard for the finished run, on demand, with the baselines kept in the run.
     assert main(["best", str(run_dir), "--top", "3"]) == 0
-    assert len([line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]) == 3
+    printed = capsys.readouterr().out
+    assert len([line for line in printed.splitlines() if line.strip()[:1].isdigit()]) == 3
+    assert "classical baselines on val (fitted on train): " in printed
 
     # best.json is usable as --params, and train --from makes the final model with test metrics.
     assert main(["train", "--from", str(run_dir), "--epochs", "1"]) == 0

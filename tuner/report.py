@@ -127,6 +127,12 @@ def search_report(directory: Path, page: Page | None = None) -> Path:
     if counts.get("unfinished"):
         page.text(f"This search was interrupted: {counts['unfinished']} trial(s) had not finished. The figures show "
                   "what finished; resume it with --resume.", css="warn")
+    if (directory / "best.json").is_file():
+        from tuner.baseline import search_line
+
+        baselines = search_line(directory, space.task, exp.data)  # kept in the run by search or best
+        if baselines:
+            page.text(baselines)
     study = load_study(directory)
     page.heading("Optimisation history")
     page.figure(f"{exp.name}_history", figures.history_figure(study))
@@ -175,6 +181,12 @@ def model_report(directory: Path, page: Page | None = None, name: str = "model")
     own_page = page is None
     page = page or Page(directory, f"Model {directory.name}: {config['space']} ({config['task']})")
     page.text(f"{len(pred['label'])} test images of {config['data']}; trained for {config['epochs']} epochs.")
+    baselines_file, tested_file = directory / "baselines.json", directory / "test_metrics.json"
+    if baselines_file.is_file() and tested_file.is_file():  # a final model: the baselines on the same test images
+        from tuner.baseline import versus_line
+
+        summary = json.loads(baselines_file.read_text())
+        page.text(versus_line(summary, json.loads(tested_file.read_text()).get(summary["metric"]), "this model"))
     classes = tuple(config.get("classes", ()))
     if config["task"] == "classification":
         page.figure(f"{name}_roc", figures.roc_figure(pred, classes), "one-vs-rest ROC per class")

@@ -132,6 +132,8 @@ def test_the_final_model_shows_and_keeps_the_baselines_on_test(sim_model2_tiny, 
     model = json.loads((run / "final" / "test_metrics.json").read_text())
     assert saved["metric"] == "test_auroc" and {r["name"] for r in saved["baselines"]} == {"logistic", "gbt"}
     assert set(saved["baselines"][0]["metrics"]) == set(model)  # the same metrics, keyed alike
+    assert main(["report", str(run / "final")]) == 0
+    assert "classical baselines on test (fitted on train+val): logistic " in (run / "final" / "report.html").read_text()
 
 
 def test_help_of_baseline_imports_neither_torch_nor_sklearn():

@@ -168,6 +168,7 @@ def test_search_report_renders_in_a_browser(search_run, tmp_path, capsys):
     assert {"s_history.png", "s_curves.png"} <= figures
     html = (run / "report.html").read_text()
     assert "Content-Security-Policy" in html and "<script" not in html
+    assert "classical baselines on val (fitted on train): logistic " in html
     assert_shows_its_figures(run, tmp_path, at_least=2)
 
 

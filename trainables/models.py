@@ -55,11 +55,60 @@ def build_backbone(config: dict, image_size: int, num_outputs: int) -> nn.Module
         raise ValueError(f"unknown backbone arch {arch!r}; expected effnet, vit or swin")
     side = _input_side(config, image_size)
     drops = {"drop_rate": float(config["drop_rate"]), "drop_path_rate": float(config["drop_path_rate"])}
+    # Configs saved before the key existed have no profile features.
+    with_profile = bool(config.get("profile_features", False))
+    width = 0 if with_profile else num_outputs  # timm: 0 outputs = the pooled features
     if arch == "effnet":
-        return _build_effnet(config, num_outputs, drops)
-    if arch == "vit":
-        return _build_vit(config, side, num_outputs, drops)
-    return _build_swin(config, side, num_outputs, drops)
+        model = _build_effnet(config, width, drops)
+    elif arch == "vit":
+        model = _build_vit(config, side, width, drops)
+    else:
+        model = _build_swin(config, side, width, drops)
+    if not with_profile:
+        return model
+    return WithProfile(model, _features_of(model), side, config["input_mode"] == "polar", num_outputs)
+
+
+def _features_of(model: nn.Module) -> int:
+    return int((model.model if isinstance(model, PadInput) else model).num_features)
+
+
+def ring_matrix(side: int, polar: bool) -> torch.Tensor:
+    """(bins, side*side) rows that average each image's pixels in one ring about its centre.
+
+    ``side // 2`` rings of one pixel out to the inscribed circle (the corners are left out), or for a
+    polar input (radius on the rows, see ``trainables.augment.fit_input``) the mean of each row.
+    """
+    if polar:
+        return torch.kron(torch.eye(side), torch.full((1, side), 1.0 / side))
+    centre = (side - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(side) - centre, torch.arange(side) - centre, indexing="ij")
+    ring = torch.hypot(xx, yy).floor().long().flatten()
+    bins = side // 2
+    rows = torch.zeros(bins, side * side)
+    inside = ring < bins
+    rows[ring[inside], torch.arange(side * side)[inside]] = 1.0
+    return rows / rows.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+class WithProfile(nn.Module):
+    """A backbone's pooled features beside the input's azimuthal profile, into one linear head.
+
+    Most of the class signal in DeepLense images is radial (the substructure adds mass inside the
+    Einstein ring, which widens it), and a linear model on the profile alone is a strong baseline;
+    with the profile beside it, the backbone only has to learn what the profile misses.
+    """
+
+    def __init__(self, backbone: nn.Module, features: int, side: int, polar: bool, num_outputs: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("rings", ring_matrix(side, polar), persistent=False)
+        self.norm = nn.BatchNorm1d(self.rings.shape[0])
+        self.head = nn.Linear(features + self.rings.shape[0], num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        profile = self.norm(x.flatten(1) @ self.rings.t())
+        return self.head(torch.cat([self.backbone(x), profile], dim=1))
 
 
 def _build_effnet(config: dict, num_outputs: int, drops: dict) -> nn.Module:

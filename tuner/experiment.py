@@ -66,15 +66,32 @@ class Experiment:
 
 # Each preset is sized for where it runs. smoke: seconds, for CI (>= 6 trials of up to 4 epochs so
 # ASHA has something to stop). quick: a 2-core laptop in under 10 minutes on sim:model2 with small
-# models. full: DeepLense scale on GPUs.
+# models. full: DeepLense scale on GPUs. Each preset's data is per task (see PRESET_DATA).
 PRESETS: dict[str, dict] = {
-    "smoke": dict(data="sim:model2:300", size="tiny", num_samples=6, max_epochs=4, grace_period=1,
+    "smoke": dict(size="tiny", num_samples=6, max_epochs=4, grace_period=1,
                   reduction_factor=2, concurrency=2, cpus_per_trial=1, time_budget=None),
-    "quick": dict(data="sim:model2", size="small", num_samples=20, max_epochs=8, grace_period=1,
+    "quick": dict(size="small", num_samples=20, max_epochs=8, grace_period=1,
                   reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=540),
-    "full": dict(data="sim:model2:90000", size="full", num_samples=40, max_epochs=30, grace_period=3,
+    "full": dict(size="full", num_samples=40, max_epochs=30, grace_period=3,
                  reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None),
 }
+
+# The data each preset searches by default, per task. Regression learns from axion images alone, so
+# its sets hold only those (sim:...:axion: the same images, under the same splits, as the axion
+# images of the classification sets); anomaly detection trains on the no_sub third of its set.
+PRESET_DATA: dict[str, dict[str, str]] = {
+    "smoke": {"classification": "sim:model2:300", "regression": "sim:model2:300:axion",
+              "anomaly": "sim:model2:300"},
+    "quick": {"classification": "sim:model2", "regression": "sim:model2:4000:axion",
+              "anomaly": "sim:model2"},
+    "full": {"classification": "sim:model2:90000", "regression": "sim:model2:30000:axion",
+             "anomaly": "sim:model2:90000"},
+}
+
+
+def preset_data(preset: str, task: str) -> str:
+    """The data a search of ``task`` reads under ``preset`` when ``--data`` is not given."""
+    return PRESET_DATA[preset][task]
 
 
 def default_storage() -> str:
@@ -84,8 +101,10 @@ def default_storage() -> str:
 
 def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
     """Build the experiment from a preset and the flags that override it."""
+    from search_spaces import get_space
+
     preset = "smoke" if args.smoke_test else (args.preset or ("full" if has_gpu else "quick"))
-    base = dict(PRESETS[preset])
+    base = dict(PRESETS[preset], data=preset_data(preset, get_space(args.space).task))
     overrides = {
         "data": args.data, "num_samples": args.num_samples, "max_epochs": args.max_epochs,
         "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,

@@ -130,3 +130,37 @@ def test_count_parameters_counts_trainable_only():
     assert count_parameters(layer) == 8
     layer.bias.requires_grad_(False)
     assert count_parameters(layer) == 6
+
+
+@pytest.mark.parametrize("arch", ["effnet", "vit", "swin"])
+@pytest.mark.parametrize("mode", ["full", "polar", "crop"])
+def test_profile_features_sit_beside_the_backbone(arch, mode):
+    from search_spaces import config_from_params
+    from trainables.models import WithProfile
+
+    config = config_from_params(BACKBONE_SPACES[arch], {"input_mode": mode, "profile_features": True}, "tiny", 64)
+    side = config["input_size"]
+    model = build_backbone(config, 64, 3)
+    assert isinstance(model, WithProfile)
+    out = model(torch.randn(4, 1, side, side))
+    assert out.shape == (4, 3)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_ring_matrix_averages_rings_and_polar_rows():
+    from trainables.models import ring_matrix
+
+    side = 16
+    centre = (side - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(side) - centre, torch.arange(side) - centre, indexing="ij")
+    radius = torch.hypot(xx, yy)
+    rings = ring_matrix(side, polar=False)
+    assert rings.shape == (side // 2, side * side)
+    torch.testing.assert_close(rings.sum(dim=1), torch.ones(side // 2))
+    profile = rings @ radius.flatten()
+    assert (profile.diff() > 0).all()  # each ring's mean radius grows outwards by about a pixel
+    assert ((profile - (torch.arange(side // 2) + 0.5)).abs() < 0.5).all()
+    polar = ring_matrix(side, polar=True)
+    image = torch.arange(side, dtype=torch.float32)[:, None].expand(side, side)  # row i holds i
+    torch.testing.assert_close(polar @ image.flatten(), torch.arange(side, dtype=torch.float32))

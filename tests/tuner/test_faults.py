@@ -27,7 +27,7 @@ import pytest
 import tuner.results
 from lensdata.store import load_dataset, write_dataset
 from tuner.cli import main
-from tuner.experiment import PRESETS, Experiment
+from tuner.experiment import PRESET_DATA, PRESETS, Experiment
 from tuner.preflight import check_resources, probe_address, trial_resources
 from tuner.results import _curve
 from tuner.runlock import run_lock
@@ -79,8 +79,8 @@ def stop(proc: subprocess.Popen, timeout: float = 120) -> str:
 
 
 def experiment(**changes) -> Experiment:
-    base = dict(PRESETS["smoke"], space="vit_cls", gpus_per_trial=0.0, seed=0, storage="/tmp", name="x",
-                preset="smoke")
+    base = dict(PRESETS["smoke"], data=PRESET_DATA["smoke"]["classification"], space="vit_cls",
+                gpus_per_trial=0.0, seed=0, storage="/tmp", name="x", preset="smoke")
     return Experiment(**{**base, **changes})
 
 

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from lensdata import LensingData
     from trainables.baselines import BaselineResult
 
-TASKS = ("classification", "regression", "anomaly")
 FILE = "baseline.json"  # what the baseline command writes to --out
 RUN_FILE = "baselines.json"  # beside a search run's results, or a final model
 
@@ -41,10 +40,10 @@ RUN_FILE = "baselines.json"  # beside a search run's results, or a final model
 def baseline_command(args: argparse.Namespace) -> int:
     """Fit the task's baselines, print their table and write it to ``--out``."""
     from lensdata import open_data
-    from tuner.experiment import PRESETS
+    from tuner.experiment import preset_data
 
     task, fit, split = check_flags(args.task, args.fit, args.split)
-    spec = args.data or PRESETS["quick"]["data"]  # the data a search of the task uses by default
+    spec = args.data or preset_data("quick", task)  # what a search of the task reads on a CPU
     out = Path(args.out) if args.out else default_out(task, spec)
     data = open_data(spec, splits=(*fit, split))
     summary = fit_summary(task, data, spec, fit, split)
@@ -57,8 +56,10 @@ def baseline_command(args: argparse.Namespace) -> int:
 
 def check_flags(task: str, fit: str, split: str) -> tuple[str, tuple[str, ...], str]:
     """The task, the fitted splits and the scored split, each refused in one line when it cannot work."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    from trainables.baselines import BASELINES  # numpy only: scikit-learn loads when a model is fitted
+
+    if task not in BASELINES:
+        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(BASELINES)}")
     splits = tuple(name.strip() for name in fit.split(",") if name.strip())
     for name in (*splits, split):
         if name not in SPLITS:

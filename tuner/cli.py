@@ -147,7 +147,8 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
 
     base = sub.add_parser("baseline", help="classical baselines of a task: fast models on hand-made features")
     base.add_argument("--task", required=True, metavar="{classification,regression,anomaly}")
-    base.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N] (default: a search's)")
+    base.add_argument("--data", default=None,
+                      help="dataset directory or sim:INSTRUMENT[:N] (default: the task's, as a quick search reads)")
     base.add_argument("--fit", default="train,val", help="comma-separated splits the baselines are fitted on")
     base.add_argument("--split", default="test", help="the split they are scored on")
     base.add_argument("--out", default=None, help="output directory (default: baseline-TASK-DATA under "

@@ -49,6 +49,21 @@ def test_baseline_fits_and_scores_the_splits_asked_and_writes_under_the_runs_roo
     assert summary["baselines"][0]["fit_rows"] == int((load_dataset(sim_model2_tiny).splits == "train").sum())
 
 
+def test_without_data_it_reads_what_a_quick_search_of_the_task_reads(sim_model2_tiny, tmp_path, monkeypatch):
+    import tuner.experiment
+
+    asked = []
+
+    def preset_data(preset: str, task: str) -> str:
+        asked.append((preset, task))
+        return str(sim_model2_tiny)
+
+    monkeypatch.setattr(tuner.experiment, "preset_data", preset_data)
+    assert main(["baseline", "--task", "anomaly", "--out", str(tmp_path)]) == 0
+    assert asked == [("quick", "anomaly")]
+    assert json.loads((tmp_path / "baseline.json").read_text())["data"] == str(sim_model2_tiny)
+
+
 def rewritten(source: Path, out: Path, keep: np.ndarray | None = None, *, targets: bool = True,
               splits: np.ndarray | None = None) -> Path:
     """``source``'s rows ``keep`` written again, without targets or with other splits when asked."""

@@ -96,11 +96,14 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
                    help="what to optimise: the space's metric (default), or it and model cost measures "
                         "(params, flops, latency_ms), e.g. val_auroc,latency_ms: a multi-objective search whose "
                         "result is a Pareto front; ASHA's early stopping judges the task metric only")
-    s.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
-                   help="experiment size (default: quick without a GPU, full with one)")
+    s.add_argument("--preset", choices=("smoke", "quick", "long", "full"), default=None,
+                   help="smoke (CI), quick (~10 min on a 2-core laptop), long (~1 h on one), full (GPUs); "
+                        "default: quick without a GPU, full with one")
     s.add_argument("--smoke-test", action="store_true", help="same as --preset smoke")
     s.add_argument("--num-samples", type=int, default=None, help="trials")
     s.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped")
+    s.add_argument("--final-epochs", type=int, default=None,
+                   help="epochs of the final model that train --from trains (default: the preset's)")
     s.add_argument("--grace-period", type=int, default=None, help="ASHA: epochs before any stop")
     s.add_argument("--reduction-factor", type=int, default=None, help="ASHA: keep 1/R at each rung")
     s.add_argument("--concurrency", type=int, default=None, help="trials at once")
@@ -129,7 +132,7 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--task", required=True, choices=("classification", "regression", "anomaly"))
     cmp.add_argument("--spaces", default=None, help="comma-separated spaces of the task (default: all its "
                                                      "architecture spaces, e.g. effnet_cls,vit_cls,swin_cls)")
-    cmp.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
+    cmp.add_argument("--preset", choices=("smoke", "quick", "long", "full"), default=None,
                      help="the searches' preset (default: quick on CPU, full with a GPU)")
     cmp.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N] (default: the preset's)")
     cmp.add_argument("--num-samples", type=int, default=None, help="trials per architecture")

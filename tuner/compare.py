@@ -53,15 +53,17 @@ TASK_SPACES = {  # the architecture spaces of each task (the any_* spaces search
 # weight decay 0.05, cosine with warm-up, lr 5e-4 x batch / 512.
 # Regression: the DeepLense regression baseline CNN, Adam lr 2e-3 (its Huber loss is not offered).
 # Anomaly: Mahanta's conv AE lr 3e-4, VAE lr 2e-3, AAE lr 3e-4, all Adam.
+# Every backbone row sees the whole image with flips and rotations and no profile features, as they did.
+_AS_PUBLISHED = {"input_mode": "full", "profile_features": False, "aug_flip_rot90": True}
 HANDSET: dict[str, dict] = {
-    "effnet_cls": {"optimizer": "adam", "lr": 3e-4, "schedule": "cosine", "warmup_frac": 0.0},
-    "vit_cls": {"optimizer": "adamw", "lr": 5e-4 * 32 / 512, "weight_decay": 0.05, "schedule": "cosine",
-                "warmup_frac": 0.1, "batch_size": 32},
-    "swin_cls": {"optimizer": "adamw", "lr": 5e-4 * 32 / 512, "weight_decay": 0.05, "schedule": "cosine",
-                 "warmup_frac": 0.1, "batch_size": 32},
-    "effnet_reg": {"optimizer": "adam", "lr": 2e-3},
-    "vit_reg": {"optimizer": "adam", "lr": 2e-3},
-    "swin_reg": {"optimizer": "adam", "lr": 2e-3},
+    "effnet_cls": {**_AS_PUBLISHED, "optimizer": "adam", "lr": 3e-4, "schedule": "cosine", "warmup_frac": 0.0},
+    "vit_cls": {**_AS_PUBLISHED, "optimizer": "adamw", "lr": 5e-4 * 32 / 512, "weight_decay": 0.05,
+                "schedule": "cosine", "warmup_frac": 0.1, "batch_size": 32},
+    "swin_cls": {**_AS_PUBLISHED, "optimizer": "adamw", "lr": 5e-4 * 32 / 512, "weight_decay": 0.05,
+                 "schedule": "cosine", "warmup_frac": 0.1, "batch_size": 32},
+    "effnet_reg": {**_AS_PUBLISHED, "optimizer": "adam", "lr": 2e-3},
+    "vit_reg": {**_AS_PUBLISHED, "optimizer": "adam", "lr": 2e-3},
+    "swin_reg": {**_AS_PUBLISHED, "optimizer": "adam", "lr": 2e-3},
     "ae_anom": {"optimizer": "adam", "lr": 3e-4},
     "vae_anom": {"optimizer": "adam", "lr": 2e-3},
     "aae_anom": {"optimizer": "adam", "lr": 3e-4},
@@ -277,8 +279,8 @@ def tuned_row(run_dir: Path, exp, data: LensingData) -> Scored:
     from tuner.training import build_config
 
     best = json.loads((exp.run_dir / "best.json").read_text())
-    config = build_config(exp.space, best["params"], size=exp.size, image_size=data.image_size, epochs=exp.max_epochs,
-                          seed=exp.seed, data=exp.data)
+    config = build_config(exp.space, best["params"], size=exp.size, image_size=data.image_size,
+                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data)
     out = run_dir / "models" / exp.space
     config, pred = train_and_predict(config, data, out)
     trials = pd.read_parquet(exp.run_dir / "trials.parquet")
@@ -294,8 +296,8 @@ def handset_row(run_dir: Path, exp, data: LensingData) -> Scored:
     from tuner.training import build_config
 
     params, departures = handset_params(exp.space, exp.size, data.image_size)
-    config = build_config(exp.space, params, size=exp.size, image_size=data.image_size, epochs=exp.max_epochs,
-                          seed=exp.seed, data=exp.data)
+    config = build_config(exp.space, params, size=exp.size, image_size=data.image_size,
+                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data)
     out = run_dir / "models" / f"{exp.space}-handset"
     config, pred = train_and_predict(config, data, out)
     extra = {**model_cost_columns(out, config), "trial_epochs": int(config["epochs"]), "trials": 1,

@@ -82,6 +82,23 @@ class Baseline:
 # ---------------------------------------------------------------- features
 
 
+def ring_weights(height: int, width: int, bins: int) -> np.ndarray:
+    """(H*W, bins) float32: column ``k`` averages the pixels whose centres lie in annulus ``k``.
+
+    Equal-width annuli about the image centre out to the half-side (the corners are left out); a
+    column no pixel centre falls in is all zero. The one definition of the rings: the profile
+    baselines and the models' profile features (``trainables.models.ring_matrix``) both use it.
+    """
+    y, x = np.indices((height, width), dtype=np.float64)
+    radius = np.hypot(y - (height - 1) / 2, x - (width - 1) / 2).ravel()
+    ring = np.floor(radius / (min(height, width) / 2) * bins).astype(np.int64)
+    inside = ring < bins
+    weights = np.zeros((height * width, bins), dtype=np.float32)
+    weights[np.flatnonzero(inside), ring[inside]] = 1.0
+    weights /= np.maximum(weights.sum(axis=0, keepdims=True), 1.0)
+    return weights
+
+
 def radial_profile(images: np.ndarray, bins: int = PROFILE_BINS) -> np.ndarray:
     """Mean of each per-image-standardised image in ``bins`` equal-width annuli about its centre.
 
@@ -100,13 +117,7 @@ def radial_profile(images: np.ndarray, bins: int = PROFILE_BINS) -> np.ndarray:
     images = np.asarray(images)
     height, width = images.shape[-2:]
     images = images.reshape(len(images), height, width)
-    y, x = np.indices((height, width), dtype=np.float64)
-    radius = np.hypot(y - (height - 1) / 2, x - (width - 1) / 2).ravel()
-    ring = np.floor(radius / (min(height, width) / 2) * bins).astype(np.int64)
-    inside = ring < bins
-    weights = np.zeros((height * width, bins), dtype=np.float32)  # pixel -> annulus, each column a mean
-    weights[np.flatnonzero(inside), ring[inside]] = 1.0
-    weights /= np.maximum(weights.sum(axis=0, keepdims=True), 1.0)
+    weights = ring_weights(height, width, bins)
     out = np.empty((len(images), bins), dtype=np.float32)
     for start in range(0, len(images), STATS_CHUNK):
         part = normalize_images(images[start : start + STATS_CHUNK], "standardize")

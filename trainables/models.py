@@ -81,14 +81,9 @@ def ring_matrix(side: int, polar: bool) -> torch.Tensor:
     """
     if polar:
         return torch.kron(torch.eye(side), torch.full((1, side), 1.0 / side))
-    centre = (side - 1) / 2
-    yy, xx = torch.meshgrid(torch.arange(side) - centre, torch.arange(side) - centre, indexing="ij")
-    ring = torch.hypot(xx, yy).floor().long().flatten()
-    bins = side // 2
-    rows = torch.zeros(bins, side * side)
-    inside = ring < bins
-    rows[ring[inside], torch.arange(side * side)[inside]] = 1.0
-    return rows / rows.sum(dim=1, keepdim=True).clamp(min=1.0)
+    from trainables.baselines import ring_weights
+
+    return torch.from_numpy(ring_weights(side, side, side // 2).T.copy())
 
 
 class WithProfile(nn.Module):

@@ -13,9 +13,12 @@ torch.set_num_threads(2)
 BACKBONE_SPACES = {"effnet": "effnet_cls", "vit": "vit_cls", "swin": "swin_cls"}
 
 
-def tiny_config(arch: str, image_size: int = 64) -> dict:
+def tiny_config(arch: str, image_size: int = 64, **changes) -> dict:
     space = BACKBONE_SPACES.get(arch, f"{arch}_anom")
-    return default_config(space, "tiny", image_size)
+    return {**default_config(space, "tiny", image_size), **changes}
+
+
+BARE = {"profile_features": False}  # the backbone alone, as timm builds it
 
 
 @pytest.mark.parametrize("num_outputs", [1, 2, 3])
@@ -53,14 +56,14 @@ def test_transformer_pads_a_side_no_grid_divides(arch):
     """101 is prime: the space's grid tiles it with padding, and only such a model is wrapped."""
     from trainables.models import PadInput
 
-    config = tiny_config(arch, 101)
+    config = tiny_config(arch, 101, **BARE)
     model = build_backbone(config, 101, 3)
     assert isinstance(model, PadInput)
     assert model.side == config[f"{arch}_grid"] * config[f"{arch}_patch_size"] > 101
     out = model(torch.randn(2, 1, 101, 101))
     assert out.shape == (2, 3)
     out.sum().backward()
-    assert not isinstance(build_backbone(tiny_config(arch), 64, 3), PadInput)  # exact grids: as before
+    assert not isinstance(build_backbone(tiny_config(arch, **BARE), 64, 3), PadInput)  # exact grids: as before
 
 
 @pytest.mark.parametrize("variant, width, depth", [("b0", 1.0, 1.0), ("b1", 1.0, 1.1),
@@ -69,7 +72,7 @@ def test_effnet_multipliers_reproduce_timm_b0_to_b3(variant, width, depth):
     """The width/depth pairs the full space offers are exactly timm's EfficientNet-B0..B3."""
     import timm
 
-    ours = build_backbone({**tiny_config("effnet"), "effnet_width": width, "effnet_depth": depth}, 64, 3)
+    ours = build_backbone(tiny_config("effnet", effnet_width=width, effnet_depth=depth, **BARE), 64, 3)
     ref = timm.create_model(f"efficientnet_{variant}", pretrained=False, in_chans=1, num_classes=3)
     assert count_parameters(ours) == count_parameters(ref)
 

@@ -95,6 +95,7 @@ def main() -> None:
     def extra(parser):
         parser.add_argument("--tasks", default=",".join(SPACES), help="comma-separated tasks")
         parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated data recipes")
+        parser.add_argument("--keep", default=None, help="keep the runs and caches in this folder")
 
     args = parse_args(__doc__.splitlines()[0], extra)
     preset = PRESET_OF_SIZE[args.size]
@@ -102,6 +103,8 @@ def main() -> None:
     recipes = ["model2"] if args.size == "tiny" else args.recipes.split(",")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-science-") as tmp:
+        if args.keep:
+            tmp = args.keep
         for recipe in recipes:
             for task in tasks:
                 rows.append(run_row(task, recipe, preset, Path(tmp)))

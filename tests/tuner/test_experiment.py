@@ -1,0 +1,85 @@
+"""Experiment settings: presets, each task's default data, the final model's epochs, class subsets a task refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lensdata.errors import DatasetError
+from lensdata.store import load_dataset, write_dataset
+from tuner.cli import build_parser, main
+from tuner.errors import ConfigError
+from tuner.experiment import PRESET_DATA, PRESETS, from_args
+
+
+def experiment(*flags: str, has_gpu: bool = False):
+    return from_args(build_parser().parse_args(["search", *flags]), has_gpu=has_gpu)
+
+
+@pytest.mark.parametrize("space, data", [("swin_cls", "sim:model2"), ("effnet_reg", "sim:model2:4000:axion"),
+                                         ("vae_anom", "sim:model2")])
+def test_each_task_searches_its_own_default_data(space, data):
+    assert experiment("--space", space).data == data
+    assert experiment("--space", space, "--data", "sim:model3").data == "sim:model3"  # a flag wins
+
+
+def test_every_preset_has_data_for_every_task_and_the_regression_sets_hold_axion_only():
+    from lensdata.sources import parse_sim_spec
+
+    assert set(PRESET_DATA) == set(PRESETS) >= {"smoke", "quick", "long", "full"}
+    for preset, data in PRESET_DATA.items():
+        assert set(data) == {"classification", "regression", "anomaly"}
+        assert parse_sim_spec(data["regression"])[2] == ("axion",), preset
+        assert parse_sim_spec(data["classification"])[2] == ("no_sub", "cdm", "axion"), preset
+
+
+def test_the_final_model_trains_for_the_presets_final_epochs_unless_told():
+    quick = experiment("--space", "swin_cls", "--preset", "quick")
+    assert quick.final_epochs == PRESETS["quick"]["final_epochs"] > quick.max_epochs
+    assert experiment("--space", "swin_cls", "--preset", "long").size == "small"
+    assert experiment("--space", "swin_cls", "--final-epochs", "5").final_epochs == 5
+    with pytest.raises(ConfigError, match="--final-epochs must be at least 1"):
+        experiment("--space", "swin_cls", "--final-epochs", "0")
+
+
+@pytest.fixture
+def one_class_sets(sim_model2_tiny, tmp_path):
+    """The tiny set cut down to its axion images (classes: axion) and to no_sub and cdm (no axion)."""
+    data = load_dataset(sim_model2_tiny)
+    out = {}
+    for name, keep in (("axion", ("axion",)), ("no_axion", ("no_sub", "cdm"))):
+        rows = np.isin(np.array(data.classes)[data.labels], keep)
+        labels = np.searchsorted(np.array([data.classes.index(c) for c in keep]), data.labels[rows])
+        out[name] = write_dataset(tmp_path / name, {
+            "image": data.images[rows, 0], "label": labels, "split": data.splits[rows].astype(str),
+            "target": data.targets[rows]}, classes=keep, source="test", instrument="model2", seed=0)
+    return out
+
+
+@pytest.mark.parametrize("space, subset, says", [
+    ("effnet_cls", "axion", "holds one class (axion) and classification needs two or more"),
+    ("vae_anom", "axion", "has no no_sub images and anomaly spaces train on them"),
+    ("effnet_reg", "no_axion", "(no_sub, cdm) has no regression targets (axion masses)"),
+])
+def test_a_class_subset_the_task_cannot_use_is_one_line(one_class_sets, space, subset, says, capsys):
+    assert main(["train", "--space", space, "--smoke-test", "--data", str(one_class_sets[subset])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+
+
+def test_check_task_fits_takes_an_axion_only_set_for_regression(one_class_sets):
+    from tuner.preflight import check_task_fits
+
+    check_task_fits("regression", load_dataset(one_class_sets["axion"]))  # no error
+    with pytest.raises(DatasetError, match="classification needs two or more"):
+        check_task_fits("classification", load_dataset(one_class_sets["axion"]))
+
+
+def test_a_preset_may_give_a_task_its_own_epochs_and_flags_still_win():
+    from tuner.experiment import PRESET_TASK
+
+    anomaly = PRESET_TASK["quick"]["anomaly"]
+    vae = experiment("--space", "vae_anom", "--preset", "quick")
+    assert (vae.max_epochs, vae.final_epochs) == (anomaly["max_epochs"], anomaly["final_epochs"])
+    assert experiment("--space", "swin_cls", "--preset", "quick").max_epochs == PRESETS["quick"]["max_epochs"]
+    assert experiment("--space", "vae_anom", "--preset", "quick", "--max-epochs", "5").max_epochs == 5

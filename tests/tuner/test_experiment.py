@@ -83,3 +83,15 @@ def test_a_preset_may_give_a_task_its_own_epochs_and_flags_still_win():
     assert (vae.max_epochs, vae.final_epochs) == (anomaly["max_epochs"], anomaly["final_epochs"])
     assert experiment("--space", "swin_cls", "--preset", "quick").max_epochs == PRESETS["quick"]["max_epochs"]
     assert experiment("--space", "vae_anom", "--preset", "quick", "--max-epochs", "5").max_epochs == 5
+
+
+def test_data_simulate_classes_bad_and_good(tmp_path, capsys):
+    assert main(["data", "simulate", "--n", "6", "--classes", "wdm", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: unknown class 'wdm'; choose from no_sub, cdm, axion (comma-separated, e.g. --classes axion)"
+    assert not (tmp_path / "bad").exists()
+    assert main(["data", "simulate", "--n", "6", "--classes", "axion,no_sub", "--out", str(tmp_path / "two"),
+                 "--no-progress"]) == 0
+    data = load_dataset(tmp_path / "two")
+    assert data.classes == ("no_sub", "axion") and data.n == 6
+    assert np.isfinite(data.targets[data.labels == 1]).all() and np.isnan(data.targets[data.labels == 0]).all()

@@ -12,7 +12,8 @@ PCA reconstruction, fitted on train+val and scored on the same test images).
 
 Sizes: ``--tiny`` runs the smoke preset on one task (seconds of training; for the smoke test),
 ``--quick`` the ``quick`` preset (about 10 minutes a row on 2 cores; the README's table), and the
-default the ``long`` preset (about an hour a row). ``--tasks`` and ``--recipes`` pick rows.
+default the ``long`` preset (up to an hour a row: a 30-minute search budget, then a final model of
+30 epochs on 10,200 images). ``--tasks`` and ``--recipes`` pick rows.
 
 The printed table has, per row: the tuned test metric, each baseline's, whether the tuned model beats
 the best baseline and by how much, and the wall time. The last line is the JSON result: ``ratio`` is

@@ -78,7 +78,7 @@ PRESETS: dict[str, dict] = {
     "quick": dict(size="small", num_samples=20, max_epochs=8, grace_period=1,
                   reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=300, final_epochs=24),
     "long": dict(size="small", num_samples=40, max_epochs=20, grace_period=2,
-                 reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=2400, final_epochs=60),
+                 reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=1800, final_epochs=30),
     "full": dict(size="full", num_samples=40, max_epochs=30, grace_period=3,
                  reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None, final_epochs=30),
 }
@@ -104,7 +104,7 @@ PRESET_DATA: dict[str, dict[str, str]] = {
 # after 8 epochs and still rising to 0.9999 at epoch 22, so their trials and final model run longer.
 PRESET_TASK: dict[str, dict[str, dict]] = {
     "quick": {"anomaly": dict(max_epochs=16, grace_period=2, final_epochs=48)},
-    "long": {"anomaly": dict(max_epochs=40, grace_period=4, final_epochs=120)},
+    "long": {"anomaly": dict(max_epochs=40, grace_period=4, final_epochs=90)},
 }
 
 

@@ -27,7 +27,7 @@ from search_spaces.errors import SpaceError
 
 __all__ = ["SIZES", "SPACES", "TASKS", "Space", "Trial", "register_space", "task_objective", "get_space",
            "space_names", "define_by_run", "default_params", "config_from_params", "default_config",
-           "param_names", "describe_spaces"]
+           "param_names", "param_distributions", "active_params", "ParamRange", "describe_spaces"]
 
 
 def space_names() -> list[str]:
@@ -84,6 +84,15 @@ def config_from_params(name: str, params: dict, size: str = "small", image_size:
     return space.fn(FixedTrial(dict(trial.params)), size=size, image_size=image_size)
 
 
+def active_params(name: str, params: dict, size: str = "small", image_size: int = 64) -> dict:
+    """The parameters the space uses when proposed ``params``: unused keys dropped, missing ones at defaults.
+
+    For flat configurations from tools that cannot express conditions (ConfigSpace, Syne Tune), where
+    e.g. ``momentum`` comes with every draw but only SGD uses it. Values must be allowed (SpaceError).
+    """
+    return dict(_run(get_space(name), size, image_size, params).params)
+
+
 def default_config(name: str, size: str = "small", image_size: int = 64) -> dict:
     """The config of the space's default point."""
     return config_from_params(name, {}, size, image_size)
@@ -91,26 +100,35 @@ def default_config(name: str, size: str = "small", image_size: int = 64) -> dict
 
 @cache
 def param_names(name: str, size: str = "small", image_size: int = 64) -> tuple[str, ...]:
-    """Every parameter the space can suggest, conditional ones included, in suggestion order.
+    """Every parameter the space can suggest, conditional ones included, in suggestion order."""
+    return tuple(param_distributions(name, size, image_size))
+
+
+@cache
+def param_distributions(name: str, size: str = "small", image_size: int = 64) -> dict[str, ParamRange]:
+    """What each parameter the space can suggest may take (conditional ones included), in suggestion order.
 
     Found by running the space at its defaults and then flipping each categorical it met to each
-    of its other choices, two levels deep (enough for arch -> optimizer -> momentum).
+    of its other choices, two levels deep (enough for arch -> optimizer -> momentum). Used to encode
+    configurations as vectors (e.g. to find a configuration's nearest neighbour in a table of
+    measured ones) and to state the space to other tools' searchers.
     """
     space = get_space(name)
-    names: dict[str, None] = {}
+    dists: dict[str, ParamRange] = {}
     frontier: list[dict] = [{}]
     for _ in range(3):
         next_frontier: list[dict] = []
         for fixed in frontier:
             trial = _run(space, size, image_size, fixed)
-            names.update(dict.fromkeys(trial.params))
+            for pname in trial.params:
+                dists.setdefault(pname, trial.dists[pname])
             for pname, dist in trial.dists.items():
                 if dist.choices is None or pname in fixed:
                     continue
                 next_frontier.extend({**fixed, pname: c} for c in dist.choices
                                      if c != trial.params[pname])
         frontier = next_frontier
-    return tuple(names)
+    return dists
 
 
 def describe_spaces() -> str:
@@ -136,7 +154,7 @@ def describe_spaces() -> str:
 
 
 @dataclass(frozen=True)
-class _Dist:
+class ParamRange:
     """What one suggest call allowed: a categorical's choices, or a numeric range."""
 
     kind: str  # "categorical", "float" or "int"
@@ -182,7 +200,7 @@ def _same_choice(value: Any, choice: Any) -> bool:
     return type(value) is type(choice) and value == choice
 
 
-def _snap(pref: Any, dist: _Dist) -> Any:
+def _snap(pref: Any, dist: ParamRange) -> Any:
     """A developer's preferred default brought inside what this size offers."""
     if dist.choices is not None:
         if dist.coerce(pref) is not None:
@@ -209,10 +227,10 @@ class _ParamTrial:
         self.size = size
         self.fixed = fixed
         self.params: dict[str, Any] = {}
-        self.dists: dict[str, _Dist] = {}
+        self.dists: dict[str, ParamRange] = {}
         self.config: dict = {}
 
-    def _answer(self, name: str, dist: _Dist) -> Any:
+    def _answer(self, name: str, dist: ParamRange) -> Any:
         self.dists[name] = dist
         if name in self.fixed:
             value = dist.coerce(self.fixed[name])
@@ -228,14 +246,14 @@ class _ParamTrial:
         return value
 
     def suggest_categorical(self, name: str, choices: Iterable[Any]) -> Any:
-        return self._answer(name, _Dist("categorical", choices=tuple(choices)))
+        return self._answer(name, ParamRange("categorical", choices=tuple(choices)))
 
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
-        return self._answer(name, _Dist("float", low=low, high=high, log=log, step=step))
+        return self._answer(name, ParamRange("float", low=low, high=high, log=log, step=step))
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        return self._answer(name, _Dist("int", low=low, high=high, log=log, step=step))
+        return self._answer(name, ParamRange("int", low=low, high=high, log=log, step=step))
 
 
 def _run(space: Space, size: str, image_size: int, fixed: dict) -> _ParamTrial:

@@ -1,7 +1,7 @@
-"""``python -m tuner search``: Optuna TPE proposes, ASHA stops, Ray Tune runs the trials.
+"""``python -m tuner search``: an Optuna sampler proposes, an early-stopping scheduler stops, Ray Tune runs the trials.
 
 Data flows one way: flags -> :class:`~tuner.experiment.Experiment` -> dataset loaded once and put
-in Ray's object store -> ``Tuner(OptunaSearch(space), ASHA)`` -> the task's trainable -> results
+in Ray's object store -> ``Tuner(OptunaSearch(space, sampler), scheduler)`` -> the task's trainable -> results
 (``trials.parquet``, ``best.json``, leaderboard).
 """
 
@@ -67,43 +67,64 @@ def trial_constants(exp: Experiment, image_size: int) -> dict:
 
 
 def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[dict]) -> Any:
-    """OptunaSearch with a seeded TPE sampler made for concurrent trials.
+    """OptunaSearch over the space with the experiment's sampler (``exp.searcher``).
 
-    ``multivariate`` and ``group`` model the conditional parameters jointly; ``constant_liar``
-    keeps concurrent trials from all being proposed at the same spot. Returns a
-    :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
+    ``tpe``: TPE with ``multivariate`` and ``group`` (the conditional parameters modelled jointly) and
+    ``constant_liar`` (concurrent trials are not all proposed at the same spot). ``gp``: Optuna's
+    Gaussian-process sampler, which its guide recommends for small budgets. ``random``: the baseline.
+    The model-based ones start with the same random start-up trials. GP learns only from trials that
+    ran the whole budget (it ignores pruned ones), which the ``reliable`` scheduler's unstopped bracket
+    supplies. Returns a :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
 
-    With several objectives (``exp.objectives``: the task metric, then cost measures) the same
-    sampler is Optuna's multi-objective TPE (MOTPE: good and bad trials split by non-domination
-    rank, ties by hypervolume), with the same start-up trials and constant liar. NSGA-II, Optuna's
-    other multi-objective sampler, is not used: its first generation is ``population_size``
-    (default 50) trials drawn at random, so a 20- or 40-trial search would never leave it.
+    With several objectives (``exp.objectives``: the task metric, then cost measures) the sampler is
+    TPE whatever ``exp.searcher`` says (random stays random), as Optuna's
+    multi-objective TPE (MOTPE: good and bad trials split by non-domination rank, ties by
+    hypervolume), with the same start-up trials and constant liar. NSGA-II, Optuna's other
+    multi-objective sampler, is not used: its first generation is ``population_size`` (default 50)
+    trials drawn at random, so a 20- or 40-trial search would never leave it.
     """
-    import optuna
-
     from tuner.asha_optuna import AshaAwareOptunaSearch
 
-    sampler = optuna.samplers.TPESampler(
-        seed=exp.seed, multivariate=True, group=True, constant_liar=True,
-        n_startup_trials=max(exp.concurrency, min(10, exp.num_samples // 3)))
     multi = len(exp.objectives) > 1  # Ray's OptunaSearch takes a list of metrics and modes for several
     return AshaAwareOptunaSearch(
         space=TrialSpace(exp.space, exp.size, image_size, trial_constants(exp, image_size)),
         metric=list(exp.objectives) if multi else space.metric,
         mode=list(modes_of(exp.objectives, space)) if multi else space.mode,
-        sampler=sampler, points_to_evaluate=points or None, max_epochs=exp.max_epochs)
+        sampler=make_sampler(exp), points_to_evaluate=points or None, max_epochs=exp.max_epochs)
+
+
+def make_sampler(exp: Experiment) -> Any:
+    """The Optuna sampler ``exp.searcher`` names, seeded by ``exp.seed``."""
+    import optuna
+
+    startup = max(exp.concurrency, min(10, exp.num_samples // 3))
+    if exp.searcher == "random":
+        return optuna.samplers.RandomSampler(seed=exp.seed)
+    if exp.searcher == "gp" and len(exp.objectives) == 1:
+        return optuna.samplers.GPSampler(seed=exp.seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=exp.seed, multivariate=True, group=True, constant_liar=True,
+                                      n_startup_trials=startup)
 
 
 def make_scheduler(exp: Experiment, space: Space) -> Any:
-    """ASHA on the epoch: stopping-based, one bracket, metric and mode set here only.
+    """The early stopping ``exp.scheduler`` names, on the epoch, with metric and mode set here only.
 
-    It judges the task metric alone, in a multi-objective search too (ASHA ranks one number).
+    ``asha``: Ray's ASHA (stopping-based; with ``brackets > 1`` its asynchronous Hyperband).
+    ``reliable``: the same brackets, a new trial's bracket drawn by how well each bracket's first
+    rung has ranked trials so far (:class:`~tuner.schedulers.ReliableHyperBandScheduler`).
+    ``fifo``: none. Every scheduler judges the task metric alone, in a multi-objective search too.
     """
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", metric=space.metric, mode=space.mode,
-                         max_t=exp.max_epochs, grace_period=exp.grace_period,
-                         reduction_factor=exp.reduction_factor, brackets=1)
+    if exp.scheduler == "fifo":
+        return FIFOScheduler()
+    rungs = dict(time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=exp.max_epochs,
+                 grace_period=exp.grace_period, reduction_factor=exp.reduction_factor, brackets=exp.brackets)
+    if exp.scheduler == "reliable":
+        from tuner.schedulers import ReliableHyperBandScheduler
+
+        return ReliableHyperBandScheduler(**rungs, seed=exp.seed)
+    return ASHAScheduler(**rungs)
 
 
 def starting_points(exp: Experiment, image_size: int) -> list[dict]:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import met  # noqa: E402  (after the path tweak)
 
-BENCHES = ("simulate", "load", "overhead", "launch", "search", "gpu")
+BENCHES = ("simulate", "load", "overhead", "launch", "search", "strategies", "gpu")
 TIMEOUT_S = {"tiny": 300, "quick": 600, "full": 3600}
 
 

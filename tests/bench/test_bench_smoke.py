@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-CPU_BENCHES = ["simulate", "load", "overhead", "launch", "search", "science"]
+CPU_BENCHES = ["simulate", "load", "overhead", "launch", "search", "science", "strategies"]
 
 
 def run_bench(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
@@ -55,6 +55,18 @@ def test_gpu_check_runs_tiny() -> None:
     proc = run_bench(["bash", str(BENCH / "gpu_check.sh"), "--tiny"], timeout=480)
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_line(last_json(proc.stdout), "gpu")
+
+
+def test_the_learning_curve_table_builds_and_reads_back(tmp_path: Path) -> None:
+    proc = run_bench([sys.executable, str(BENCH / "lctable.py"), "--tiny", "--out", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import pandas as pd
+
+    for space, epochs in (("swin_cls", 2), ("vae_anom", 2)):
+        frame = pd.read_parquet(tmp_path / f"{space}.parquet")  # a plain Parquet file pandas reads
+        assert sorted(frame.config_id.unique()) == [0, 1, 2]
+        assert frame.groupby("config_id").epoch.max().le(epochs).all()
+        assert frame.val_auroc.between(0, 1).all() and (frame.train_s > 0).all()
 
 
 def test_run_all_writes_table_and_markdown(tmp_path: Path) -> None:

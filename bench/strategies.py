@@ -32,7 +32,7 @@ Strategies (``Ray:`` the project's own classes through ``tuner.search``; ``peer:
   ``peer:st-asha-cqr`` too, but only when named (``--strategies``): they refit XGBoost models at every
   suggestion, minutes per replayed search.
 
-The chosen default is one product strategy (``Ray:``) for every table: among those that reach the target
+The replay's choice is one product strategy (``Ray:``) for every table: among those that reach the target
 in at least as many seeds as random+FIFO on every table, the one whose smaller ratio (median epochs of
 random+FIFO over its median) is largest. That smaller ratio is the JSON line's ``ratio``, with each
 table's best peer beside it.

@@ -43,8 +43,6 @@ class ReliableHyperBandScheduler(AsyncHyperBandScheduler):
         self._min_pairs = int(min_pairs)
         self._values: dict[str, dict[float, float]] = {}
         self._rng = np.random.default_rng(seed)
-        self._max_t_value = kwargs.get("max_t", 100)
-        self._rf_value = kwargs.get("reduction_factor", 4)
 
     # -------------------------------------------------------------- what Ray calls
 
@@ -73,7 +71,7 @@ class ReliableHyperBandScheduler(AsyncHyperBandScheduler):
         """Kendall's tau (clipped to [0, 1]) between values at ``rung`` and at the next rung; 1 until measured."""
         from scipy.stats import kendalltau
 
-        higher = min(rung * self._rf_value, self._max_t_value)
+        higher = min(rung * self._reduction_factor, self._max_t)  # Ray's own settings
         pairs = [(at(v, rung), at(v, higher)) for v in self._values.values()
                  if at(v, rung) is not None and at(v, higher) is not None]
         if len(pairs) < self._min_pairs:

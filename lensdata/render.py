@@ -2,8 +2,9 @@
 
 Everything about an image is a function of ``(instrument, image_seed, label)`` alone: independent
 numpy Philox streams, keyed by the image seed, give the source position (stream 0), the subhalos
-(1), the vortex (2) and the noise (3). :func:`render` of one image seed under the three labels
-gives images that share the lens, the source and the noise and differ only by the substructure.
+(1), the vortex (2), the noise (3), the exposure (4) and the pyHalo population (5: its parameter
+and pyHalo's seed). :func:`render` of one image seed under the five labels gives images that share
+the lens, the source and the noise and differ only by the substructure.
 
 Bit-identical batching on CPU: per-image parameters (angles, Einstein radii) are computed per image
 in numpy; torch only runs pixel-grid maths whose per-image block is a multiple of 64 elements (so no
@@ -29,6 +30,7 @@ import numpy as np
 
 from lensdata.instruments import MODEL1_EXPOSURE_LOG10, Instrument, get_instrument
 from lensdata.noise import peak_snr, poisson_quantile
+from lensdata.populations import SIDM_LOG_SIGMA, WDM_LOG_MHM
 from lensdata.recipe import (
     HALO_MASS,
     LOG10_AXION_MASS,
@@ -54,7 +56,10 @@ from lensdata.recipe import (
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
     import torch
 
-_STREAM_SOURCE, _STREAM_CDM, _STREAM_AXION, _STREAM_NOISE, _STREAM_EXPOSURE = 0, 1, 2, 3, 4
+_STREAM_SOURCE, _STREAM_CDM, _STREAM_AXION, _STREAM_NOISE, _STREAM_EXPOSURE, _STREAM_HALOS = range(6)
+_WDM, _SIDM = 3, 4  # labels of the pyHalo classes (lensdata.names.SIM_CLASSES)
+DEFAULT_RANGES = {"wdm_log_mhm": WDM_LOG_MHM, "sidm_log_sigma": SIDM_LOG_SIGMA}
+"""Per-image parameter ranges of the pyHalo classes (:mod:`lensdata.populations`)."""
 _Z_CLIP = 7.0  # noise normal deviates are clipped at 7 sigma (probability 3e-12 per pixel)
 _MAX_ELEMENTS = 1 << 17
 """Fine-grid pixels per torch micro-batch (about 6 model2 images; results do not depend on it).
@@ -63,11 +68,14 @@ pixels per micro-batch for ``simulate()``, 2x for ``cdm`` (measured, one thread)
 
 
 def render(instrument: str | Instrument, seeds: np.ndarray, labels: np.ndarray, *, device: str = "cpu",
-           batch_size: int = 256, return_model: bool = False) -> dict[str, np.ndarray]:
+           batch_size: int = 256, return_model: bool = False,
+           ranges: dict | None = None) -> dict[str, np.ndarray]:
     """Render the images of given image seeds and labels (the core of :func:`lensdata.simulate.simulate`).
 
-    Rendering one seed under labels 0, 1, 2 gives the same lens, source and noise with no
-    substructure, subhalos, or a vortex: the counterfactuals the tests compare.
+    Labels index :data:`lensdata.names.SIM_CLASSES`. Rendering one seed under labels 0-4 gives the
+    same lens, source and noise with no substructure, DeepLenseSim's subhalos, a vortex, or a WDM
+    or SIDM pyHalo population: the counterfactuals the tests compare. ``ranges`` overrides
+    :data:`DEFAULT_RANGES` (checked by :func:`lensdata.simulate.check_ranges`).
     ``return_model`` adds ``model``: the noiseless image (e-/s per pixel, float64).
     """
     spec = get_instrument(instrument)
@@ -75,9 +83,10 @@ def render(instrument: str | Instrument, seeds: np.ndarray, labels: np.ndarray, 
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if seeds.shape != labels.shape:
         raise ValueError("seeds and labels must have the same length")
-    if labels.size and (labels.min() < 0 or labels.max() > 2):
-        raise ValueError("labels must be 0 (no_sub), 1 (cdm) or 2 (axion)")
-    draws = [_draw(spec, int(s), int(c)) for s, c in zip(seeds, labels)]
+    if labels.size and (labels.min() < 0 or labels.max() > _SIDM):
+        raise ValueError("labels must be 0 (no_sub), 1 (cdm), 2 (axion), 3 (wdm) or 4 (sidm)")
+    ranges = {**DEFAULT_RANGES, **(ranges or {})}
+    draws = [_draw(spec, int(s), int(c), ranges) for s, c in zip(seeds, labels)]
     cols = _columns(draws, seeds, labels)
     geo = _geometry(spec, device)
     step = max(1, min(batch_size, _MAX_ELEMENTS // geo.elements))
@@ -120,7 +129,7 @@ def _stream(image_seed: int, stream: int) -> np.random.Generator:
                                                                        spawn_key=(stream,))))
 
 
-def _draw(spec: Instrument, image_seed: int, label: int) -> dict:
+def _draw(spec: Instrument, image_seed: int, label: int, ranges: dict = DEFAULT_RANGES) -> dict:
     """All random quantities of one image; the class only decides which substructure is drawn."""
     from lensdata import lensing
 
@@ -154,6 +163,16 @@ def _draw(spec: Instrument, image_seed: int, label: int) -> dict:
             along = np.linspace(-0.5 * d["length"], 0.5 * d["length"], spec.vortex_points)
             d["sub_x"], d["sub_y"] = along * d["cos"], along * d["sin"]
             d["sub_rein"] = np.full(spec.vortex_points, rein(VORTEX_MASS / spec.vortex_points))
+    elif label in (_WDM, _SIDM):
+        from lensdata import populations
+
+        g = _stream(image_seed, _STREAM_HALOS)
+        key = "wdm_log_mhm" if label == _WDM else "sidm_log_sigma"
+        d["dm_parameter"] = float(g.uniform(*ranges[key]))
+        pop = populations.draw("wdm" if label == _WDM else "sidm", d["dm_parameter"],
+                               int(g.integers(2**32)), z_lens=lensing.Z_LENS, z_source=lensing.Z_SOURCE)
+        d["halos"] = pop
+        d["sub_mass"] = float(pop.mass.sum())
     d["exposure"] = _exposure(spec, image_seed)
     if spec.noise != "none":
         g = _stream(image_seed, _STREAM_NOISE)
@@ -178,10 +197,14 @@ def _exposure(spec: Instrument, image_seed: int) -> float:
 def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     nan = float("nan")
     log_m = np.array([d.get("log_m", nan) for d in draws], dtype=np.float64)
+    dm = np.array([d.get("dm_parameter", nan) for d in draws], dtype=np.float64)
+    halos = [d.get("halos") for d in draws]
+    n_halos = [len(h) if h is not None else (N_SUBHALOS if c == 1 else 0) for h, c in zip(halos, labels)]
+    cored = [float(np.mean(h.profile == 1)) if h is not None and len(h) else nan for h in halos]
     return {
         "label": labels.astype(np.int64),
-        "target": log_m,
-        "n_subhalos": np.array([N_SUBHALOS if c == 1 else 0 for c in labels], dtype=np.int64),
+        "target": np.where(np.isfinite(log_m), log_m, dm),  # lensdata.names.SUBSTRUCTURE_PARAMETERS
+        "n_subhalos": np.array(n_halos, dtype=np.int64),
         "subhalo_mass_total": np.array([d.get("sub_mass", 0.0) for d in draws], dtype=np.float64),
         "axion_mass": 10.0**log_m,
         "vortex_length": np.array([d.get("length", nan) for d in draws], dtype=np.float64),
@@ -189,6 +212,9 @@ def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray) -> dict[s
         "source_y": np.array([d["source_y"] for d in draws], dtype=np.float64),
         "image_seed": seeds.astype(np.int64),
         "exposure": np.array([d["exposure"] for d in draws], dtype=np.float64),
+        "half_mode_mass": np.where(labels == _WDM, 10.0**dm, nan),
+        "sidm_cross_section": np.where(labels == _SIDM, 10.0**dm, nan),
+        "cored_fraction": np.where(labels == _SIDM, np.array(cored, dtype=np.float64), nan),
     }
 
 
@@ -315,7 +341,51 @@ def _source_positions(geo: _Geometry, draws: list[dict], f64: dict):
         idx = torch.as_tensor(rows, device=f64["device"])
         bx[idx] = bx[idx] - ax
         by[idx] = by[idx] - ay
+
+    for i in np.flatnonzero(np.isin(labels, (_WDM, _SIDM))):  # pyHalo populations, one image at a time
+        ax, ay = halos_deflection(geo.x, geo.y, draws[i]["halos"])
+        bx[i] = bx[i] - ax
+        by[i] = by[i] - ay
     return bx, by
+
+
+_HALO_ELEMENTS = 1 << 20
+"""Halo-pixel pairs per step of :func:`halos_deflection` (8 MB per float64 tensor)."""
+
+
+def halos_deflection(x, y, pop):
+    """Deflection of one pyHalo population on a pixel grid ``x, y`` (arcsec), summed in a fixed order.
+
+    Halos go in chunks of a fixed size whatever the batch, so an image's deflection (and its bits)
+    does not depend on what it is rendered with.
+    """
+    import torch
+
+    from lensdata import halo_profiles
+    from lensdata.populations import TNFWC
+
+    f64 = {"dtype": torch.float64, "device": x.device}
+    flat_x, flat_y = x.reshape(1, -1), y.reshape(1, -1)
+    kappa = torch.tensor(pop.kappa_sheet, **f64)
+    ax, ay = halo_profiles.sheet_deflection(flat_x[0], flat_y[0], kappa)
+    step = max(1, _HALO_ELEMENTS // flat_x.shape[1])
+    for cored in (False, True):
+        rows = np.flatnonzero((pop.profile == TNFWC) == cored)
+        for s in range(0, rows.size, step):
+            part = rows[s : s + step]
+
+            def col(values: np.ndarray, part: np.ndarray = part) -> torch.Tensor:
+                return torch.tensor(values[part], **f64)[:, None]
+
+            dx, dy = flat_x - col(pop.x), flat_y - col(pop.y)
+            if cored:
+                px, py = halo_profiles.tnfwc_deflection(dx, dy, col(pop.alpha_rs), col(pop.rs),
+                                                        col(pop.r_core), col(pop.r_trunc))
+            else:
+                px, py = halo_profiles.tnfw_deflection(dx, dy, col(pop.alpha_rs), col(pop.rs), col(pop.r_trunc))
+            ax = ax + px.sum(0)
+            ay = ay + py.sum(0)
+    return ax.reshape(x.shape), ay.reshape(x.shape)
 
 
 def _lensed_source_rate(spec: Instrument, geo: _Geometry, draws: list[dict], bx, by, f64: dict):

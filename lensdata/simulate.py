@@ -13,10 +13,12 @@ caustics' batched lenses, for the instruments of :mod:`lensdata.instruments`:
   pixel in electrons (see :func:`lensdata.noise.peak_snr`; each image's value is stored in the
   ``snr`` column).
 
-Classes, seeds and splits: image ``i`` of a run is of class ``i % 3`` (0 ``no_sub``, 1 ``cdm``,
-2 ``axion``) and has its own ``image_seed`` derived from ``(seed, i)``; everything about an image
-follows from ``(instrument, image_seed, class)`` (:mod:`lensdata.render`), and its split from
-``(seed, class, i // 3)`` (:func:`lensdata.dataset.splits_by_identity`). A set of ``n`` images of
+Classes, seeds and splits: image ``i`` of a run is of class ``i % 5`` (0 ``no_sub``, 1 ``cdm``,
+2 ``axion``, 3 ``wdm``, 4 ``sidm``: :data:`lensdata.names.SIM_CLASSES`) and has its own
+``image_seed`` derived from ``(seed, i)``; everything about an image follows from
+``(instrument, image_seed, class)`` and the parameter ranges (:mod:`lensdata.render`), and its split
+from ``(seed, class, i // 5)`` (:func:`lensdata.dataset.splits_by_identity`). The default set is
+DeepLense's three classes; ``wdm`` and ``sidm`` need the ``dark-matter`` extra (pyHalo). A set of ``n`` images of
 some classes is the first ``n`` images of the run that are of those classes, so every set of a run,
 of any size and class subset, holds the same images under the same splits: a model trained on one
 is never tested on its own training images in another. The same seed gives bit-identical arrays
@@ -34,18 +36,19 @@ import numpy as np
 
 from lensdata.errors import DataError
 from lensdata.instruments import INSTRUMENTS, get_instrument  # noqa: F401 - re-exported
-from lensdata.names import CLASSES
+from lensdata.names import CLASSES, SIM_CLASSES, SUBSTRUCTURE_PARAMETERS
 from lensdata.recipe import physics_summary
-from lensdata.render import render
+from lensdata.render import DEFAULT_RANGES, render
 
-SIM_VERSION = 3
+SIM_VERSION = 4
 """Bumped whenever the same seed would give different bits or splits; part of the ``sim:`` cache key.
 Version 2 (PSF as a matrix product, in-place subhalo sum) changed images by rounding, and near
 subhalos by their softening (Plummer ``|d|^2 + s^2`` instead of caustics' ``(|d| + s)^2``: 4e-4 of
 the deflection 0.05" away, now 4e-8). Version 3: ``model1``-``model3`` follow DeepLenseSim's public
 recipe (the corrected physics moved to ``*-physical``), splits are a function of each image's
 identity (version 2's depended on the set size, so nested sets leaked test images into training),
-and 70/15/15 instead of 80/10/10."""
+and 70/15/15 instead of 80/10/10. Version 4: runs cycle through five classes (``wdm`` and ``sidm``
+joined), so image ``i``'s class, seed and split follow ``i % 5`` and ``i // 5``."""
 
 MIN_SIM_VERSION = SIM_VERSION
 """Simulated dataset directories older than this are refused (their splits leak across sizes)."""
@@ -56,24 +59,29 @@ _ROW_BYTES = 128
 
 def run_indices(n: int, classes: Sequence[str] = CLASSES, start: int = 0) -> np.ndarray:
     """Run indices of images ``start .. start+n-1`` of the run's images of these classes."""
-    wanted = np.array([CLASSES.index(name) for name in classes], dtype=np.int64)
+    wanted = np.array([SIM_CLASSES.index(name) for name in classes], dtype=np.int64)
     per_cycle = len(wanted)
     k = np.arange(start, start + n, dtype=np.int64)
-    return (k // per_cycle) * len(CLASSES) + np.sort(wanted)[k % per_cycle]
+    return (k // per_cycle) * len(SIM_CLASSES) + np.sort(wanted)[k % per_cycle]
 
 
 def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: int = 256,
              workers: int = 1, progress: bool = True, address: str | None = None,
-             device: str = "cpu", classes: Sequence[str] = CLASSES) -> dict[str, np.ndarray]:
+             device: str = "cpu", classes: Sequence[str] = CLASSES,
+             ranges: dict | None = None) -> dict[str, np.ndarray]:
     """Simulate images ``start .. start+n-1`` of run ``seed`` that are of these classes.
 
     Returns ``image`` (n, H, W) float32 (the preset's units, see :data:`lensdata.instruments.INSTRUMENTS`)
     and per-image columns of shape (n,): ``label`` (int64, index into ``classes`` in
-    :data:`CLASSES` order), ``target`` (log10(m_a/eV) for axion, NaN elsewhere), ``n_subhalos``,
-    ``subhalo_mass_total`` (Msun, 0 for non-cdm), ``axion_mass`` (eV, NaN), ``vortex_length`` (full
-    length of the line, arcsec, NaN), ``source_x``, ``source_y`` (arcsec), ``image_seed`` (int64),
-    ``exposure`` (s, NaN for noiseless presets), ``snr`` (peak SNR, infinite without noise) and
-    ``run_index`` (the image's index in the run, which decides its class, seed and split).
+    :data:`SIM_CLASSES` order), ``target`` (the class's parameter,
+    :data:`lensdata.names.SUBSTRUCTURE_PARAMETERS`; NaN for no_sub and cdm), ``n_subhalos``,
+    ``subhalo_mass_total`` (Msun, 0 without subhalos), ``axion_mass`` (eV, NaN), ``vortex_length``
+    (full length of the line, arcsec, NaN), ``half_mode_mass`` (Msun, wdm), ``sidm_cross_section``
+    (cm^2/g, sidm), ``cored_fraction`` (share of cored subhalos, sidm), ``source_x``, ``source_y``
+    (arcsec), ``image_seed`` (int64), ``exposure`` (s, NaN for noiseless presets), ``snr`` (peak SNR,
+    infinite without noise) and ``run_index`` (the image's index in the run, which decides its
+    class, seed and split). ``ranges`` overrides the pyHalo classes' parameter ranges
+    (:func:`check_ranges`).
 
     ``workers > 1`` spreads fixed chunks over spawned processes, or over Ray tasks when
     ``address`` is given (``ray.init(address=address)``; an existing Ray connection of this
@@ -83,6 +91,7 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     """
     spec = get_instrument(instrument)
     classes = check_classes(classes)
+    ranges = check_ranges(ranges)
     _check_request(n, seed, workers, batch_size)
     _check_int("start", start, 0, "a non-negative integer")
     indices = run_indices(n, classes, start)
@@ -95,36 +104,61 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     bar = tqdm(total=n, unit="img", desc=f"simulate {spec.name}", disable=not progress)
     try:
         if address is not None:
-            parts = _run_ray(spec.name, seed, chunks, batch_size, device, address, bar)
+            parts = _run_ray(spec.name, seed, chunks, batch_size, device, address, bar, ranges)
         elif workers > 1:
-            parts = _run_processes(spec.name, seed, chunks, batch_size, device, workers, bar)
+            parts = _run_processes(spec.name, seed, chunks, batch_size, device, workers, bar, ranges)
         else:
             parts = []
             for part in chunks:
-                parts.append(_simulate_chunk(spec.name, seed, part, batch_size, device))
+                parts.append(_simulate_chunk(spec.name, seed, part, batch_size, device, ranges))
                 bar.update(len(part))
     finally:
         bar.close()
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    out["label"] = np.searchsorted(np.array([CLASSES.index(c) for c in classes]), out["label"])
+    out["label"] = np.searchsorted(np.array([SIM_CLASSES.index(c) for c in classes]), out["label"])
     return out
 
 
 def check_classes(classes: Sequence[str] | str) -> tuple[str, ...]:
-    """The classes to simulate in :data:`CLASSES` order, or a one-line DataError."""
+    """The classes to simulate in :data:`SIM_CLASSES` order, or a one-line DataError.
+
+    A pyHalo class (``wdm``, ``sidm``) without pyHalo installed names the extra to install.
+    """
+    from lensdata import populations
+
     names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
-    unknown = [c for c in names if c not in CLASSES]
+    names = [c for c in names if c] if isinstance(classes, str) else names
+    unknown = [c for c in names if c not in SIM_CLASSES]
     if unknown or not names:
         what = f"unknown class {unknown[0]!r}" if unknown else "no classes given"
-        raise DataError(f"{what}; choose from {', '.join(CLASSES)} (comma-separated, e.g. --classes axion)")
+        raise DataError(f"{what}; choose from {', '.join(SIM_CLASSES)} (comma-separated, e.g. --classes axion)")
     if len(set(names)) != len(names):
         raise DataError(f"class given twice in {','.join(names)}; give each class once")
-    return tuple(c for c in CLASSES if c in names)
+    populations.require(names)
+    return tuple(c for c in SIM_CLASSES if c in names)
+
+
+def check_ranges(ranges: dict | None) -> dict:
+    """The pyHalo classes' parameter ranges (defaults filled in), each inside its model's limits."""
+    from lensdata import populations
+
+    limits = {"wdm_log_mhm": ("--wdm-log-mhm (log10 half-mode mass, Msun)", populations.WDM_LOG_MHM_LIMITS),
+              "sidm_log_sigma": ("--sidm-log-sigma (log10 cross-section, cm^2/g)",
+                                 populations.SIDM_LOG_SIGMA_LIMITS)}
+    unknown = sorted(set(ranges or {}) - set(limits))
+    if unknown:
+        raise DataError(f"unknown parameter range {unknown[0]!r}; choose from {', '.join(limits)}")
+    out = dict(DEFAULT_RANGES)
+    for key, value in (ranges or {}).items():
+        if value is not None:
+            out[key] = populations.check_range(limits[key][0], value, limits[key][1])
+    return out
 
 
 def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.Path, *, workers: int = 1,
                         batch_size: int = 256, progress: bool = True, address: str | None = None,
-                        overwrite: bool = False, classes: Sequence[str] = CLASSES) -> pathlib.Path:
+                        overwrite: bool = False, classes: Sequence[str] = CLASSES,
+                        ranges: dict | None = None) -> pathlib.Path:
     """Simulate ``n`` images of these classes and write them as a dataset directory (``lensdata.store``).
 
     The train/val/test split is :func:`lensdata.dataset.splits_by_identity` of each image's place in
@@ -140,29 +174,37 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
 
     spec = get_instrument(instrument)
     classes = check_classes(classes)
+    ranges = check_ranges(ranges)
     _check_request(n, seed, workers, batch_size)
     image_bytes = n * spec.pixels**2 * 4
     check_output(pathlib.Path(out), overwrite=overwrite, disk_bytes=image_bytes + n * _ROW_BYTES)
     check_memory(image_bytes, f"{n} {spec.name} images", "simulate fewer images (--n)")
     columns = simulate(instrument, n, seed, batch_size=batch_size, workers=workers,
-                       progress=progress, address=address, classes=classes)
+                       progress=progress, address=address, classes=classes, ranges=ranges)
     index = columns["run_index"]
-    columns["split"] = splits_by_identity(index % len(CLASSES), index // len(CLASSES), seed)
+    columns["split"] = splits_by_identity(index % len(SIM_CLASSES), index // len(SIM_CLASSES), seed)
     snr = columns["snr"][np.isfinite(columns["snr"])]
     extra = {
         "instrument": asdict(spec),
         "recipe": RECIPE_NOTES[spec.recipe],
         "simulator_version": SIM_VERSION,
         "image_units": IMAGE_UNITS[spec.noise],
-        "label_rule": "run image i is of class i % 3 (no_sub, cdm, axion); a set of some classes "
-                      "holds the first n run images of those classes",
-        "split_rule": "lensdata.dataset.splits_by_identity(i % 3, i // 3, seed): "
+        "label_rule": "run image i is of class i % 5 (no_sub, cdm, axion, wdm, sidm); a set of some "
+                      "classes holds the first n run images of those classes",
+        "split_rule": "lensdata.dataset.splits_by_identity(i % 5, i // 5, seed): "
                       "the same image has the same split in every set of the run",
+        "targets": {c: SUBSTRUCTURE_PARAMETERS[c] for c in classes if c in SUBSTRUCTURE_PARAMETERS},
         "snr_definition": "peak pixel: S / sqrt(noise variance of that pixel), S = brightest "
                           "noiseless pixel in electrons; infinite for noiseless presets",
         "snr_median": float(np.median(snr)) if snr.size else None,
         "physics": physics_summary(spec.distances),
     }
+    if any(c in classes for c in ("wdm", "sidm")):
+        from lensdata import populations
+
+        extra["populations"] = populations.summary(
+            {k: list(v) for k, v in ranges.items()
+             if ("wdm" in classes and k.startswith("wdm")) or ("sidm" in classes and k.startswith("sidm"))})
     return write_dataset(out, columns, classes=classes, source="simulate",
                          instrument=spec.name, seed=seed, extra_meta=extra)
 
@@ -212,21 +254,21 @@ def _check_int(name: str, value, minimum: int, what: str) -> None:
 
 
 def _simulate_chunk(instrument: str, seed: int, indices: np.ndarray, batch_size: int,
-                    device: str) -> dict[str, np.ndarray]:
+                    device: str, ranges: dict | None = None) -> dict[str, np.ndarray]:
     """These run indices of run ``seed``: the unit of work of processes and Ray tasks."""
-    out = render(instrument, seeds_of(seed, indices), indices % len(CLASSES), device=device,
-                 batch_size=batch_size)
+    out = render(instrument, seeds_of(seed, indices), indices % len(SIM_CLASSES), device=device,
+                 batch_size=batch_size, ranges=ranges)
     out["run_index"] = np.asarray(indices, dtype=np.int64)
     return out
 
 
-def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar) -> list[dict]:
+def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar, ranges) -> list[dict]:
     import concurrent.futures as cf
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
-        futures = {pool.submit(_simulate_chunk, instrument, seed, part, batch_size, device): i
+        futures = {pool.submit(_simulate_chunk, instrument, seed, part, batch_size, device, ranges): i
                    for i, part in enumerate(chunks)}
         parts: list[dict | None] = [None] * len(chunks)
         for fut in cf.as_completed(futures):
@@ -236,7 +278,7 @@ def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar) -
     return parts  # type: ignore[return-value]
 
 
-def _run_ray(instrument, seed, chunks, batch_size, device, address, bar) -> list[dict]:
+def _run_ray(instrument, seed, chunks, batch_size, device, address, bar, ranges) -> list[dict]:
     """One Ray task per chunk; an existing connection of this process is reused, not replaced."""
     import ray
 
@@ -245,7 +287,7 @@ def _run_ray(instrument, seed, chunks, batch_size, device, address, bar) -> list
         ray.init(address=address, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1)(_simulate_chunk)
-        refs = [task.remote(instrument, seed, part, batch_size, device) for part in chunks]
+        refs = [task.remote(instrument, seed, part, batch_size, device, ranges) for part in chunks]
         index = {ref: i for i, ref in enumerate(refs)}
         parts: list[dict | None] = [None] * len(chunks)
         pending = list(refs)

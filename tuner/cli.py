@@ -31,8 +31,15 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                           "instrument noise (docs/data.md)")
     sim.add_argument("--n", type=int, required=True, help="number of images, balanced over the classes")
     sim.add_argument("--classes", default=",".join(CLASSES),
-                     help="comma-separated classes to simulate, e.g. axion for a regression set "
-                          f"(default {','.join(CLASSES)})")
+                     help="comma-separated classes to simulate, any of no_sub,cdm,axion,wdm,sidm, e.g. "
+                          f"axion for a regression set (default {','.join(CLASSES)}; wdm and sidm need "
+                          "the dark-matter extra, docs/models/)")
+    sim.add_argument("--wdm-log-mhm", default=None, metavar="LOW,HIGH",
+                     help="range of log10(half-mode mass / Msun) of wdm images, drawn uniformly "
+                          "(default 7,9; within 7,10)")
+    sim.add_argument("--sidm-log-sigma", default=None, metavar="LOW,HIGH",
+                     help="range of log10(cross-section / cm^2 g^-1) of sidm images, drawn uniformly "
+                          "(default 1,3; within -1,3)")
     sim.add_argument("--seed", type=int, default=0, help="same seed, same images, bit for bit")
     sim.add_argument("--out", required=True, help="output dataset directory")
     sim.add_argument("--overwrite", action="store_true", help="replace a dataset already at --out")
@@ -189,11 +196,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     simulate_to_dataset(args.instrument, args.n, args.seed, args.out, workers=args.workers,
                         batch_size=args.batch_size, progress=not args.no_progress,
-                        address=args.address, overwrite=args.overwrite, classes=args.classes)
+                        address=args.address, overwrite=args.overwrite, classes=args.classes,
+                        ranges={"wdm_log_mhm": _pair(args.wdm_log_mhm), "sidm_log_sigma": _pair(args.sidm_log_sigma)})
     from lensdata import dataset_info
 
     print(dataset_info(args.out))
     return 0
+
+
+def _pair(text: str | None) -> tuple[str, ...] | None:
+    """``LOW,HIGH`` as its two parts (checked, with the model's limits, by the data layer)."""
+    return None if text is None else tuple(text.split(","))
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -190,18 +190,18 @@ def _mean_sigma(pred: dict) -> tuple[np.ndarray, np.ndarray | None]:
     return out[:, 0], (np.exp(0.5 * out[:, 1]) if out.shape[1] > 1 else None)
 
 
-def mass_figure(pred: dict) -> Figure:
-    """Predicted against true log10 axion mass, with the Gaussian head's 1-sigma bars where it has one."""
+def mass_figure(pred: dict, quantity: str = "log10(m_a / eV)") -> Figure:
+    """Predicted against true target (by default log10 axion mass), with the Gaussian head's 1-sigma bars."""
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(6, 5.5))
     mean, sigma = _mean_sigma(pred)
     ax.errorbar(pred["target"], mean, yerr=sigma, fmt="o", markersize=3, alpha=0.6, elinewidth=0.6)
     low, high = float(np.min(pred["target"])), float(np.max(pred["target"]))
     ax.plot([low, high], [low, high], color="black", linewidth=1, label="prediction = truth")
-    ax.set_xlabel("true log10(m_a / eV)")
-    ax.set_ylabel("predicted log10(m_a / eV)")
+    ax.set_xlabel(f"true {quantity}")
+    ax.set_ylabel(f"predicted {quantity}")
     mae = float(np.mean(np.abs(mean - pred["target"])))
-    ax.set_title(f"Axion mass on the test split (MAE {mae:.3f} dex)")
+    ax.set_title(f"{quantity} on the test split (MAE {mae:.3f} dex)")
     ax.legend(loc="best")
     figure.tight_layout()
     return figure

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lensdata.errors import DatasetError
+from lensdata.names import SUBSTRUCTURE_PARAMETERS
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
 
@@ -156,8 +157,15 @@ def check_task_fits(task: str, data: LensingData, splits: tuple[str, ...] = ("tr
     """
     kinds = ", ".join(data.classes)
     if task == "regression" and not data.has_targets:
-        raise DatasetError(f"this dataset ({kinds}) has no regression targets (axion masses); use data with "
-                           "axion images, e.g. sim:model2:4000:axion (data simulate --classes axion)")
+        raise DatasetError(f"this dataset ({kinds}) has no regression targets (axion masses, WDM half-mode "
+                           "masses, SIDM cross-sections); use data of one such class, e.g. sim:model2:4000:axion "
+                           "(data simulate --classes axion)")
+    if task == "regression":
+        with_targets = sorted({data.classes[i] for i in np.unique(data.labels[np.isfinite(data.targets)])})
+        if len(with_targets) > 1:
+            what = ", ".join(f"{c}: {SUBSTRUCTURE_PARAMETERS.get(c, 'its target')}" for c in with_targets)
+            raise DatasetError(f"this dataset's regression targets are different quantities ({what}); regress "
+                               f"one class's parameter, e.g. sim:model2:4000:{with_targets[-1]}")
     if task == "classification" and len(data.classes) < 2:
         raise DatasetError(f"this dataset holds one class ({kinds}) and classification needs two or more; "
                            "use e.g. sim:model2 (data simulate --classes no_sub,cdm,axion)")

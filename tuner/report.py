@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lensdata.names import SUBSTRUCTURE_PARAMETERS
 from tuner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -192,7 +193,9 @@ def model_report(directory: Path, page: Page | None = None, name: str = "model")
         page.figure(f"{name}_roc", figures.roc_figure(pred, classes), "one-vs-rest ROC per class")
         page.figure(f"{name}_confusion", figures.confusion_figure(pred, classes), "arg-max class")
     elif config["task"] == "regression":
-        page.figure(f"{name}_mass", figures.mass_figure(pred), "predicted against true log10 axion mass")
+        quantities = [SUBSTRUCTURE_PARAMETERS[c] for c in classes if c in SUBSTRUCTURE_PARAMETERS]
+        quantity = quantities[0] if len(quantities) == 1 else "log10(m_a / eV)"
+        page.figure(f"{name}_mass", figures.mass_figure(pred, quantity), f"predicted against true {quantity}")
         if pred["output"].shape[1] > 1:
             page.figure(f"{name}_coverage", figures.coverage_figure(pred), "Gaussian head: coverage per level")
         else:

@@ -82,7 +82,7 @@ def test_a_class_subset_is_its_own_cache_entry(fake_sim):
 
 
 @pytest.mark.parametrize("spec, match", [
-    ("sim:model2:30:wdm", "unknown class 'wdm'; choose from no_sub, cdm, axion"),
+    ("sim:model2:30:fdm", "unknown class 'fdm'; choose from no_sub, cdm, axion, wdm, sidm"),
     ("sim:model2:abc", "unknown class 'abc'"),
     ("sim:model2:30:axion,axion", "class given twice"),
     ("sim:model2:30:axion:2", "unknown simulated set"),

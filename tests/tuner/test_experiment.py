@@ -59,7 +59,7 @@ def one_class_sets(sim_model2_tiny, tmp_path):
 @pytest.mark.parametrize("space, subset, says", [
     ("effnet_cls", "axion", "holds one class (axion) and classification needs two or more"),
     ("vae_anom", "axion", "has no no_sub images and anomaly spaces train on them"),
-    ("effnet_reg", "no_axion", "(no_sub, cdm) has no regression targets (axion masses)"),
+    ("effnet_reg", "no_axion", "(no_sub, cdm) has no regression targets (axion masses, WDM half-mode"),
 ])
 def test_a_class_subset_the_task_cannot_use_is_one_line(one_class_sets, space, subset, says, capsys):
     assert main(["train", "--space", space, "--smoke-test", "--data", str(one_class_sets[subset])]) == 2
@@ -86,9 +86,10 @@ def test_a_preset_may_give_a_task_its_own_epochs_and_flags_still_win():
 
 
 def test_data_simulate_classes_bad_and_good(tmp_path, capsys):
-    assert main(["data", "simulate", "--n", "6", "--classes", "wdm", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["data", "simulate", "--n", "6", "--classes", "fdm", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: unknown class 'wdm'; choose from no_sub, cdm, axion (comma-separated, e.g. --classes axion)"
+    assert err == ("error: unknown class 'fdm'; choose from no_sub, cdm, axion, wdm, sidm "
+                   "(comma-separated, e.g. --classes axion)")
     assert not (tmp_path / "bad").exists()
     assert main(["data", "simulate", "--n", "6", "--classes", "axion,no_sub", "--out", str(tmp_path / "two"),
                  "--no-progress"]) == 0

@@ -9,6 +9,11 @@ as the project's ``model2`` instrument) and add sky, read and Poisson noise. A s
 parameters per image: the best a careful lenstronomy user could do one image at a time. The
 headline ratio is against the DeepLenseSim way; the reused-model ratio is reported beside it.
 
+The pyHalo classes (``wdm``, ``sidm``) are timed apart: both sides draw the same pyHalo population
+for each image (``lensdata.render.image_draws``), then the project ray-traces it in batch and
+lenstronomy through a per-image ``SimAPI`` of SIE + SHEAR + its TNFW / TNFWC halos and the
+convergence sheet. pyHalo's draw is timed alone too, so the rendering alone is compared as well.
+
 The project's side: ``lensdata.simulate.simulate("model2", n, seed, batch_size=..., progress=False)``
 (classes mixed equally, as it makes them) for the overall figure, and ``lensdata.simulate.render`` with
 one label for the per-class figures. Both sides use one CPU core (the project's simulator pins one
@@ -129,6 +134,69 @@ def project_mixed(n: int, seed: int, batch_size: int) -> np.ndarray:
     return simulate("model2", n, seed, batch_size=batch_size, progress=False)["image"]
 
 
+def lenstronomy_halos(label: int, seeds: np.ndarray) -> np.ndarray:
+    """pyHalo images one at a time: each image's population drawn (as the project draws it), then a
+    SimAPI of SIE + SHEAR + its TNFW / TNFWC halos + pyHalo's convergence sheet (DeepLenseSim's path)."""
+    from lenstronomy.SimulationAPI.sim_api import SimAPI
+
+    from lensdata.render import image_draws
+
+    band = lenstronomy_band()
+    out = np.empty((len(seeds), NUM_PIX, NUM_PIX), dtype=np.float32)
+    for i, seed in enumerate(seeds):
+        draw = image_draws("model2", int(seed), label)
+        names, kwargs_lens = draw_lens("no_sub", np.random.default_rng(0))
+        halo_names, halo_kwargs = draw["halos"].lenstronomy()
+        sim = SimAPI(NUM_PIX, band, {"lens_model_list": names + halo_names,
+                                     "source_light_model_list": ["SERSIC_ELLIPSE"]})
+        model = sim.image_model_class({"supersampling_factor": SUPERSAMPLE})
+        source = draw_source(np.random.default_rng(0))
+        source[0].update(center_x=draw["source_x"], center_y=draw["source_y"])
+        _, kwargs_source, _ = sim.magnitude2amplitude(None, source, None)
+        image = model.image(kwargs_lens + halo_kwargs, kwargs_source, None, None)
+        out[i] = image + sim.noise_for_model(model=image)
+    return out
+
+
+def pyhalo_draws(label: int, seeds: np.ndarray) -> list:
+    """The populations alone (the cost both sides share)."""
+    from lensdata.render import image_draws
+
+    return [image_draws("model2", int(s), label)["halos"] for s in seeds]
+
+
+def pyhalo_classes(size: str, reps: int, batch: int) -> dict:
+    """wdm and sidm: the project's render() against lenstronomy, the same populations on both sides."""
+    from lensdata.names import SIM_CLASSES
+    from lensdata.simulate import image_seeds, render
+
+    n = pick(size, 2, 12, 48)
+    out = {}
+    for cls in ("wdm", "sidm"):
+        label = SIM_CLASSES.index(cls)
+        seeds = image_seeds(3, 0, n)
+        times = alternate({
+            "project": lambda label=label, seeds=seeds: render("model2", seeds, np.full(len(seeds), label),
+                                                               batch_size=batch),
+            "lenstronomy": lambda label=label, seeds=seeds: lenstronomy_halos(label, seeds),
+            "pyhalo_draws": lambda label=label, seeds=seeds: pyhalo_draws(label, seeds),
+        }, reps=reps, warmup=1)
+        sec = {k: statistics.median(v) / n for k, v in times.items()}
+        halos = [len(p) for p in pyhalo_draws(label, seeds)]
+        render_p, render_l = sec["project"] - sec["pyhalo_draws"], sec["lenstronomy"] - sec["pyhalo_draws"]
+        out[cls] = {"ratio": rnd(sec["lenstronomy"] / sec["project"]),
+                    "ratio_rendering": rnd(render_l / max(render_p, 1e-9)),
+                    "project_img_s": rnd(1 / sec["project"]), "lenstronomy_img_s": rnd(1 / sec["lenstronomy"]),
+                    "pyhalo_draws_s": rnd(1 / sec["pyhalo_draws"]),
+                    "project_rendering_ms": rnd(1e3 * render_p), "lenstronomy_rendering_ms": rnd(1e3 * render_l),
+                    "median_subhalos": float(np.median(halos)), "n": n}
+        print(f"{cls:7s} project {1 / sec['project']:6.2f} img/s   lenstronomy {1 / sec['lenstronomy']:6.2f} img/s"
+              f"   ratio {sec['lenstronomy'] / sec['project']:.2f}   (pyHalo draws {1 / sec['pyhalo_draws']:.2f}/s;"
+              f" rendering alone {1e3 * render_p:.0f} ms against {1e3 * render_l:.0f} ms per image, ratio "
+              f"{render_l / max(render_p, 1e-9):.1f}; median {np.median(halos):.0f} subhalos)", flush=True)
+    return out
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     n_proj = pick(args.size, 24, 384, 1536)  # the batched side needs whole batches to show its point
@@ -160,12 +228,13 @@ def main() -> None:
     lens_img_s, reused_img_s = 1 / spi["lenstronomy"], 1 / spi["lenstronomy_reused"]
     print(f"overall project simulate() {project_img_s:.1f} img/s   lenstronomy {lens_img_s:.1f} img/s "
           f"(model reused {reused_img_s:.1f})", flush=True)
+    dark = pyhalo_classes(args.size, reps, batch)
     emit("simulate", project_img_s / lens_img_s, 3.0, "higher",
          project_img_s=rnd(project_img_s), lenstronomy_img_s=rnd(lens_img_s),
          lenstronomy_reused_img_s=rnd(reused_img_s), ratio_vs_reused=rnd(project_img_s / reused_img_s),
          project_per_class_mix_img_s=rnd(1 / spi["project"]), per_class=per_class, instrument="model2",
          supersample=SUPERSAMPLE, cores=1, batch_size=batch, n_project=n_proj, n_lenstronomy=n_lens,
-         reps=reps,
+         reps=reps, pyhalo_classes=dark,
          counts="images/s = images / median wall time to make them, noise included, one core each; "
                 "overall: project = simulate() with its equal class mix, lenstronomy = equal-mix "
                 "mean of its per-class seconds per image")

@@ -57,6 +57,8 @@ def _u(x2: Tensor, a2: Tensor, b2: Tensor) -> Tensor:
     big = x2 + a2
     small = x2 + b2
     d = a2 - b2
+    if bool((d > _SAME * b2).all()):  # a > b for every halo here (pyHalo's cores are inside Rs): one branch
+        return torch.arccosh(torch.sqrt(big / small)) / torch.sqrt(big * d)
     ratio = torch.sqrt(big / small)
     above = d > _SAME * b2
     below = d < -_SAME * b2
@@ -72,9 +74,9 @@ def _g_tnfwc(x2: Tensor, b2: Tensor, t2: Tensor) -> Tensor:
     import torch
 
     one = torch.ones_like(t2)
-    zero = torch.zeros_like(x2)
-    return t2 / (t2 - 1.0) * ((1.0 + x2) * _u(x2, one, b2) - _u(zero, one, b2)
-                              - (t2 + x2) * _u(x2, t2, b2) + t2 * _u(zero, t2, b2))
+    zero = torch.zeros_like(t2)  # the X = 0 terms are one number per halo
+    return t2 / (t2 - 1.0) * ((1.0 + x2) * _u(x2, one, b2) - (t2 + x2) * _u(x2, t2, b2)
+                              + (t2 * _u(zero, t2, b2) - _u(zero, one, b2)))
 
 
 def tnfwc_deflection(dx: Tensor, dy: Tensor, alpha_rs: Tensor, rs: Tensor, r_core: Tensor, r_trunc: Tensor):

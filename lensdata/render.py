@@ -184,6 +184,15 @@ def _draw(spec: Instrument, image_seed: int, label: int, ranges: dict = DEFAULT_
     return d
 
 
+def image_draws(instrument: str | Instrument, image_seed: int, label: int, ranges: dict | None = None) -> dict:
+    """Everything random about one image (source position, substructure, noise deviates), as rendered.
+
+    For a pyHalo class, ``draws["halos"]`` is its :class:`lensdata.populations.Population`: the
+    benchmarks hand the same population to lenstronomy.
+    """
+    return _draw(get_instrument(instrument), int(image_seed), int(label), {**DEFAULT_RANGES, **(ranges or {})})
+
+
 def _exposure(spec: Instrument, image_seed: int) -> float:
     """This image's exposure time, s (NaN for noiseless presets)."""
     g = _stream(image_seed, _STREAM_EXPOSURE)
@@ -349,8 +358,8 @@ def _source_positions(geo: _Geometry, draws: list[dict], f64: dict):
     return bx, by
 
 
-_HALO_ELEMENTS = 1 << 20
-"""Halo-pixel pairs per step of :func:`halos_deflection` (8 MB per float64 tensor)."""
+_HALO_ELEMENTS = 1 << 15
+"""Halo-pixel pairs per step of :func:`halos_deflection` (256 kB per float64 tensor: in cache)."""
 
 
 def halos_deflection(x, y, pop):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import met  # noqa: E402  (after the path tweak)
 
-BENCHES = ("simulate", "load", "overhead", "launch", "search", "strategies", "gpu")
+BENCHES = ("simulate", "load", "overhead", "launch", "search", "strategies", "separability", "gpu")
 TIMEOUT_S = {"tiny": 300, "quick": 600, "full": 3600}
 
 
@@ -82,7 +82,11 @@ def key_details(row: dict) -> str:
     f = {
         "simulate": lambda r: (f"project {r['project_img_s']} img/s vs lenstronomy {r['lenstronomy_img_s']} "
                                f"(model reused {r['lenstronomy_reused_img_s']}); per class "
-                               + ", ".join(f"{c} {v['ratio']}x" for c, v in r["per_class"].items())),
+                               + ", ".join(f"{c} {v['ratio']}x" for c, v in r["per_class"].items())
+                               + "".join(f", {c} {v['ratio']}x (rendering alone {v['ratio_rendering']}x)"
+                                         for c, v in r.get("pyhalo_classes", {}).items())),
+        "separability": lambda r: (f"{r['n']} images, {r['preset']} swin_cls per-class test AUROC "
+                                   + ", ".join(f"{c} {v}" for c, v in r["swin_per_class_auroc"].items())),
         "load": lambda r: (f"parquet {r['store_img_s']} vs np.load {r['npy_img_s']} img/s; machine ceiling "
                            f"(raw readinto) {r['ceiling_ratio']}x; peak memory "
                            f"{r['peak_memory_ratio']}x raw (target <= {r['peak_memory_target']}, "

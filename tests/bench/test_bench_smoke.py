@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-CPU_BENCHES = ["simulate", "load", "overhead", "launch", "search", "science", "strategies"]
+CPU_BENCHES = ["simulate", "load", "overhead", "launch", "search", "science", "strategies", "separability"]
 
 
 def run_bench(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ DeepLenseSim itself draws CDM populations with. Each image draws one realisation
 seeded by the image alone, and the project ray-traces it in batch (:mod:`lensdata.halo_profiles`).
 
 - ``wdm``: pyHalo's ``WDM`` preset. The half-mode mass ``M_hm`` suppresses the subhalo mass
-  function below it (Lovell et al. 2014's fit) and lowers the concentrations of small halos; the
+  function below it (pyHalo's LOVELL2020 model, Lovell 2020) and lowers the concentrations of small halos; the
   halos are truncated NFW (lenstronomy ``TNFW``). ``log10(M_hm / Msun)`` is drawn per image,
   uniform in :data:`WDM_LOG_MHM`.
 - ``sidm``: pyHalo's ``SIDM_parametric`` (Yang et al. 2023's parametric model of gravothermal

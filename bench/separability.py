@@ -12,7 +12,9 @@ pair AUROC of its logits (``logit_a - logit_b`` on the pair's test images).
 
 Sizes: ``--tiny`` 50 images and the smoke preset (the smoke test), ``--quick`` 1,000 images and the
 smoke preset, default 2,500 images (500 per class) and the quick preset (about 25 minutes on 2
-cores, most of it pyHalo and the search). The JSON line's ``ratio`` is the Swin's macro test AUROC.
+cores, most of it pyHalo and the search). The regression baselines (ridge, boosted trees) are also
+fitted to each pyHalo class's own parameter (log10 M_hm, log10 sigma), beside predicting the train
+mean. The JSON line's ``ratio`` is the Swin's macro test AUROC.
 """
 
 from __future__ import annotations
@@ -89,11 +91,35 @@ def baseline_pairs(data) -> tuple[dict, list]:
     return pairs, bins
 
 
+def regression_baselines(data) -> dict:
+    """Test MAE (dex) of the regression baselines on each pyHalo class's own parameter, and of its mean."""
+    from dataclasses import replace
+
+    from trainables.baselines import fit_baselines
+
+    out = {}
+    for name in PARAMETER:
+        i = data.classes.index(name)
+        part = data.take(data.labels == i)
+        part = replace(part, labels=np.zeros(part.n, np.int64), classes=(name,))
+        results = fit_baselines("regression", part)
+        train_mean = float(np.mean(part.select(["train", "val"]).targets))
+        test = part.select("test").targets
+        out[name] = {"mean_of_train": rnd(float(np.mean(np.abs(test - train_mean)))),
+                     **{r.name: rnd(r.metrics["test_mae"]) for r in results}}
+    return out
+
+
 def swin_search(data_dir: Path, root: Path, preset: str) -> dict:
-    """The real command line: a swin_cls search on the set, then its final model, tested once."""
+    """The real command line: a swin_cls search on the set, then its final model, tested once.
+
+    With ``--keep``, a run already finished there is read back instead of searched again."""
     env = {**os.environ, "TQDM_DISABLE": "1"}
     env.pop("RAY_ADDRESS", None)
     name = f"swin_cls-five-{preset}"
+    final = root / "runs" / name / "final"
+    if (final / "test_metrics.json").is_file():
+        return {"metrics": json.loads((final / "test_metrics.json").read_text()), "final": final, "wall_s": None}
     commands = [[sys.executable, "-m", "tuner", "search", "--space", "swin_cls", "--preset", preset, "--data",
                  str(data_dir), "--storage", str(root / "runs"), "--name", name],
                 [sys.executable, "-m", "tuner", "train", "--from", str(root / "runs" / name)]]
@@ -147,6 +173,7 @@ def main() -> None:
         data = load_dataset(data_dir)
         print(f"simulated {n} images of {', '.join(CLASSES)} in {simulate_s:.0f} s", flush=True)
         base_pairs, base_bins = baseline_pairs(data)
+        regression = regression_baselines(data)
         swin = swin_search(data_dir, root, preset)
         s_pairs, s_bins = swin_pairs(swin["final"], data)
 
@@ -165,9 +192,13 @@ def main() -> None:
     per_class = {c: rnd(metrics.get(f"test_auroc_{c}", float("nan"))) for c in CLASSES}
     print("\nswin_cls one-vs-rest test AUROC: " + ", ".join(f"{c} {v:.3f}" for c, v in per_class.items())
           + f"; macro {metrics['test_auroc']:.3f}, accuracy {metrics.get('test_accuracy', float('nan')):.3f}")
+    for name, scores in regression.items():
+        print(f"{name} parameter ({PARAMETER[name][1]}) from its own images, test MAE in dex: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     emit("separability", metrics["test_auroc"], 0.9, "higher", n=n, preset=preset, simulate_s=rnd(simulate_s),
-         swin_wall_s=rnd(swin["wall_s"]), swin_per_class_auroc=per_class, baseline_pairs=base_pairs,
-         swin_pairs=s_pairs, baseline_bins=base_bins, swin_bins=s_bins)
+         swin_wall_s=rnd(swin["wall_s"]) if swin["wall_s"] else None, swin_per_class_auroc=per_class,
+         baseline_pairs=base_pairs,
+         swin_pairs=s_pairs, baseline_bins=base_bins, swin_bins=s_bins, regression_baselines=regression)
 
 
 if __name__ == "__main__":

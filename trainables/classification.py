@@ -1,4 +1,4 @@
-"""Three-class substructure classification (no_sub, cdm, axion) with a timm backbone."""
+"""Substructure classification over a dataset's classes (any of no_sub, cdm, axion, wdm, sidm), timm backbones."""
 
 from __future__ import annotations
 

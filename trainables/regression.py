@@ -1,7 +1,9 @@
-"""Axion-mass regression: predict log10(m_a / eV) from an image, optionally with its uncertainty.
+"""Dark-matter parameter regression: predict one class's parameter from an image, optionally with its uncertainty.
 
-Only rows with a target (the axion images) are used. The network learns a standardised target;
-the shift and scale come from the training rows and are kept as buffers in the model, so a saved
+The target is the axion mass log10(m_a / eV), the WDM half-mode mass log10(M_hm / Msun) or the SIDM
+cross-section (``lensdata.names.SUBSTRUCTURE_PARAMETERS``), one quantity per dataset (the preflight
+refuses mixtures). Only rows with a target (the images of that class) are used. The network learns
+a standardised target; the shift and scale come from the training rows and are kept as buffers in the model, so a saved
 model predicts in dex on its own. A ``gaussian`` head predicts a mean and a log-variance and is
 trained with the Gaussian negative log-likelihood, so the model says how sure it is.
 """
@@ -48,8 +50,8 @@ def _rows(data: LensingData, split: str) -> LensingData:
     part = data.select(split)
     keep = np.isfinite(part.targets)
     if not keep.any():
-        raise DatasetError(f"the {split} split has no regression targets (axion masses); "
-                           "use a dataset with axion images, e.g. sim:model2")
+        raise DatasetError(f"the {split} split has no regression targets (axion masses, WDM half-mode masses, "
+                           "SIDM cross-sections); use a dataset of such images, e.g. sim:model2:4000:axion")
     return part.take(np.flatnonzero(keep))
 
 

@@ -14,7 +14,9 @@ Sizes: ``--tiny`` 50 images and the smoke preset (the smoke test), ``--quick`` 1
 smoke preset, default 2,500 images (500 per class) and the quick preset (about 25 minutes on 2
 cores, most of it pyHalo and the search). The regression baselines (ridge, boosted trees) are also
 fitted to each pyHalo class's own parameter (log10 M_hm, log10 sigma), beside predicting the train
-mean. The JSON line's ``ratio`` is the Swin's macro test AUROC.
+mean. Last, ``wdm`` is compared with pyHalo's own WDM model at a negligible half-mode mass (its CDM
+limit), which differs from it only by M_hm, by the same baselines and M_hm thirds. The JSON line's
+``ratio`` is the Swin's macro test AUROC.
 """
 
 from __future__ import annotations
@@ -110,6 +112,57 @@ def regression_baselines(data) -> dict:
     return out
 
 
+def _render_chunk(seeds: np.ndarray) -> np.ndarray:
+    from lensdata.names import SIM_CLASSES
+    from lensdata.simulate import render
+
+    label = SIM_CLASSES.index("wdm")
+    return render("model2", seeds, np.full(len(seeds), label), ranges={"wdm_log_mhm": CDM_LIMIT})["image"]
+
+
+CDM_LIMIT = (5.0, 5.0)
+"""log10 M_hm of pyHalo's WDM model in its CDM limit: a half-mode mass 100 times below the smallest
+rendered halo suppresses nothing, with the same concentration and truncation models as ``wdm``. It
+is outside the range ``data simulate`` accepts (that would be CDM under a WDM label), so it is
+rendered here through ``render`` directly."""
+
+
+def cdm_limit_comparison(data, n: int) -> dict:
+    """WDM against the same pyHalo model at a negligible half-mode mass: pair AUROC, by M_hm third.
+
+    The ``cdm`` class is DeepLenseSim's 25 point masses, so ``wdm`` / ``cdm`` mixes physics with
+    recipe; this pair differs only by M_hm. n images of the CDM limit, their own stratified splits.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from lensdata import LensingData, assign_splits
+    from lensdata.simulate import image_seeds
+    from trainables.baselines import fit_baselines
+
+    seeds = image_seeds(987, 0, n)
+    chunks = np.array_split(seeds, 8)
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        images = np.concatenate(list(pool.map(_render_chunk, chunks)))[:, None]
+    wdm = data.take(data.labels == data.classes.index("wdm"))
+    limit = LensingData(images=images, labels=np.zeros(n, np.int64), targets=np.full(n, np.nan, np.float32),
+                        splits=assign_splits(np.zeros(n, np.int64), 0, (0.7, 0.15, 0.15)), classes=("cdm_limit",),
+                        manifest={})
+    both = LensingData(images=np.concatenate([limit.images, wdm.images]),
+                       labels=np.r_[limit.labels, np.ones(wdm.n, np.int64)],
+                       targets=np.r_[limit.targets, wdm.targets].astype(np.float32),
+                       splits=np.r_[limit.splits, wdm.splits], classes=("cdm_limit", "wdm"), manifest={},
+                       params={"half_mode_mass": np.r_[np.full(n, np.nan), wdm.params["half_mode_mass"]]})
+    results = fit_baselines("classification", both)
+    best = max(results, key=lambda r: r.metrics["test_auroc"])
+    test = both.select("test")
+    score = best.predictions["output"][:, 1] - best.predictions["output"][:, 0]
+    mine = test.labels == 1
+    bins = binned("wdm", "pyHalo CDM limit", score[mine], score[~mine], np.log10(test.params["half_mode_mass"][mine]))
+    return {"pair": {r.name: rnd(r.metrics["test_auroc"]) for r in results}, "bins": bins, "model": best.name,
+            "n_limit": n}
+
+
 def swin_search(data_dir: Path, root: Path, preset: str) -> dict:
     """The real command line: a swin_cls search on the set, then its final model, tested once.
 
@@ -174,6 +227,7 @@ def main() -> None:
         print(f"simulated {n} images of {', '.join(CLASSES)} in {simulate_s:.0f} s", flush=True)
         base_pairs, base_bins = baseline_pairs(data)
         regression = regression_baselines(data)
+        limit = cdm_limit_comparison(data, pick(args.size, 10, 100, 400))
         swin = swin_search(data_dir, root, preset)
         s_pairs, s_bins = swin_pairs(swin["final"], data)
 
@@ -192,13 +246,18 @@ def main() -> None:
     per_class = {c: rnd(metrics.get(f"test_auroc_{c}", float("nan"))) for c in CLASSES}
     print("\nswin_cls one-vs-rest test AUROC: " + ", ".join(f"{c} {v:.3f}" for c, v in per_class.items())
           + f"; macro {metrics['test_auroc']:.3f}, accuracy {metrics.get('test_accuracy', float('nan')):.3f}")
+    print(f"\nwdm against pyHalo's WDM model at M_hm = 1e5 (its CDM limit), {limit['n_limit']} images: pair "
+          "AUROC " + ", ".join(f"{k} {v:.3f}" for k, v in limit["pair"].items()) + "; by M_hm third ("
+          f"{limit['model']}): " + ", ".join(f"{r['range'][0]:.2f}-{r['range'][1]:.2f} {r['auroc']:.3f}"
+                                             for r in limit["bins"]))
     for name, scores in regression.items():
         print(f"{name} parameter ({PARAMETER[name][1]}) from its own images, test MAE in dex: "
               + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     emit("separability", metrics["test_auroc"], 0.9, "higher", n=n, preset=preset, simulate_s=rnd(simulate_s),
          swin_wall_s=rnd(swin["wall_s"]) if swin["wall_s"] else None, swin_per_class_auroc=per_class,
          baseline_pairs=base_pairs,
-         swin_pairs=s_pairs, baseline_bins=base_bins, swin_bins=s_bins, regression_baselines=regression)
+         swin_pairs=s_pairs, baseline_bins=base_bins, swin_bins=s_bins, regression_baselines=regression,
+         cdm_limit=limit)
 
 
 if __name__ == "__main__":

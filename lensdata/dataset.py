@@ -135,7 +135,7 @@ class LensingData:
     Attributes:
         images: (N, 1, H, W) float32, raw values; normalise with :func:`normalize_images`.
         labels: (N,) int64 index into ``classes``.
-        targets: (N,) float32 regression target (log10 axion mass), NaN where undefined.
+        targets: (N,) float32 regression target (the class's parameter), NaN where undefined.
         splits: (N,) str, ``'train'``, ``'val'`` or ``'test'``.
         classes: class names in label order.
         manifest: the dataset's manifest (describes the whole dataset, not only these rows).

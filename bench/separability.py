@@ -214,17 +214,21 @@ def main() -> None:
                       lambda p: p.add_argument("--keep", default=None, help="keep the set and the run here"))
     n = pick(args.size, 50, 1000, 2500)
     preset = pick(args.size, "smoke", "smoke", "quick")
-    from lensdata import load_dataset, simulate_to_dataset
+    from lensdata import DataError, load_dataset, simulate_to_dataset, verify_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-separability-") as tmp:
         root = Path(args.keep or tmp)
         data_dir = root / f"five-{n}"
         start = time.perf_counter()
-        if not (data_dir / "manifest.json").is_file():
+        try:  # a set kept by an earlier run (--keep) is reused when it verifies
+            verify_dataset(data_dir)
+            how = "reused"
+        except DataError:
             simulate_to_dataset("model2", n, 0, data_dir, workers=2, classes=CLASSES, progress=False, overwrite=True)
+            how = "simulated"
         simulate_s = time.perf_counter() - start
         data = load_dataset(data_dir)
-        print(f"simulated {n} images of {', '.join(CLASSES)} in {simulate_s:.0f} s", flush=True)
+        print(f"{how} {n} images of {', '.join(CLASSES)} in {simulate_s:.0f} s", flush=True)
         base_pairs, base_bins = baseline_pairs(data)
         regression = regression_baselines(data)
         limit = cdm_limit_comparison(data, pick(args.size, 10, 100, 400))

@@ -42,7 +42,8 @@ def assert_same_mass_function(ours: np.ndarray, theirs: np.ndarray) -> None:
     assert np.all(np.abs(a - b) <= 3 * sigma + 1e-9), (a, b, sigma)
 
 
-@pytest.mark.parametrize("model, parameter", [("wdm", 7.5), pytest.param("sidm", 2.0, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("model, parameter", [("wdm", 7.5), ("sidm", 2.0)])
 def test_drawn_mass_functions_match_pyhalos_own_realisations(model, parameter):
     n = 8
     ours = [populations.draw(model, parameter, 1000 + i) for i in range(n)]
@@ -52,6 +53,7 @@ def test_drawn_mass_functions_match_pyhalos_own_realisations(model, parameter):
     assert_same_mass_function(counts_per_decade([p.mass for p in ours]), counts_per_decade(theirs))
 
 
+@pytest.mark.slow
 def test_a_larger_half_mode_mass_suppresses_more_small_halos_and_cores_follow_the_cross_section():
     light, heavy = (counts_per_decade([populations.draw("wdm", m, 7 + i).mass for i in range(3)]).mean(0)
                     for m in (7.0, 9.0))
@@ -91,6 +93,7 @@ def test_a_five_class_set_simulates_with_its_parameter_columns():
     assert all(np.abs(a - b).max() > 1e-3 * a.max() for a, b in zip(out["image"][wdm | sidm], plain["image"]))
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_bits_whatever_the_batch():
     one = sim.simulate("model2", 4, 5, classes="wdm,sidm", batch_size=1, progress=False)
     many = sim.simulate("model2", 4, 5, classes="wdm,sidm", batch_size=4, progress=False)

@@ -118,6 +118,7 @@ def test_model2_and_model3_are_lenstronomy_simapi_images_doubled(name):
     assert np.isinf(out["snr"]).all()
 
 
+@pytest.mark.slow
 def test_pyhalo_classes_are_lenstronomys_images_of_the_same_populations():
     """wdm and sidm images: lenstronomy's SimAPI of SIE + shear + the same TNFW / TNFWC halos and sheet."""
     spec = INSTRUMENTS["model2"]

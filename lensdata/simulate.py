@@ -92,7 +92,7 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     spec = get_instrument(instrument)
     classes = check_classes(classes)
     ranges = check_ranges(ranges)
-    _check_request(n, seed, workers, batch_size)
+    _check_request(n, seed, workers, batch_size, len(classes))
     _check_int("start", start, 0, "a non-negative integer")
     indices = run_indices(n, classes, start)
 
@@ -175,7 +175,7 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
     spec = get_instrument(instrument)
     classes = check_classes(classes)
     ranges = check_ranges(ranges)
-    _check_request(n, seed, workers, batch_size)
+    _check_request(n, seed, workers, batch_size, len(classes))
     image_bytes = n * spec.pixels**2 * 4
     check_output(pathlib.Path(out), overwrite=overwrite, disk_bytes=image_bytes + n * _ROW_BYTES)
     check_memory(image_bytes, f"{n} {spec.name} images", "simulate fewer images (--n)")
@@ -240,9 +240,9 @@ def seeds_of(seed: int, indices: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- validation and execution
 
 
-def _check_request(n: int, seed: int, workers: int, batch_size: int) -> None:
+def _check_request(n: int, seed: int, workers: int, batch_size: int, n_classes: int = 3) -> None:
     """The arguments of a run, each refused in one line (the command line passes them unchecked)."""
-    _check_int("n", n, 3, "at least 3 images (one per class)")
+    _check_int("n", n, n_classes, f"at least {n_classes} images (one per class)")
     _check_int("seed", seed, 0, "a non-negative integer")
     _check_int("workers", workers, 1, "at least 1")
     _check_int("batch_size", batch_size, 1, "at least 1")

@@ -148,3 +148,10 @@ def test_the_command_line_refuses_an_empty_class_list_and_a_bad_range(tmp_path, 
     err = capsys.readouterr().err
     assert "outside the model's range 7,10" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_set_needs_one_image_per_class_it_names():
+    with pytest.raises(DataError, match=r"n must be at least 5 images \(one per class\), got 4"):
+        sim.simulate("model2", 4, 0, classes=SIM_CLASSES, progress=False)
+    out = sim.simulate("model2", 2, 0, classes="no_sub,axion", progress=False)
+    assert list(out["label"]) == [0, 1]

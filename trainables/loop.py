@@ -255,10 +255,14 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     schedule = make_schedule(optimizers["loss"], config, int(config["epochs"]) * steps_per_epoch)
 
     names = list(modules)
-    prepared = accelerator.prepare(*modules.values(), *optimizers.values(), schedule)
+    prepared = accelerator.prepare(*modules.values(), *optimizers.values())
     modules = dict(zip(names, prepared[: len(names)]))
-    optimizers = dict(zip(optimizers, prepared[len(names) : -1]))
-    schedule = prepared[-1]
+    optimizers = dict(zip(optimizers, prepared[len(names) :]))
+    # The schedule is not prepared: Accelerate's prepared scheduler steps once per worker at every step
+    # (it assumes each worker reads a batch of its own), but here the workers split one global batch
+    # (train_epoch), so K workers would run the schedule K times too fast and end training at lr 0
+    # after 1/K of the epochs. Registered, it is still saved and restored with the checkpoints.
+    accelerator.register_for_checkpointing(schedule)
 
     start, history = (0, [])
     if resume is not None:

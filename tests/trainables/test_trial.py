@@ -44,5 +44,8 @@ def test_two_workers_match_one_with_the_same_global_batch(ray_local, sim_model2_
     assert all(r["train_images"] == n_train for r in two)  # both workers trained their halves
     assert two[-1]["train_loss"] < two[0]["train_loss"]
     for a, b in zip(one, two):  # the same path up to floating point: all-reduce sums in another order
+        # The same learning rate at every epoch: a schedule stepped once per worker would end at lr 0
+        # after half the epochs with two workers (Accelerate's prepared scheduler does that).
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-9)
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=5e-3)
         assert b["val_auroc"] == pytest.approx(a["val_auroc"], abs=0.03)

@@ -35,7 +35,9 @@ calls ``numpy.trapz``, which numpy 2.4 removed: :func:`_import_pyhalo` restores 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -188,26 +190,16 @@ def _population(names: list[str], kwargs: list[dict], halos) -> Population:
         kappa_sheet=float(sum(sheets)))
 
 
-class _PyHalo:
-    """The three preset models this module uses, imported once."""
+@functools.cache
+def _import_pyhalo() -> SimpleNamespace:
+    """The three pyHalo preset models this module uses (ImportError without the extra)."""
+    if not hasattr(np, "trapz"):  # numpy >= 2.4 removed the old name pyHalo 1.4.6 calls
+        np.trapz = np.trapezoid
+    from pyHalo.PresetModels.cdm import CDM
+    from pyHalo.PresetModels.sidm import SIDM_parametric
+    from pyHalo.PresetModels.wdm import WDM
 
-    def __init__(self):
-        if not hasattr(np, "trapz"):  # numpy >= 2.4 removed the old name pyHalo 1.4.6 calls
-            np.trapz = np.trapezoid
-        from pyHalo.PresetModels.cdm import CDM
-        from pyHalo.PresetModels.sidm import SIDM_parametric
-        from pyHalo.PresetModels.wdm import WDM
-
-        self.CDM, self.WDM, self.SIDM_parametric = CDM, WDM, SIDM_parametric
-
-
-_PYHALO: list[_PyHalo] = []
-
-
-def _import_pyhalo() -> _PyHalo:
-    if not _PYHALO:
-        _PYHALO.append(_PyHalo())
-    return _PYHALO[0]
+    return SimpleNamespace(CDM=CDM, WDM=WDM, SIDM_parametric=SIDM_parametric)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import numpy as np
 
 from lensdata.instruments import MODEL1_EXPOSURE_LOG10, Instrument, get_instrument
 from lensdata.noise import peak_snr, poisson_quantile
-from lensdata.populations import SIDM_LOG_SIGMA, WDM_LOG_MHM
+from lensdata.populations import SIDM_LOG_SIGMA, TNFWC, WDM_LOG_MHM
 from lensdata.recipe import (
     HALO_MASS,
     LOG10_AXION_MASS,
@@ -209,7 +209,7 @@ def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray) -> dict[s
     dm = np.array([d.get("dm_parameter", nan) for d in draws], dtype=np.float64)
     halos = [d.get("halos") for d in draws]
     n_halos = [len(h) if h is not None else (N_SUBHALOS if c == 1 else 0) for h, c in zip(halos, labels)]
-    cored = [float(np.mean(h.profile == 1)) if h is not None and len(h) else nan for h in halos]
+    cored = [float(np.mean(h.profile == TNFWC)) if h is not None and len(h) else nan for h in halos]
     return {
         "label": labels.astype(np.int64),
         "target": np.where(np.isfinite(log_m), log_m, dm),  # lensdata.names.SUBSTRUCTURE_PARAMETERS
@@ -371,7 +371,6 @@ def halos_deflection(x, y, pop):
     import torch
 
     from lensdata import halo_profiles
-    from lensdata.populations import TNFWC
 
     f64 = {"dtype": torch.float64, "device": x.device}
     flat_x, flat_y = x.reshape(1, -1), y.reshape(1, -1)

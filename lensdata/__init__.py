@@ -5,8 +5,9 @@ Strong-lensing datasets as directories of Parquet files that any Arrow tool read
 ``sim:INSTRUMENT[:N]`` sources and their cache (:mod:`lensdata.sources`), the safe importer of the
 DeepLense ``.npy`` folders (:mod:`lensdata.importer`), and the batched lensing simulator
 (:mod:`lensdata.simulate`, with :mod:`lensdata.render`, :mod:`lensdata.noise`,
-:mod:`lensdata.lensing`, :mod:`lensdata.recipe` and :mod:`lensdata.instruments`). It imports no
-other package of the project.
+:mod:`lensdata.lensing`, :mod:`lensdata.recipe` and :mod:`lensdata.instruments`), whose
+dark-matter classes register themselves in :mod:`lensdata.substructure`, one module each. It
+imports no other package of the project.
 
 The names below are the public face; code outside the package imports them from here
 (``from lensdata import load_dataset``), or from the public module that holds them. They load on

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lensdata import substructure
 from lensdata.checks import verify_dataset
 from lensdata.dataset import STATS_CHUNK
 from lensdata.errors import DataError
-from lensdata.names import SPLITS, SUBSTRUCTURE_PARAMETERS
+from lensdata.names import SPLITS
 
 
 def image_stats(images: np.ndarray, targets: np.ndarray) -> dict:
@@ -72,7 +73,8 @@ def dataset_info(path: str | os.PathLike, *, verify: str = "fast") -> str:
         lines.append(f"values     min {stats['image_min']:.4g}, max {stats['image_max']:.4g}, "
                      f"mean {stats['image_mean']:.4g}, std {stats['image_std']:.4g}")
     if stats.get("n_targets"):
-        quantity = " and ".join(SUBSTRUCTURE_PARAMETERS[c] for c in classes if c in SUBSTRUCTURE_PARAMETERS)
+        quantities = substructure.targets()
+        quantity = " and ".join(quantities[c] for c in classes if c in quantities)
         lines.append(f"target     {quantity or 'target'} for {stats['n_targets']} images, "
                      f"range [{stats['target_min']:.4g}, {stats['target_max']:.4g}]")
     else:

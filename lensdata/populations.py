@@ -124,26 +124,6 @@ def available() -> bool:
     return True
 
 
-def require(classes) -> None:
-    """A one-line DataError naming the extra when these classes need pyHalo and it is missing."""
-    needing = [c for c in classes if c in ("wdm", "sidm")]
-    if needing and not available():
-        raise DataError(f"class {needing[0]} needs pyHalo, which is not installed; install the extra: "
-                        f"pip install 'deeplense-tuner[{EXTRA}]'")
-
-
-def check_range(name: str, lo_hi, limits: tuple[float, float]) -> tuple[float, float]:
-    """A (low, high) parameter range inside its limits, or a one-line DataError."""
-    try:
-        lo, hi = (float(v) for v in lo_hi)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} must be two numbers LOW,HIGH, got {lo_hi!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and limits[0] <= lo <= hi <= limits[1]):
-        raise DataError(f"{name} {lo:g},{hi:g} is outside the model's range {limits[0]:g},{limits[1]:g} "
-                        f"(LOW <= HIGH); choose a range inside it")
-    return lo, hi
-
-
 def draw(model: str, parameter: float, seed: int, *, z_lens: float = 0.5, z_source: float = 1.0) -> Population:
     """One pyHalo realisation of ``model`` (cdm, wdm, sidm), seeded by ``seed`` alone.
 

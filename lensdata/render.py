@@ -1,10 +1,13 @@
 """Batched rendering: per-image draws in numpy, pixel-grid ray tracing, PSF and noise in torch.
 
 Everything about an image is a function of ``(instrument, image_seed, label)`` alone: independent
-numpy Philox streams, keyed by the image seed, give the source position (stream 0), the subhalos
-(1), the vortex (2), the noise (3), the exposure (4) and the pyHalo population (5: its parameter
-and pyHalo's seed). :func:`render` of one image seed under the five labels gives images that share
-the lens, the source and the noise and differ only by the substructure.
+numpy Philox streams, keyed by the image seed, give the source position (stream 0), the noise (3)
+and the exposure (4), drawn here for every image, and the substructure, drawn by the image's
+dark-matter class from its own stream (:mod:`lensdata.substructure`: cdm 1, axion 2, the pyHalo
+classes 5). The renderer batches whatever classes the registry holds and branches on none: each
+class's rows of a micro-batch get its deflection, and its columns. :func:`render` of one image seed
+under every label gives images that share the lens, the source and the noise and differ only by the
+substructure.
 
 Bit-identical batching on CPU: per-image parameters (angles, Einstein radii) are computed per image
 in numpy; torch only runs pixel-grid maths whose per-image block is a multiple of 64 elements (so no
@@ -23,18 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lensdata import substructure
 from lensdata.instruments import MODEL1_EXPOSURE_LOG10, Instrument, get_instrument
 from lensdata.noise import peak_snr, poisson_quantile
-from lensdata.populations import SIDM_LOG_SIGMA, TNFWC, WDM_LOG_MHM
 from lensdata.recipe import (
     HALO_MASS,
-    LOG10_AXION_MASS,
-    N_SUBHALOS,
     SHEAR_G1,
     SHEAR_G2,
     SIE_E1,
@@ -44,22 +46,12 @@ from lensdata.recipe import (
     SOURCE_N,
     SOURCE_OFFSET,
     SOURCE_R_SERSIC,
-    SUBHALO_MASS_RANGE,
-    SUBHALO_RADIUS,
-    SUBHALO_SLOPE,
-    SUBHALO_SOFTENING,
-    VORTEX_HALF_LENGTH_1E22,
-    VORTEX_MASS,
-    VORTEX_SOFTENING,
 )
+from lensdata.substructure import EXPOSURE_STREAM, NOISE_STREAM, SOURCE_STREAM, DarkMatterClass
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions that need them
     import torch
 
-_STREAM_SOURCE, _STREAM_CDM, _STREAM_AXION, _STREAM_NOISE, _STREAM_EXPOSURE, _STREAM_HALOS = range(6)
-_WDM, _SIDM = 3, 4  # labels of the pyHalo classes (lensdata.names.SIM_CLASSES)
-DEFAULT_RANGES = {"wdm_log_mhm": WDM_LOG_MHM, "sidm_log_sigma": SIDM_LOG_SIGMA}
-"""Per-image parameter ranges of the pyHalo classes (:mod:`lensdata.populations`)."""
 _Z_CLIP = 7.0  # noise normal deviates are clipped at 7 sigma (probability 3e-12 per pixel)
 _MAX_ELEMENTS = 1 << 17
 """Fine-grid pixels per torch micro-batch (about 6 model2 images; results do not depend on it).
@@ -68,32 +60,34 @@ pixels per micro-batch for ``simulate()``, 2x for ``cdm`` (measured, one thread)
 
 
 def render(instrument: str | Instrument, seeds: np.ndarray, labels: np.ndarray, *, device: str = "cpu",
-           batch_size: int = 256, return_model: bool = False,
-           ranges: dict | None = None) -> dict[str, np.ndarray]:
+           batch_size: int = 256, return_model: bool = False, ranges: dict | None = None,
+           cycle: Sequence[DarkMatterClass] | None = None) -> dict[str, np.ndarray]:
     """Render the images of given image seeds and labels (the core of :func:`lensdata.simulate.simulate`).
 
-    Labels index :data:`lensdata.names.SIM_CLASSES`. Rendering one seed under labels 0-4 gives the
-    same lens, source and noise with no substructure, DeepLenseSim's subhalos, a vortex, or a WDM
-    or SIDM pyHalo population: the counterfactuals the tests compare. ``ranges`` overrides
-    :data:`DEFAULT_RANGES` (checked by :func:`lensdata.simulate.check_ranges`).
-    ``return_model`` adds ``model``: the noiseless image (e-/s per pixel, float64).
+    Labels index ``cycle``, the dark-matter classes in label order (default: the registry's,
+    :func:`lensdata.substructure.classes`; the simulator passes its own to worker processes).
+    Rendering one seed under each label gives the same lens, source and noise with each class's
+    substructure: the counterfactuals the tests compare. ``ranges`` overrides the classes' default
+    parameter ranges (checked by :func:`lensdata.simulate.check_ranges`). ``return_model`` adds
+    ``model``: the noiseless image (e-/s per pixel, float64).
     """
     spec = get_instrument(instrument)
+    cycle = tuple(substructure.classes() if cycle is None else cycle)
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if seeds.shape != labels.shape:
         raise ValueError("seeds and labels must have the same length")
-    if labels.size and (labels.min() < 0 or labels.max() > _SIDM):
-        raise ValueError("labels must be 0 (no_sub), 1 (cdm), 2 (axion), 3 (wdm) or 4 (sidm)")
-    ranges = {**DEFAULT_RANGES, **(ranges or {})}
-    draws = [_draw(spec, int(s), int(c), ranges) for s, c in zip(seeds, labels)]
-    cols = _columns(draws, seeds, labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(cycle)):
+        each = [f"{c.label} ({c.name})" for c in cycle]
+        raise ValueError(f"labels must be {', '.join(each[:-1])} or {each[-1]}")
+    draws = [_draw(spec, int(s), int(c), ranges, cycle) for s, c in zip(seeds, labels)]
+    cols = _columns(draws, seeds, labels, cycle)
     geo = _geometry(spec, device)
     step = max(1, min(batch_size, _MAX_ELEMENTS // geo.elements))
     images, snrs, models = [], [], []
     with _one_thread(device):
         for b in range(0, len(draws), step):
-            img, snr, model = _render_batch(spec, geo, draws[b : b + step], return_model)
+            img, snr, model = _render_batch(spec, geo, draws[b : b + step], cycle, return_model)
             images.append(img)
             snrs.append(snr)
             models.append(model)
@@ -129,58 +123,28 @@ def _stream(image_seed: int, stream: int) -> np.random.Generator:
                                                                        spawn_key=(stream,))))
 
 
-def _draw(spec: Instrument, image_seed: int, label: int, ranges: dict = DEFAULT_RANGES) -> dict:
-    """All random quantities of one image; the class only decides which substructure is drawn."""
-    from lensdata import lensing
-
+def _draw(spec: Instrument, image_seed: int, label: int, ranges: dict | None = None,
+          cycle: Sequence[DarkMatterClass] | None = None) -> dict:
+    """All random quantities of one image; its class draws the substructure, from the class's own stream."""
+    cls = (substructure.classes() if cycle is None else cycle)[label]
     d: dict = {"label": label}
-
-    def rein(mass):
-        return lensing.einstein_radius(mass, convention=spec.distances)
-
-    g = _stream(image_seed, _STREAM_SOURCE)
+    g = _stream(image_seed, SOURCE_STREAM)
     d["source_x"], d["source_y"] = g.uniform(-SOURCE_OFFSET, SOURCE_OFFSET, size=2)
-    if label == 1:
-        g = _stream(image_seed, _STREAM_CDM)
-        lo, hi = SUBHALO_MASS_RANGE
-        a = SUBHALO_SLOPE + 1.0  # inverse CDF of dN/dm ~ m^SLOPE on [lo, hi]
-        mass = (lo**a + g.uniform(0.0, 1.0, N_SUBHALOS) * (hi**a - lo**a)) ** (1.0 / a)
-        radius = g.uniform(*SUBHALO_RADIUS, size=N_SUBHALOS)
-        angle = g.uniform(0.0, 2.0 * math.pi, size=N_SUBHALOS)
-        d["sub_x"] = radius * np.cos(angle)
-        d["sub_y"] = radius * np.sin(angle)
-        d["sub_rein"] = rein(mass)
-        d["sub_mass"] = float(mass.sum())
-    elif label == 2:
-        g = _stream(image_seed, _STREAM_AXION)
-        log_m = float(g.uniform(*LOG10_AXION_MASS))
-        angle = float(g.uniform(0.0, math.pi))  # a segment through the centre: pi covers all
-        d["log_m"] = log_m
-        d["length"] = 2.0 * VORTEX_HALF_LENGTH_1E22 * 1e-22 / 10.0**log_m
-        d["cos"], d["sin"] = math.cos(angle), math.sin(angle)
-        d["vortex_rein"] = rein(VORTEX_MASS)
-        if spec.vortex_points:  # DeepLenseSim's make_vortex: equal point masses, ends included
-            along = np.linspace(-0.5 * d["length"], 0.5 * d["length"], spec.vortex_points)
-            d["sub_x"], d["sub_y"] = along * d["cos"], along * d["sin"]
-            d["sub_rein"] = np.full(spec.vortex_points, rein(VORTEX_MASS / spec.vortex_points))
-    elif label in (_WDM, _SIDM):
-        from lensdata import populations
-
-        g = _stream(image_seed, _STREAM_HALOS)
-        key = "wdm_log_mhm" if label == _WDM else "sidm_log_sigma"
-        d["dm_parameter"] = float(g.uniform(*ranges[key]))
-        pop = populations.draw("wdm" if label == _WDM else "sidm", d["dm_parameter"],
-                               int(g.integers(2**32)), z_lens=lensing.Z_LENS, z_source=lensing.Z_SOURCE)
-        d["halos"] = pop
-        d["sub_mass"] = float(pop.mass.sum())
     d["exposure"] = _exposure(spec, image_seed)
     if spec.noise != "none":
-        g = _stream(image_seed, _STREAM_NOISE)
+        g = _stream(image_seed, NOISE_STREAM)
         npix = spec.pixels * spec.pixels
         d["z_poisson"] = np.clip(g.standard_normal(npix), -_Z_CLIP, _Z_CLIP)
         d["z_read"] = g.standard_normal(npix)  # instrument: read noise; model1: the 0.01 background
         if spec.noise == "deeplense-model1":  # its first, Gaussian "Poisson" term (see _observe)
             d["z_gauss"] = g.standard_normal(npix)
+    if cls.draw is not None:
+        bounds = (ranges or {}).get(cls.parameter.key, cls.parameter.default) if cls.parameter else None
+        sub = cls.draw(_stream(image_seed, cls.stream), spec, bounds)
+        clash = sorted(set(sub) & set(d))
+        if clash:
+            raise ValueError(f"class {cls.name!r} draws {clash[0]!r}, which the renderer draws itself")
+        d.update(sub)
     return d
 
 
@@ -190,12 +154,12 @@ def image_draws(instrument: str | Instrument, image_seed: int, label: int, range
     For a pyHalo class, ``draws["halos"]`` is its :class:`lensdata.populations.Population`: the
     benchmarks hand the same population to lenstronomy.
     """
-    return _draw(get_instrument(instrument), int(image_seed), int(label), {**DEFAULT_RANGES, **(ranges or {})})
+    return _draw(get_instrument(instrument), int(image_seed), int(label), ranges)
 
 
 def _exposure(spec: Instrument, image_seed: int) -> float:
     """This image's exposure time, s (NaN for noiseless presets)."""
-    g = _stream(image_seed, _STREAM_EXPOSURE)
+    g = _stream(image_seed, EXPOSURE_STREAM)
     if spec.noise == "deeplense-model1":
         return float(10.0 ** g.uniform(*MODEL1_EXPOSURE_LOG10))
     if spec.noise == "instrument":
@@ -203,28 +167,33 @@ def _exposure(spec: Instrument, image_seed: int) -> float:
     return float("nan")
 
 
-def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    nan = float("nan")
-    log_m = np.array([d.get("log_m", nan) for d in draws], dtype=np.float64)
-    dm = np.array([d.get("dm_parameter", nan) for d in draws], dtype=np.float64)
-    halos = [d.get("halos") for d in draws]
-    n_halos = [len(h) if h is not None else (N_SUBHALOS if c == 1 else 0) for h, c in zip(halos, labels)]
-    cored = [float(np.mean(h.profile == TNFWC)) if h is not None and len(h) else nan for h in halos]
-    return {
-        "label": labels.astype(np.int64),
-        "target": np.where(np.isfinite(log_m), log_m, dm),  # lensdata.names.SUBSTRUCTURE_PARAMETERS
-        "n_subhalos": np.array(n_halos, dtype=np.int64),
-        "subhalo_mass_total": np.array([d.get("sub_mass", 0.0) for d in draws], dtype=np.float64),
-        "axion_mass": 10.0**log_m,
-        "vortex_length": np.array([d.get("length", nan) for d in draws], dtype=np.float64),
-        "source_x": np.array([d["source_x"] for d in draws], dtype=np.float64),
-        "source_y": np.array([d["source_y"] for d in draws], dtype=np.float64),
-        "image_seed": seeds.astype(np.int64),
-        "exposure": np.array([d["exposure"] for d in draws], dtype=np.float64),
-        "half_mode_mass": np.where(labels == _WDM, 10.0**dm, nan),
-        "sidm_cross_section": np.where(labels == _SIDM, 10.0**dm, nan),
-        "cored_fraction": np.where(labels == _SIDM, np.array(cored, dtype=np.float64), nan),
-    }
+_SHARED_COLUMNS = (("target", math.nan, np.float64), ("n_subhalos", 0, np.int64),
+                   ("subhalo_mass_total", 0.0, np.float64))
+"""Columns every class may fill from its draw (``target``: its parameter), and their value elsewhere."""
+
+
+def _columns(draws: list[dict], seeds: np.ndarray, labels: np.ndarray,
+             cycle: Sequence[DarkMatterClass]) -> dict[str, np.ndarray]:
+    """Per-image columns: the shared ones, then each class's own (its values on its rows, its fill elsewhere)."""
+    cols = {"label": labels.astype(np.int64)}
+    for key, fill, dtype in _SHARED_COLUMNS:
+        cols[key] = np.array([d.get(key, fill) for d in draws], dtype=dtype)
+    cols["source_x"] = np.array([d["source_x"] for d in draws], dtype=np.float64)
+    cols["source_y"] = np.array([d["source_y"] for d in draws], dtype=np.float64)
+    cols["image_seed"] = seeds.astype(np.int64)
+    cols["exposure"] = np.array([d["exposure"] for d in draws], dtype=np.float64)
+    order = list(cols)
+    for cls in cycle:
+        rows = np.flatnonzero(labels == cls.label)
+        at = order.index(cls.columns_after) + 1 if cls.columns_after else len(order)
+        for column in cls.columns:
+            values = np.full(len(draws), column.fill, dtype=column.dtype)
+            if rows.size:
+                values[rows] = column.values([draws[i] for i in rows])
+            cols[column.name] = values
+            order.insert(at, column.name)
+            at += 1
+    return {name: cols[name] for name in order}
 
 
 # ---------------------------------------------------------------- batched rendering (torch)
@@ -303,12 +272,13 @@ def _build_geometry(spec: Instrument, device: str) -> _Geometry:
                      by0.to(dev), kernel, psf_bin, pad, fine, side * side)
 
 
-def _render_batch(spec: Instrument, geo: _Geometry, draws: list[dict], return_model: bool):
+def _render_batch(spec: Instrument, geo: _Geometry, draws: list[dict], cycle: Sequence[DarkMatterClass],
+                  return_model: bool):
     """Noisy images (B, H, W) float32, their peak SNR, and (optionally) the noiseless images."""
     import torch
 
     f64 = {"dtype": torch.float64, "device": geo.x.device}
-    bx, by = _source_positions(geo, draws, f64)
+    bx, by = _source_positions(geo, draws, cycle)
     rate = _lensed_source_rate(spec, geo, draws, bx, by, f64)
     image = _observe(spec, draws, rate, f64)
     model = rate.cpu().numpy()
@@ -316,84 +286,23 @@ def _render_batch(spec: Instrument, geo: _Geometry, draws: list[dict], return_mo
     return image.to(torch.float32).cpu().numpy(), snr, model if return_model else None
 
 
-def _source_positions(geo: _Geometry, draws: list[dict], f64: dict):
-    """Source-plane positions (B, G, G) of every fine pixel: the macro lens, then the substructure."""
+def _source_positions(geo: _Geometry, draws: list[dict], cycle: Sequence[DarkMatterClass]):
+    """Source-plane positions (B, G, G) of every fine pixel: the macro lens, then each class's substructure."""
     import torch
-
-    from lensdata import lensing
 
     b = len(draws)
     labels = np.array([d["label"] for d in draws])
     bx = geo.bx0.expand(b, -1, -1).clone()
     by = geo.by0.expand(b, -1, -1).clone()
-
-    points = np.array(["sub_x" in d for d in draws])
-    for label in (1, 2):  # cdm: 25 point masses; axion as DeepLenseSim made it: 100 on a line
-        rows = np.flatnonzero((labels == label) & points)
-        if not rows.size:
+    for cls in cycle:
+        rows = np.flatnonzero(labels == cls.label)
+        if cls.deflect is None or not rows.size:
             continue
-        sx = torch.tensor(np.stack([draws[i]["sub_x"] for i in rows]), **f64)
-        sy = torch.tensor(np.stack([draws[i]["sub_y"] for i in rows]), **f64)
-        sr = torch.tensor(np.stack([draws[i]["sub_rein"] for i in rows]), **f64)
-        ax, ay = lensing.point_masses_deflection(geo.xs, geo.ys, sx, sy, sr, SUBHALO_SOFTENING)
-        idx = torch.as_tensor(rows, device=f64["device"])
+        ax, ay = cls.deflect(geo, [draws[i] for i in rows])
+        idx = torch.as_tensor(rows, device=geo.x.device)
         bx[idx] = bx[idx] - ax
         by[idx] = by[idx] - ay
-
-    rows = np.flatnonzero((labels == 2) & ~points)
-    if rows.size:  # axion: the closed-form line of mass
-        def col(key: str) -> torch.Tensor:
-            return torch.tensor([draws[i][key] for i in rows], **f64)[:, None, None]
-
-        ax, ay = lensing.line_deflection(geo.x, geo.y, 0.0, 0.0, col("cos"), col("sin"),
-                                         col("length"), col("vortex_rein"), VORTEX_SOFTENING)
-        idx = torch.as_tensor(rows, device=f64["device"])
-        bx[idx] = bx[idx] - ax
-        by[idx] = by[idx] - ay
-
-    for i in np.flatnonzero(np.isin(labels, (_WDM, _SIDM))):  # pyHalo populations, one image at a time
-        ax, ay = halos_deflection(geo.x, geo.y, draws[i]["halos"])
-        bx[i] = bx[i] - ax
-        by[i] = by[i] - ay
     return bx, by
-
-
-_HALO_ELEMENTS = 1 << 15
-"""Halo-pixel pairs per step of :func:`halos_deflection` (256 kB per float64 tensor: in cache)."""
-
-
-def halos_deflection(x, y, pop):
-    """Deflection of one pyHalo population on a pixel grid ``x, y`` (arcsec), summed in a fixed order.
-
-    Halos go in chunks of a fixed size whatever the batch, so an image's deflection (and its bits)
-    does not depend on what it is rendered with.
-    """
-    import torch
-
-    from lensdata import halo_profiles
-
-    f64 = {"dtype": torch.float64, "device": x.device}
-    flat_x, flat_y = x.reshape(1, -1), y.reshape(1, -1)
-    kappa = torch.tensor(pop.kappa_sheet, **f64)
-    ax, ay = halo_profiles.sheet_deflection(flat_x[0], flat_y[0], kappa)
-    step = max(1, _HALO_ELEMENTS // flat_x.shape[1])
-    for cored in (False, True):
-        rows = np.flatnonzero((pop.profile == TNFWC) == cored)
-        for s in range(0, rows.size, step):
-            part = rows[s : s + step]
-
-            def col(values: np.ndarray, part: np.ndarray = part) -> torch.Tensor:
-                return torch.tensor(values[part], **f64)[:, None]
-
-            dx, dy = flat_x - col(pop.x), flat_y - col(pop.y)
-            if cored:
-                px, py = halo_profiles.tnfwc_deflection(dx, dy, col(pop.alpha_rs), col(pop.rs),
-                                                        col(pop.r_core), col(pop.r_trunc))
-            else:
-                px, py = halo_profiles.tnfw_deflection(dx, dy, col(pop.alpha_rs), col(pop.rs), col(pop.r_trunc))
-            ax = ax + px.sum(0)
-            ay = ay + py.sum(0)
-    return ax.reshape(x.shape), ay.reshape(x.shape)
 
 
 def _lensed_source_rate(spec: Instrument, geo: _Geometry, draws: list[dict], bx, by, f64: dict):

@@ -13,11 +13,12 @@ caustics' batched lenses, for the instruments of :mod:`lensdata.instruments`:
   pixel in electrons (see :func:`lensdata.noise.peak_snr`; each image's value is stored in the
   ``snr`` column).
 
-Classes, seeds and splits: image ``i`` of a run is of class ``i % 5`` (0 ``no_sub``, 1 ``cdm``,
-2 ``axion``, 3 ``wdm``, 4 ``sidm``: :data:`lensdata.names.SIM_CLASSES`) and has its own
+Classes, seeds and splits: the registered dark-matter classes (:mod:`lensdata.substructure`) make
+the run cycle, and image ``i`` of a run is of class ``i % k`` of the ``k`` classes (0 ``no_sub``,
+1 ``cdm``, 2 ``axion``, 3 ``wdm``, 4 ``sidm``: :data:`lensdata.names.SIM_CLASSES`) and has its own
 ``image_seed`` derived from ``(seed, i)``; everything about an image follows from
 ``(instrument, image_seed, class)`` and the parameter ranges (:mod:`lensdata.render`), and its split
-from ``(seed, class, i // 5)`` (:func:`lensdata.dataset.splits_by_identity`). The default set is
+from ``(seed, class, i // k)`` (:func:`lensdata.dataset.splits_by_identity`). The default set is
 DeepLense's three classes; ``wdm`` and ``sidm`` need the ``dark-matter`` extra (pyHalo). A set of ``n`` images of
 some classes is the first ``n`` images of the run that are of those classes, so every set of a run,
 of any size and class subset, holds the same images under the same splits: a model trained on one
@@ -34,11 +35,13 @@ from dataclasses import asdict
 
 import numpy as np
 
+from lensdata import substructure
 from lensdata.errors import DataError
 from lensdata.instruments import INSTRUMENTS, get_instrument  # noqa: F401 - re-exported
-from lensdata.names import CLASSES, SIM_CLASSES, SUBSTRUCTURE_PARAMETERS
+from lensdata.names import CLASSES
 from lensdata.recipe import physics_summary
-from lensdata.render import DEFAULT_RANGES, render
+from lensdata.render import render
+from lensdata.substructure import DarkMatterClass
 
 SIM_VERSION = 4
 """Bumped whenever the same seed would give different bits or splits; part of the ``sim:`` cache key.
@@ -48,7 +51,8 @@ the deflection 0.05" away, now 4e-8). Version 3: ``model1``-``model3`` follow De
 recipe (the corrected physics moved to ``*-physical``), splits are a function of each image's
 identity (version 2's depended on the set size, so nested sets leaked test images into training),
 and 70/15/15 instead of 80/10/10. Version 4: runs cycle through five classes (``wdm`` and ``sidm``
-joined), so image ``i``'s class, seed and split follow ``i % 5`` and ``i // 5``."""
+joined), so image ``i``'s class, seed and split follow ``i % 5`` and ``i // 5``. A class appended to
+the registry (:mod:`lensdata.substructure`) changes the cycle the same way: a new version."""
 
 MIN_SIM_VERSION = SIM_VERSION
 """Simulated dataset directories older than this are refused (their splits leak across sizes)."""
@@ -59,10 +63,11 @@ _ROW_BYTES = 128
 
 def run_indices(n: int, classes: Sequence[str] = CLASSES, start: int = 0) -> np.ndarray:
     """Run indices of images ``start .. start+n-1`` of the run's images of these classes."""
-    wanted = np.array([SIM_CLASSES.index(name) for name in classes], dtype=np.int64)
+    cycle = substructure.names()
+    wanted = np.array([cycle.index(name) for name in classes], dtype=np.int64)
     per_cycle = len(wanted)
     k = np.arange(start, start + n, dtype=np.int64)
-    return (k // per_cycle) * len(SIM_CLASSES) + np.sort(wanted)[k % per_cycle]
+    return (k // per_cycle) * len(cycle) + np.sort(wanted)[k % per_cycle]
 
 
 def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: int = 256,
@@ -73,15 +78,16 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
 
     Returns ``image`` (n, H, W) float32 (the preset's units, see :data:`lensdata.instruments.INSTRUMENTS`)
     and per-image columns of shape (n,): ``label`` (int64, index into ``classes`` in
-    :data:`SIM_CLASSES` order), ``target`` (the class's parameter,
+    :data:`lensdata.names.SIM_CLASSES` order), ``target`` (the class's parameter,
     :data:`lensdata.names.SUBSTRUCTURE_PARAMETERS`; NaN for no_sub and cdm), ``n_subhalos``,
-    ``subhalo_mass_total`` (Msun, 0 without subhalos), ``axion_mass`` (eV, NaN), ``vortex_length``
-    (full length of the line, arcsec, NaN), ``half_mode_mass`` (Msun, wdm), ``sidm_cross_section``
-    (cm^2/g, sidm), ``cored_fraction`` (share of cored subhalos, sidm), ``source_x``, ``source_y``
-    (arcsec), ``image_seed`` (int64), ``exposure`` (s, NaN for noiseless presets), ``snr`` (peak SNR,
-    infinite without noise) and ``run_index`` (the image's index in the run, which decides its
-    class, seed and split). ``ranges`` overrides the pyHalo classes' parameter ranges
-    (:func:`check_ranges`).
+    ``subhalo_mass_total`` (Msun, 0 without subhalos), ``source_x``, ``source_y`` (arcsec),
+    ``image_seed`` (int64), ``exposure`` (s, NaN for noiseless presets), ``snr`` (peak SNR, infinite
+    without noise), ``run_index`` (the image's index in the run, which decides its class, seed and
+    split), and every registered class's own columns, NaN on other classes' images
+    (:mod:`lensdata.substructure`): ``axion_mass`` (eV) and ``vortex_length`` (full length of the
+    line, arcsec), ``half_mode_mass`` (Msun, wdm), ``sidm_cross_section`` (cm^2/g, sidm) and
+    ``cored_fraction`` (share of cored subhalos, sidm). ``ranges`` overrides the classes' parameter
+    ranges (:func:`check_ranges`).
 
     ``workers > 1`` spreads fixed chunks over spawned processes, or over Ray tasks when
     ``address`` is given (``ray.init(address=address)``; an existing Ray connection of this
@@ -95,6 +101,7 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     _check_request(n, seed, workers, batch_size, len(classes))
     _check_int("start", start, 0, "a non-negative integer")
     indices = run_indices(n, classes, start)
+    cycle = substructure.classes()  # handed to worker processes, which may not have a plugin's classes
 
     chunk = batch_size if workers == 1 and address is None else min(
         batch_size, max(1, math.ceil(n / (4 * workers))))
@@ -104,54 +111,50 @@ def simulate(instrument: str, n: int, seed: int, *, start: int = 0, batch_size: 
     bar = tqdm(total=n, unit="img", desc=f"simulate {spec.name}", disable=not progress)
     try:
         if address is not None:
-            parts = _run_ray(spec.name, seed, chunks, batch_size, device, address, bar, ranges)
+            parts = _run_ray(spec.name, seed, chunks, batch_size, device, address, bar, ranges, cycle)
         elif workers > 1:
-            parts = _run_processes(spec.name, seed, chunks, batch_size, device, workers, bar, ranges)
+            parts = _run_processes(spec.name, seed, chunks, batch_size, device, workers, bar, ranges, cycle)
         else:
             parts = []
             for part in chunks:
-                parts.append(_simulate_chunk(spec.name, seed, part, batch_size, device, ranges))
+                parts.append(_simulate_chunk(spec.name, seed, part, batch_size, device, ranges, cycle))
                 bar.update(len(part))
     finally:
         bar.close()
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    out["label"] = np.searchsorted(np.array([SIM_CLASSES.index(c) for c in classes]), out["label"])
+    names = [c.name for c in cycle]
+    out["label"] = np.searchsorted(np.array([names.index(c) for c in classes]), out["label"])
     return out
 
 
 def check_classes(classes: Sequence[str] | str) -> tuple[str, ...]:
-    """The classes to simulate in :data:`SIM_CLASSES` order, or a one-line DataError.
+    """The classes to simulate in run order (:data:`lensdata.names.SIM_CLASSES`), or a one-line DataError.
 
-    A pyHalo class (``wdm``, ``sidm``) without pyHalo installed names the extra to install.
+    A class whose optional extra is not installed (pyHalo for ``wdm`` and ``sidm``) names the extra.
     """
-    from lensdata import populations
-
+    known = substructure.names()
     names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
     names = [c for c in names if c] if isinstance(classes, str) else names
-    unknown = [c for c in names if c not in SIM_CLASSES]
+    unknown = [c for c in names if c not in known]
     if unknown or not names:
         what = f"unknown class {unknown[0]!r}" if unknown else "no classes given"
-        raise DataError(f"{what}; choose from {', '.join(SIM_CLASSES)} (comma-separated, e.g. --classes axion)")
+        raise DataError(f"{what}; choose from {', '.join(known)} (comma-separated, e.g. --classes axion)")
     if len(set(names)) != len(names):
         raise DataError(f"class given twice in {','.join(names)}; give each class once")
-    populations.require(names)
-    return tuple(c for c in SIM_CLASSES if c in names)
+    substructure.require_extras(names)
+    return tuple(c for c in known if c in names)
 
 
 def check_ranges(ranges: dict | None) -> dict:
-    """The pyHalo classes' parameter ranges (defaults filled in), each inside its model's limits."""
-    from lensdata import populations
-
-    limits = {"wdm_log_mhm": ("--wdm-log-mhm (log10 half-mode mass, Msun)", populations.WDM_LOG_MHM_LIMITS),
-              "sidm_log_sigma": ("--sidm-log-sigma (log10 cross-section, cm^2/g)",
-                                 populations.SIDM_LOG_SIGMA_LIMITS)}
-    unknown = sorted(set(ranges or {}) - set(limits))
+    """Every class's parameter range (defaults filled in), each inside its model's limits."""
+    known = {r.key: r for r in substructure.parameter_ranges()}
+    unknown = sorted(set(ranges or {}) - set(known))
     if unknown:
-        raise DataError(f"unknown parameter range {unknown[0]!r}; choose from {', '.join(limits)}")
-    out = dict(DEFAULT_RANGES)
+        raise DataError(f"unknown parameter range {unknown[0]!r}; choose from {', '.join(known)}")
+    out = {key: r.default for key, r in known.items()}
     for key, value in (ranges or {}).items():
         if value is not None:
-            out[key] = populations.check_range(limits[key][0], value, limits[key][1])
+            out[key] = known[key].check(value)
     return out
 
 
@@ -181,30 +184,30 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
     check_memory(image_bytes, f"{n} {spec.name} images", "simulate fewer images (--n)")
     columns = simulate(instrument, n, seed, batch_size=batch_size, workers=workers,
                        progress=progress, address=address, classes=classes, ranges=ranges)
+    run = substructure.names()  # the run cycle
+    k = len(run)
     index = columns["run_index"]
-    columns["split"] = splits_by_identity(index % len(SIM_CLASSES), index // len(SIM_CLASSES), seed)
+    columns["split"] = splits_by_identity(index % k, index // k, seed)
     snr = columns["snr"][np.isfinite(columns["snr"])]
+    chosen = [substructure.get_class(c) for c in classes]
     extra = {
         "instrument": asdict(spec),
         "recipe": RECIPE_NOTES[spec.recipe],
         "simulator_version": SIM_VERSION,
         "image_units": IMAGE_UNITS[spec.noise],
-        "label_rule": "run image i is of class i % 5 (no_sub, cdm, axion, wdm, sidm); a set of some "
+        "label_rule": f"run image i is of class i % {k} ({', '.join(run)}); a set of some "
                       "classes holds the first n run images of those classes",
-        "split_rule": "lensdata.dataset.splits_by_identity(i % 5, i // 5, seed): "
+        "split_rule": f"lensdata.dataset.splits_by_identity(i % {k}, i // {k}, seed): "
                       "the same image has the same split in every set of the run",
-        "targets": {c: SUBSTRUCTURE_PARAMETERS[c] for c in classes if c in SUBSTRUCTURE_PARAMETERS},
+        "targets": {c.name: c.target for c in chosen if c.target},
         "snr_definition": "peak pixel: S / sqrt(noise variance of that pixel), S = brightest "
                           "noiseless pixel in electrons; infinite for noiseless presets",
         "snr_median": float(np.median(snr)) if snr.size else None,
         "physics": physics_summary(spec.distances),
     }
-    if any(c in classes for c in ("wdm", "sidm")):
-        from lensdata import populations
-
-        extra["populations"] = populations.summary(
-            {k: list(v) for k, v in ranges.items()
-             if ("wdm" in classes and k.startswith("wdm")) or ("sidm" in classes and k.startswith("sidm"))})
+    for describe in dict.fromkeys(c.manifest for c in chosen if c.manifest):  # once per shared function
+        extra.update(describe({c.parameter.key: list(ranges[c.parameter.key])
+                               for c in chosen if c.manifest is describe and c.parameter}))
     return write_dataset(out, columns, classes=classes, source="simulate",
                          instrument=spec.name, seed=seed, extra_meta=extra)
 
@@ -253,22 +256,22 @@ def _check_int(name: str, value, minimum: int, what: str) -> None:
         raise DataError(f"{name} must be {what}, got {value!r}")
 
 
-def _simulate_chunk(instrument: str, seed: int, indices: np.ndarray, batch_size: int,
-                    device: str, ranges: dict | None = None) -> dict[str, np.ndarray]:
-    """These run indices of run ``seed``: the unit of work of processes and Ray tasks."""
-    out = render(instrument, seeds_of(seed, indices), indices % len(SIM_CLASSES), device=device,
-                 batch_size=batch_size, ranges=ranges)
+def _simulate_chunk(instrument: str, seed: int, indices: np.ndarray, batch_size: int, device: str,
+                    ranges: dict, cycle: Sequence[DarkMatterClass]) -> dict[str, np.ndarray]:
+    """These run indices of run ``seed`` under this run cycle: the unit of work of processes and Ray tasks."""
+    out = render(instrument, seeds_of(seed, indices), indices % len(cycle), device=device,
+                 batch_size=batch_size, ranges=ranges, cycle=cycle)
     out["run_index"] = np.asarray(indices, dtype=np.int64)
     return out
 
 
-def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar, ranges) -> list[dict]:
+def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar, ranges, cycle) -> list[dict]:
     import concurrent.futures as cf
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
-        futures = {pool.submit(_simulate_chunk, instrument, seed, part, batch_size, device, ranges): i
+        futures = {pool.submit(_simulate_chunk, instrument, seed, part, batch_size, device, ranges, cycle): i
                    for i, part in enumerate(chunks)}
         parts: list[dict | None] = [None] * len(chunks)
         for fut in cf.as_completed(futures):
@@ -278,7 +281,7 @@ def _run_processes(instrument, seed, chunks, batch_size, device, workers, bar, r
     return parts  # type: ignore[return-value]
 
 
-def _run_ray(instrument, seed, chunks, batch_size, device, address, bar, ranges) -> list[dict]:
+def _run_ray(instrument, seed, chunks, batch_size, device, address, bar, ranges, cycle) -> list[dict]:
     """One Ray task per chunk; an existing connection of this process is reused, not replaced."""
     import ray
 
@@ -287,7 +290,7 @@ def _run_ray(instrument, seed, chunks, batch_size, device, address, bar, ranges)
         ray.init(address=address, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1)(_simulate_chunk)
-        refs = [task.remote(instrument, seed, part, batch_size, device, ranges) for part in chunks]
+        refs = [task.remote(instrument, seed, part, batch_size, device, ranges, cycle) for part in chunks]
         index = {ref: i for i, ref in enumerate(refs)}
         parts: list[dict | None] = [None] * len(chunks)
         pending = list(refs)

@@ -90,7 +90,7 @@ def test_the_truncated_nfw_is_lenstronomys_tnfw(alpha_rs, rs, r_trunc):
 
 def test_a_whole_population_deflects_as_lenstronomys_lens_model_of_it():
     """Both profiles, the convergence sheet, chunked summation: one lenstronomy LensModel of the same list."""
-    from lensdata.render import halos_deflection
+    from lensdata.halo_profiles import halos_deflection
 
     g = np.random.default_rng(3)
     k = 700  # more than one chunk on this grid

@@ -1,7 +1,7 @@
 """Helpers of ``gpu_check.sh``: bf16 training throughput with 1, 2 and 4 trials per GPU, and the summary.
 
 ``throughput``: K processes share the GPU (as K trials packed with ``--gpus-per-trial 1/K`` do);
-each trains the three backbones (effnet, vit, swin; the spaces' default configs of the given size)
+each trains every registered backbone family (its classification space's default config of the given size)
 on random 64x64 batches already on the device, in bf16 autocast with AdamW, for a fixed time after
 a warm-up, all processes starting each backbone together. Data loading is not in these figures
 (the search figures include it). Prints one JSON object: images/s per process and in aggregate.
@@ -19,7 +19,12 @@ import statistics
 import time
 from pathlib import Path
 
-SPACES = {"effnet": "effnet_cls", "vit": "vit_cls", "swin": "swin_cls"}
+
+def backbone_spaces() -> dict[str, str]:
+    """Each registered backbone family and the classification space that trains it (read from the registries)."""
+    from search_spaces import compared_spaces, default_config
+
+    return {default_config(name, "tiny", 64)["arch"]: name for name in compared_spaces("classification")}
 
 
 def _worker(rank: int, size: str, seconds: float, device: str, barrier, queue) -> None:
@@ -31,7 +36,7 @@ def _worker(rank: int, size: str, seconds: float, device: str, barrier, queue) -
 
     torch.manual_seed(rank)
     out = {}
-    for arch, space in SPACES.items():
+    for arch, space in backbone_spaces().items():
         config = default_config(space, size=size, image_size=64)
         model = build_backbone(config, 64, num_outputs=3).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -75,8 +80,8 @@ def throughput(args: argparse.Namespace) -> None:
     for p in procs:
         p.join()
     report = {"trials_per_gpu": args.trials, "per_trial_img_s": {
-        a: statistics.mean(r[a] for r in results) for a in SPACES},
-        "aggregate_img_s": {a: sum(r[a] for r in results) for a in SPACES}}
+        a: statistics.mean(r[a] for r in results) for a in backbone_spaces()},
+        "aggregate_img_s": {a: sum(r[a] for r in results) for a in backbone_spaces()}}
     print(json.dumps(report), flush=True)
 
 
@@ -102,7 +107,7 @@ def summarize(args: argparse.Namespace) -> None:
              if one["trials_per_hour"] and packed["trials_per_hour"] else None)
     summary = (f"swin_cls search: {one['trials_per_hour']} trials/h at 1 GPU/trial, "
                f"{packed['trials_per_hour']} packed 4/GPU; bf16 img/s per trial "
-               + ", ".join(f"{a} {tput[0]['per_trial_img_s'][a]:.0f}" for a in SPACES) if tput else "")
+               + ", ".join(f"{a} {tput[0]['per_trial_img_s'][a]:.0f}" for a in backbone_spaces()) if tput else "")
     print(json.dumps({"bench": "gpu", "ratio": round(ratio, 3) if ratio else None, "target": 1.0,
                       "better": "higher", "summary": summary, "device": args.device_name,
                       "search_1_gpu_per_trial": one, "search_4_per_gpu": packed,

@@ -5,7 +5,7 @@ NAS-Bench-201; Syne Tune's simulator backend does the same): the searcher propos
 the configuration is mapped to a row of the table (``bench/lctable.py``), and the row's measured
 curve is replayed epoch by epoch on a simulated clock, with as many trials running at once as the
 preset runs. The classes that propose and stop are the ones a real search uses, not copies: for Ray
-Tune, ``tuner.search.make_searcher`` / ``make_scheduler`` (``OptunaSearch`` with the project's
+Tune, ``tuner.wiring.make_searcher`` / ``make_scheduler`` (``OptunaSearch`` with the project's
 sampler, Ray's ``ASHAScheduler`` / ``FIFOScheduler`` / our ``ReliableHyperBandScheduler``) and Ray's
 ``TuneBOHB`` + ``HyperBandForBOHB``, wrapped in Ray's ``ConcurrencyLimiter`` as ``max_concurrent_trials``
 wraps them; for Syne Tune, its own scheduler classes. What is simulated is only Ray's (or Syne

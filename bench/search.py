@@ -94,7 +94,7 @@ def ray_search(data, exp, method: str) -> list[tuple[float, float]]:
 
     from search_spaces import get_space
     from trainables.trial import tune_trainable
-    from tuner.search import make_scheduler, make_searcher
+    from tuner.wiring import make_scheduler, make_searcher
 
     space = get_space(exp.space)
     searcher, scheduler = make_searcher(exp, space, 64, []), make_scheduler(exp, space)
@@ -140,7 +140,7 @@ def optuna_search(data, exp) -> list[tuple[float, float]]:
     from search_spaces import define_by_run, get_space
     from trainables import get_task
     from trainables.loop import fit
-    from tuner.search import trial_constants
+    from tuner.wiring import trial_constants
 
     space = get_space(exp.space)
     task = get_task(space.task)

@@ -13,7 +13,7 @@ median and interquartile range over seeds of:
   configuration the search would hand over (its best trial among those that ran the whole budget);
 - the share of seeds that reach the target at all.
 
-Strategies (``Ray:`` the project's own classes through ``tuner.search``; ``peer:`` other libraries):
+Strategies (``Ray:`` the project's own classes through ``tuner.wiring``; ``peer:`` other libraries):
 
 - ``random+fifo``: Optuna's random sampler, no early stopping. The baseline of every ratio.
 - ``random+asha``, ``tpe+asha`` (the default before this benchmark), ``gp+asha`` (Optuna's GPSampler):
@@ -74,15 +74,15 @@ def experiment(table, seed: int, **over):
 
 
 def ray_strategy(searcher: str, scheduler: str, **over):
-    """A strategy of the project's own classes (``tuner.search.make_searcher`` / ``make_scheduler``)."""
+    """A strategy of the project's own classes (``tuner.wiring.make_searcher`` / ``make_scheduler``)."""
 
     def build(table, seed):
         from search_spaces import get_space
-        from tuner.search import make_scheduler, make_searcher
+        from tuner.wiring import make_scheduler, make_searcher
 
         exp = experiment(table, seed, searcher=searcher, scheduler=scheduler, **over)
         space = get_space(table.space)
-        # No starting point: a real search tries the space's default first (tuner.search.starting_points),
+        # No starting point: a real search tries the space's default first (tuner.wiring.starting_points),
         # which reaches the target on its own here and would make every strategy look alike.
         return make_searcher(exp, space, 64, []), make_scheduler(exp, space)
 

@@ -12,27 +12,44 @@ Importing the package imports neither torch, timm, ray nor optuna (optuna is imp
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
 
-# The family modules register their spaces on import; the order fixes the listing order.
-# isort: off
-from search_spaces import effnet, vit, swin, autoencoders, any_arch  # noqa: F401  (registration)
-# isort: on
-from search_spaces.common import SIZES, SPACES, TASKS, Space, Trial, check_size, register_space, task_objective
+from search_spaces.common import SIZES, SPACES, Handset, Space, Trial, check_size, register_space
 from search_spaces.errors import SpaceError
+from search_spaces.tasks import register_task, task_names, task_objective
 
-__all__ = ["SIZES", "SPACES", "TASKS", "Space", "Trial", "register_space", "task_objective", "get_space",
-           "space_names", "define_by_run", "default_params", "config_from_params", "default_config",
-           "param_names", "param_distributions", "active_params", "ParamRange", "describe_spaces"]
+__all__ = ["SIZES", "SPACES", "Handset", "Space", "Trial", "register_space", "register_task", "task_names",
+           "task_objective", "get_space", "space_names", "define_by_run", "default_params", "config_from_params",
+           "default_config", "param_names", "param_distributions", "active_params", "ParamRange",
+           "describe_spaces", "compared_spaces"]
+
+
+def _register_builtins() -> None:
+    """Import every module of this package: each family module registers its family and spaces where it defines them.
+
+    A new family is a new module here and nothing else; the listing order is :func:`space_names`'.
+    """
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "plugins":
+            importlib.import_module(f"{__name__}.{module.name}")
 
 
 def space_names() -> list[str]:
-    """Registered space names, in registration order."""
-    return list(SPACES)
+    """Registered space names: by task (in task order), one architecture's spaces before those searching across them."""
+    tasks = task_names()
+    order = {name: i for i, name in enumerate(SPACES)}
+    return sorted(SPACES, key=lambda n: (tasks.index(SPACES[n].task), not SPACES[n].compared, order[n]))
+
+
+def compared_spaces(task: str) -> tuple[str, ...]:
+    """The spaces ``compare`` trains as rows of ``task``: each one architecture (not the ``any_*`` ones)."""
+    return tuple(name for name in space_names() if SPACES[name].task == task and SPACES[name].compared)
 
 
 def get_space(name: str) -> Space:
@@ -290,3 +307,6 @@ def _derived_keys(name: str, size: str, image_size: int) -> set[str]:
     """Config keys that are not parameters (task, arch, input_size, patch sizes, ...)."""
     trial = _run(get_space(name), size, image_size, {})
     return set(trial.config) - set(trial.params)
+
+
+_register_builtins()  # last: a module of the package may use the names above

@@ -12,20 +12,14 @@ Nothing here imports optuna, torch, timm or ray: listing spaces stays instant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from search_spaces.errors import SpaceError
+from search_spaces.tasks import get_task_objective, task_names
 
 SIZES = ("tiny", "small", "full")
-TASKS = ("classification", "regression", "anomaly")
-# Objective per task: AUROC is what DeepLense reports for classification (macro one-vs-rest) and
-# anomaly detection (no_sub vs substructure); axion-mass regression reports MAE in dex.
-TASK_METRIC = {"classification": ("val_auroc", "max"),
-               "regression": ("val_mae", "min"),
-               "anomaly": ("val_auroc", "max")}
-
 
 
 class Trial(Protocol):
@@ -43,6 +37,18 @@ SpaceFn = Callable[..., dict]
 
 
 @dataclass(frozen=True)
+class Handset:
+    """A configuration as the field sets it by hand, within what the space offers, and where it comes from.
+
+    ``compare`` trains it beside the tuned model at the same epoch budget; a value the space does
+    not offer at the run's size is named in the row and the space's default stands in.
+    """
+
+    params: dict
+    source: str  # who set it so, and what of their recipe the space cannot express
+
+
+@dataclass(frozen=True)
 class Space:
     """A registered search space: its define-by-run function and what it optimises."""
 
@@ -52,42 +58,40 @@ class Space:
     mode: str
     fn: SpaceFn = field(repr=False)
     description: str
-    defaults: dict = field(default_factory=dict, repr=False, compare=False)
+    defaults: Mapping = field(default_factory=dict, repr=False, compare=False)
+    handset: Handset | None = field(default=None, repr=False, compare=False)
+    compared: bool = True  # one architecture: compare trains it as a row (the any_* spaces search across them)
 
 
 SPACES: dict[str, Space] = {}
 
 
-def register_space(task: str, description: str,
-                   defaults: dict | None = None) -> Callable[[SpaceFn], SpaceFn]:
+def register_space(task: str, description: str, defaults: Mapping | None = None, *, handset: Handset | None = None,
+                   compared: bool = True) -> Callable[[SpaceFn], SpaceFn]:
     """Decorator filing a space function in :data:`SPACES` under its own name.
 
     Args:
-        task: ``classification``, ``regression`` or ``anomaly``; fixes the metric and direction.
+        task: a registered task (:mod:`search_spaces.tasks`); fixes the metric and direction.
         description: One line for ``python -m tuner spaces``.
         defaults: Preferred value per parameter name, or per name a ``{size: value}`` dict. A
             preference the space does not offer at some size snaps to the nearest offered value.
+        handset: the configuration the field sets by hand (:class:`Handset`), trained beside the
+            tuned model by ``compare``.
+        compared: whether ``compare`` trains this space as a row of its task (False for spaces
+            that search across architectures).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    objective = get_task_objective(task)  # an unknown task fails here, listing the registered ones
 
     def wrap(fn: SpaceFn) -> SpaceFn:
         name = fn.__name__
         if name in SPACES:
-            raise ValueError(f"search space {name!r} registered twice")
-        metric, mode = TASK_METRIC[task]
-        SPACES[name] = Space(name, task, metric, mode, fn, description, dict(defaults or {}))
+            raise SpaceError(f"search space {name!r} is registered already (by {SPACES[name].fn.__module__}); "
+                             "give the new space function another name")
+        kept = dict(defaults or {}) if isinstance(defaults, dict) or defaults is None else defaults
+        SPACES[name] = Space(name, task, objective.metric, objective.mode, fn, description, kept, handset, compared)
         return fn
 
     return wrap
-
-
-def task_objective(task: str) -> tuple[str, str]:
-    """The metric a task's searches optimise and its direction, e.g. ``("val_auroc", "max")``."""
-    try:
-        return TASK_METRIC[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}") from None
 
 
 def check_size(size: str) -> None:
@@ -206,14 +210,12 @@ def suggest_regularisation(trial: Trial) -> dict:
 
 
 def suggest_task_head(trial: Trial, task: str) -> dict:
-    """The task-specific loss knobs of a backbone space."""
-    if task == "classification":
-        # Mild smoothing helps when no_sub and cdm images are nearly identical.
-        return {"label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2)}
-    if task == "regression":
-        # Point estimate (L1/MSE) or a Gaussian head (mean, log-variance) trained by its NLL.
-        return {"head": trial.suggest_categorical("head", ["point", "gaussian"])}
-    raise ValueError(f"no backbone head for task {task!r}")
+    """The task-specific loss knobs of a backbone space: the head its task registered."""
+    head = get_task_objective(task).head
+    if head is None:
+        with_heads = [name for name in task_names() if get_task_objective(name).head is not None]
+        raise SpaceError(f"task {task!r} has no backbone head; backbone spaces serve {', '.join(with_heads)}")
+    return head(trial)
 
 
 def backbone_config(trial: Trial, task: str, arch: str, size: str, image_size: int,
@@ -282,3 +284,17 @@ TRANSFORMER_DEFAULTS: dict = {
     "grad_clip": 1.0,
     "drop_rate": 0.0,
 }
+
+# How DeepLense projects fed their backbones, for the hand-set points (Handset): the whole image with
+# flips and rotations, and no profile features (this project's addition).
+AS_PUBLISHED: dict = {"input_mode": "full", "profile_features": False, "aug_flip_rot90": True}
+
+# The field's recipe for transformers: DeepLense's transformer projects (Sachdev, GSoC 2022/23) tuned theirs
+# and left no hand-set point, so DeiT's stands in (Touvron et al. 2021).
+TRANSFORMER_HANDSET = Handset({**AS_PUBLISHED, "optimizer": "adamw", "lr": 5e-4 * 32 / 512, "weight_decay": 0.05,
+                               "schedule": "cosine", "warmup_frac": 0.1, "batch_size": 32},
+                              "DeepLense's transformer projects left no hand-set point; DeiT's recipe (Touvron et al. "
+                              "2021): AdamW, weight decay 0.05, cosine with warm-up, lr 5e-4 x batch / 512")
+# The DeepLense regression baseline CNN: Adam lr 2e-3 (its Huber loss is not offered).
+REGRESSION_HANDSET = Handset({**AS_PUBLISHED, "optimizer": "adam", "lr": 2e-3},
+                             "the DeepLense regression baseline CNN: Adam lr 2e-3 (its Huber loss is not offered)")

@@ -8,7 +8,16 @@ that train on a CPU. A CNN takes any input side, so every crop/resize is valid.
 
 from __future__ import annotations
 
-from search_spaces.common import SHARED_DEFAULTS, Trial, backbone_config, register_space
+from search_spaces.common import (
+    AS_PUBLISHED,
+    REGRESSION_HANDSET,
+    SHARED_DEFAULTS,
+    Handset,
+    Trial,
+    backbone_config,
+    register_space,
+)
+from search_spaces.families import register_family
 
 # Per size: (width multipliers, depth multipliers).
 _MULTIPLIERS = {
@@ -34,15 +43,23 @@ def suggest_effnet(trial: Trial, size: str, image_size: int, input_size: int) ->
             "effnet_depth": trial.suggest_categorical("effnet_depth", depths)}
 
 
+register_family("effnet", suggest_effnet, EFFNET_DEFAULTS)
+
+
 @register_space("classification", "EfficientNet (B0..B3 widths/depths) substructure classifier",
-                defaults=EFFNET_DEFAULTS)
+                defaults=EFFNET_DEFAULTS,
+                handset=Handset({**AS_PUBLISHED, "optimizer": "adam", "lr": 3e-4, "schedule": "cosine",
+                                 "warmup_frac": 0.0},
+                                "Mahanta (ML4SCI DeepLense, GSoC 2022/23): timm efficientnet_b1/b2, Adam lr 3e-4, "
+                                "CosineAnnealingWarmRestarts (here cosine without warm-up, the space's nearest)"))
 def effnet_cls(trial: Trial, size: str = "small", image_size: int = 64) -> dict:
     """EfficientNet classifier of no_sub / cdm / axion."""
     return backbone_config(trial, "classification", "effnet", size, image_size, suggest_effnet)
 
 
 @register_space("regression", "EfficientNet (B0..B3 widths/depths) axion-mass regressor",
-                defaults=EFFNET_DEFAULTS)
+                defaults=EFFNET_DEFAULTS,
+                handset=REGRESSION_HANDSET)
 def effnet_reg(trial: Trial, size: str = "small", image_size: int = 64) -> dict:
     """EfficientNet regressor of log10 axion mass."""
     return backbone_config(trial, "regression", "effnet", size, image_size, suggest_effnet)

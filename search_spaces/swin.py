@@ -13,7 +13,9 @@ stage, so heads always divide the width.
 from __future__ import annotations
 
 from search_spaces.common import (
+    REGRESSION_HANDSET,
     TRANSFORMER_DEFAULTS,
+    TRANSFORMER_HANDSET,
     Trial,
     backbone_config,
     patch_size,
@@ -21,6 +23,7 @@ from search_spaces.common import (
     token_grids,
 )
 from search_spaces.errors import SpaceError
+from search_spaces.families import register_family
 
 # Window sizes (tokens) considered; timm's ImageNet Swin uses 7 on a 56-token grid.
 _WINDOWS = (4, 5, 7, 8, 10)
@@ -101,14 +104,17 @@ def suggest_swin(trial: Trial, size: str, image_size: int, input_size: int) -> d
             "swin_heads": heads, "swin_mlp_ratio": mlp_ratio}
 
 
+register_family("swin", suggest_swin, SWIN_DEFAULTS, check=swin_layouts)
+
+
 @register_space("classification", "Swin classifier; patch/window layouts valid for small images",
-                defaults=SWIN_DEFAULTS)
+                defaults=SWIN_DEFAULTS, handset=TRANSFORMER_HANDSET)
 def swin_cls(trial: Trial, size: str = "small", image_size: int = 64) -> dict:
     """Swin classifier of no_sub / cdm / axion."""
     return backbone_config(trial, "classification", "swin", size, image_size, suggest_swin)
 
 
-@register_space("regression", "Swin axion-mass regressor", defaults=SWIN_DEFAULTS)
+@register_space("regression", "Swin axion-mass regressor", defaults=SWIN_DEFAULTS, handset=REGRESSION_HANDSET)
 def swin_reg(trial: Trial, size: str = "small", image_size: int = 64) -> dict:
     """Swin regressor of log10 axion mass."""
     return backbone_config(trial, "regression", "swin", size, image_size, suggest_swin)

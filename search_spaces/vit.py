@@ -12,7 +12,9 @@ head count offered, so heads always divide the width.
 from __future__ import annotations
 
 from search_spaces.common import (
+    REGRESSION_HANDSET,
     TRANSFORMER_DEFAULTS,
+    TRANSFORMER_HANDSET,
     Trial,
     backbone_config,
     patch_size,
@@ -20,6 +22,7 @@ from search_spaces.common import (
     token_grids,
 )
 from search_spaces.errors import SpaceError
+from search_spaces.families import register_family
 
 # Per size: tokens-per-side range, embed widths, depths, head counts, MLP ratios.
 _OPTIONS = {
@@ -69,15 +72,18 @@ def suggest_vit(trial: Trial, size: str, image_size: int, input_size: int) -> di
             "vit_depth": depth, "vit_heads": heads, "vit_mlp_ratio": mlp_ratio, "vit_pool": pool}
 
 
+register_family("vit", suggest_vit, VIT_DEFAULTS, check=vit_grids)
+
+
 @register_space("classification", "ViT classifier; token grid, width, depth, heads, lr and warm-up",
-                defaults=VIT_DEFAULTS)
+                defaults=VIT_DEFAULTS, handset=TRANSFORMER_HANDSET)
 def vit_cls(trial: Trial, size: str = "small", image_size: int = 64) -> dict:
     """ViT classifier of no_sub / cdm / axion."""
     return backbone_config(trial, "classification", "vit", size, image_size, suggest_vit)
 
 
 @register_space("regression", "ViT axion-mass regressor (plain ViT: MAE 0.24 dex on Model II)",
-                defaults=VIT_DEFAULTS)
+                defaults=VIT_DEFAULTS, handset=REGRESSION_HANDSET)
 def vit_reg(trial: Trial, size: str = "small", image_size: int = 64) -> dict:
     """ViT regressor of log10 axion mass."""
     return backbone_config(trial, "regression", "vit", size, image_size, suggest_vit)

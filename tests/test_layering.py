@@ -1,8 +1,10 @@
-"""The house stays layered: imports only point down, no module imports itself round a circle.
+"""The house stays layered: imports only point down, no module imports itself round a circle, commands stay apart.
 
 The layers (see docs/architecture.md)::
 
     tuner  ->  trainables  ->  { lensdata, search_spaces }
+
+A command of ``tuner/commands/`` imports no other command; only ``tuner.cli`` imports the commands.
 
 Every import counts, also those inside functions (the project imports torch, ray and its own
 heavy modules lazily, and a lazy import is still a dependency) and those under ``TYPE_CHECKING``.
@@ -124,6 +126,40 @@ def test_cycle_finder_finds_a_circle():
 
 def test_no_import_circles():
     assert _cycles(_graph()) == []
+
+
+COMMANDS = "tuner.commands"  # one thin module per command (docs/architecture.md)
+COMMAND_CALLER = "tuner.cli"  # the one module that imports the commands
+
+
+def _is_command(module: str) -> bool:
+    return module == COMMANDS or module.startswith(COMMANDS + ".")
+
+
+def _command_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a command module by another command module, or by machinery (anything but the CLI).
+
+    What two commands share lives in a module that is not a command; the machinery never reaches up
+    into a command.
+    """
+    return sorted(f"{name} imports {target}" for name, targets in graph.items() for target in targets
+                  if _is_command(target) and target != name and name != COMMAND_CALLER)
+
+
+def test_the_command_rule_finds_a_command_importing_another():
+    graph = {"tuner.cli": {"tuner.commands.search", "tuner.commands.compare"},
+             "tuner.commands.compare": {"tuner.commands.search", "tuner.driver"},
+             "tuner.commands.search": {"tuner.driver"}, "tuner.driver": {"tuner.commands.search"}}
+    assert _command_imports(graph) == ["tuner.commands.compare imports tuner.commands.search",
+                                       "tuner.driver imports tuner.commands.search"]
+    assert _command_imports({"tuner.cli": {"tuner.commands.search"}, "tuner.commands.search": {"tuner.driver"}}) == []
+
+
+def test_commands_import_no_other_command_and_only_the_cli_imports_them():
+    graph = _graph()
+    assert {name for name in graph if _is_command(name)} >= {f"{COMMANDS}.search", f"{COMMANDS}.compare"}
+    assert "tuner.driver" in graph[f"{COMMANDS}.search"]  # the walk sees the commands' lazy imports
+    assert _command_imports(graph) == []
 
 
 def test_benchmarks_use_only_public_faces():

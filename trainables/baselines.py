@@ -1,6 +1,7 @@
 """Classical baselines: simple, fast models on hand-made features, scored with the tasks' own metrics.
 
-They answer one question beside every deep model: does it earn its cost? Each task has a few:
+They answer one question beside every deep model: does it earn its cost? Each task lists its own
+(:attr:`trainables.loop.Task.baselines`); the built-in tasks take these:
 
 - classification: ``logistic`` (multinomial logistic regression) and ``gbt`` (gradient-boosted
   trees) on the azimuthal profile of each image (:func:`radial_profile`);
@@ -205,22 +206,21 @@ def _pca_params(model: Any) -> int:
 
 
 PROFILE = f"a {PROFILE_BINS}-bin azimuthal profile"
-BASELINES: dict[str, tuple[Baseline, ...]] = {
-    "classification": (
-        Baseline("logistic", f"logistic regression on {PROFILE}", radial_profile, _logistic, _class_log_proba,
-                 _linear_params),
-        Baseline("gbt", f"gradient-boosted trees on {PROFILE}", radial_profile, _gbt_classifier, _class_log_proba,
-                 _tree_params),
-    ),
-    "regression": (
-        Baseline("ridge", f"ridge regression on {PROFILE}", radial_profile, _ridge, _mass, _linear_params),
-        Baseline("gbt", f"gradient-boosted trees on {PROFILE}", radial_profile, _gbt_regressor, _mass, _tree_params),
-    ),
-    "anomaly": (
-        Baseline("pca", f"PCA reconstruction error ({PCA_COMPONENTS} components) of min-max pixels, fitted on no_sub",
-                 minmax_pixels, _pca, _reconstruction_error, _pca_params),
-    ),
-}
+# The tasks list theirs (trainables.loop.Task.baselines): these are the built-in tasks' choices.
+PROFILE_CLASSIFIERS = (
+    Baseline("logistic", f"logistic regression on {PROFILE}", radial_profile, _logistic, _class_log_proba,
+             _linear_params),
+    Baseline("gbt", f"gradient-boosted trees on {PROFILE}", radial_profile, _gbt_classifier, _class_log_proba,
+             _tree_params),
+)
+PROFILE_REGRESSORS = (
+    Baseline("ridge", f"ridge regression on {PROFILE}", radial_profile, _ridge, _mass, _linear_params),
+    Baseline("gbt", f"gradient-boosted trees on {PROFILE}", radial_profile, _gbt_regressor, _mass, _tree_params),
+)
+PIXEL_PCA = (
+    Baseline("pca", f"PCA reconstruction error ({PCA_COMPONENTS} components) of min-max pixels, fitted on no_sub",
+             minmax_pixels, _pca, _reconstruction_error, _pca_params),
+)
 
 
 # ---------------------------------------------------------------- fit and score
@@ -262,17 +262,17 @@ def fit_baselines(task: str, data: LensingData, fit_splits: Sequence[str] = ("tr
 
     from trainables import get_task
 
-    if task not in BASELINES:
-        raise ValueError(f"unknown task {task!r}; valid: {', '.join(BASELINES)}")
+    task_spec = get_task(task)  # an unknown task fails here, listing the registered ones
+    if not task_spec.baselines:
+        raise ValueError(f"task {task!r} has no classical baselines; give its Task some (trainables.loop.Task)")
     if score_split in fit_splits:
         raise ValueError(f"the scored split {score_split!r} is one the baselines are fitted on")
-    task_spec = get_task(task)
     train, scored = fit_rows(task_spec, data, fit_splits, max_fit_rows), task_spec.rows(data, score_split)
     config = {"task": task, "classes": list(data.classes), "head": "point"}  # what the metrics read
     truth = {"label": torch.from_numpy(scored.labels), "target": torch.from_numpy(scored.targets)}
     results, features = [], {}  # a feature two models share is computed once, and each model pays for it
     with threadpool_limits(limits=THREADS):
-        for baseline in BASELINES[task]:
+        for baseline in task_spec.baselines:
             if baseline.features not in features:
                 features[baseline.features] = _timed(baseline.features, train.images)
             x, feature_s = features[baseline.features]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,9 +41,13 @@ Batch = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Task:
-    """What one learning task adds to the shared loop."""
+    """What one learning task adds to the shared loop, and what the commands need to know of it.
 
-    name: str  # classification, regression or anomaly: the objective and mode come from search_spaces
+    Registered with :func:`trainables.tasks.register_task` in the task's own module; its objective
+    (metric and mode) and its head's knobs are registered with the spaces (``search_spaces.tasks``).
+    """
+
+    name: str  # a task of search_spaces.tasks: the objective and mode come from there
     worst: float  # objective reported by a diverged trial, so searchers learn to avoid it
     rows: Callable[[LensingData, str], LensingData]  # (data, split) -> the rows this task uses
     data_config: Callable[[LensingData], dict]  # facts taken from the training rows, kept in the config
@@ -51,6 +55,11 @@ class Task:
     step: Callable[[Modules, Batch, dict], dict[str, torch.Tensor]]  # -> {"loss": ..., maybe "disc_loss": ...}
     predict: Callable[[Modules, torch.Tensor, dict], torch.Tensor]  # eval outputs for one batch
     metrics: Callable[[torch.Tensor, Batch, dict, str], dict[str, float]]  # (outputs, split, config, prefix)
+    check: Callable[[LensingData, Sequence[str]], None]  # refuses data that cannot serve it on these splits
+    baselines: tuple = ()  # trainables.baselines.Baseline: classical models fitted beside the deep ones
+    default_data: Mapping[str, str] = field(default_factory=dict)  # per preset: the data read without --data
+    preset_settings: Mapping[str, dict] = field(default_factory=dict)  # per preset: settings of its own
+    figures: tuple[str, ...] = ()  # a trained model's report figures, by name (tuner.figures.MODEL_FIGURES)
 
     @property
     def objective(self) -> str:

@@ -1,8 +1,10 @@
-"""Model builders: timm backbones for classification/regression, conv autoencoders for anomalies.
+"""Model builders: registered backbones for classification/regression, conv autoencoders for anomalies.
 
-Every builder takes the flat config dict a search space produced (see ``search_spaces``) and
-returns a freshly initialised ``torch.nn.Module`` for single-channel images. Nothing is
-downloaded: DeepLense images are one-channel physics simulations, not ImageNet photographs.
+The backbones are a registry (:mod:`trainables.backbones`, one module per family); here they get
+their head, with the azimuthal profile beside their features when the config asks for it. Every
+builder takes the flat config dict a search space produced (see ``search_spaces``) and returns a
+freshly initialised ``torch.nn.Module`` for single-channel images. Nothing is downloaded: DeepLense
+images are one-channel physics simulations, not ImageNet photographs.
 
 The model's input side is ``config["input_size"]`` (the side after the space's crop or resize)
 when the config has one, otherwise the ``image_size`` argument. A transformer whose token grid
@@ -12,24 +14,12 @@ does not divide that side (the spaces choose such grids only for sides no grid d
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# EfficientNet-B0's stage table (Tan & Le 2019, table 1) in timm's block-string notation:
-# block type, repeats, kernel, stride, expansion, output channels, squeeze-excite ratio.
-# B1..B3 are this table scaled by width and depth multipliers, as in the paper.
-_EFFNET_B0_STAGES = [
-    ["ds_r1_k3_s1_e1_c16_se0.25"],
-    ["ir_r2_k3_s2_e6_c24_se0.25"],
-    ["ir_r2_k5_s2_e6_c40_se0.25"],
-    ["ir_r3_k3_s2_e6_c80_se0.25"],
-    ["ir_r3_k5_s1_e6_c112_se0.25"],
-    ["ir_r4_k5_s2_e6_c192_se0.25"],
-    ["ir_r1_k3_s1_e6_c320_se0.25"],
-]
+from trainables.backbones import get_backbone
+from trainables.backbones.tiling import PadInput
 
 
 def _input_side(config: dict, image_size: int) -> int:
@@ -38,7 +28,7 @@ def _input_side(config: dict, image_size: int) -> int:
 
 
 def build_backbone(config: dict, image_size: int, num_outputs: int) -> nn.Module:
-    """Build the classifier/regressor named by ``config["arch"]``: effnet, vit or swin.
+    """Build the classifier/regressor of the registered backbone family ``config["arch"]`` (effnet, vit...).
 
     Args:
         config: A search-space config (``arch`` plus that family's ``<arch>_*`` keys,
@@ -50,27 +40,20 @@ def build_backbone(config: dict, image_size: int, num_outputs: int) -> nn.Module
     Returns:
         A module mapping (B, 1, S, S) floats to (B, num_outputs).
     """
-    arch = config["arch"]
-    if arch not in ("effnet", "vit", "swin"):
-        raise ValueError(f"unknown backbone arch {arch!r}; expected effnet, vit or swin")
+    build = get_backbone(config["arch"])  # an unknown family fails here, listing the registered ones
     side = _input_side(config, image_size)
     drops = {"drop_rate": float(config["drop_rate"]), "drop_path_rate": float(config["drop_path_rate"])}
     # Configs saved before the key existed have no profile features.
     with_profile = bool(config.get("profile_features", False))
     width = 0 if with_profile else num_outputs  # timm: 0 outputs = the pooled features
-    if arch == "effnet":
-        model = _build_effnet(config, width, drops)
-    elif arch == "vit":
-        model = _build_vit(config, side, width, drops)
-    else:
-        model = _build_swin(config, side, width, drops)
+    model = build(config, side, width, drops)
     if not with_profile:
         return model
     return WithProfile(model, _features_of(model), side, config["input_mode"] == "polar", num_outputs)
 
 
 def _features_of(model: nn.Module) -> int:
-    return int((model.model if isinstance(model, PadInput) else model).num_features)
+    return int(model.num_features)
 
 
 def ring_matrix(side: int, polar: bool) -> torch.Tensor:
@@ -104,97 +87,6 @@ class WithProfile(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         profile = self.norm(x.flatten(1) @ self.rings.t())
         return self.head(torch.cat([self.backbone(x), profile], dim=1))
-
-
-def _build_effnet(config: dict, num_outputs: int, drops: dict) -> nn.Module:
-    """EfficientNet-B0 stages scaled by ``effnet_width`` x ``effnet_depth`` (B1..B3 are such pairs)."""
-    from timm.models._efficientnet_builder import decode_arch_def, round_channels
-    from timm.models.efficientnet import EfficientNet
-
-    width = float(config["effnet_width"])
-    depth = float(config["effnet_depth"])
-    round_chs = partial(round_channels, multiplier=width, divisor=8)
-    return EfficientNet(
-        block_args=decode_arch_def(_EFFNET_B0_STAGES, depth),
-        num_features=round_chs(1280),
-        stem_size=32,
-        round_chs_fn=round_chs,
-        act_layer=nn.SiLU,
-        in_chans=1,
-        num_classes=num_outputs,
-        **drops,
-    )
-
-
-class PadInput(nn.Module):
-    """Zero-pads (B, C, S, S) inputs, centred, to ``side`` x ``side`` before ``model``.
-
-    After per-image normalisation zero is the background (minmax) or the mean (standardize),
-    and the spaces pad by less than one patch, so no token is padding only.
-    """
-
-    def __init__(self, model: nn.Module, side: int) -> None:
-        super().__init__()
-        self.model = model
-        self.side = side
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dh, dw = self.side - x.shape[-2], self.side - x.shape[-1]
-        return self.model(F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)))
-
-
-def _tiled_side(config: dict, family: str, side: int) -> tuple[int, int]:
-    """(patch, padded side): ``<family>_grid`` tokens of ``<family>_patch_size`` pixels cover ``side``."""
-    patch, grid = int(config[f"{family}_patch_size"]), int(config[f"{family}_grid"])
-    padded = grid * patch
-    if not 0 <= padded - side < patch:
-        raise ValueError(f"{family}_patch_size {patch} x {family}_grid {grid} does not tile the input side "
-                         f"{side}: the patch must divide it, or pad it by less than one patch")
-    return patch, padded
-
-
-def _padded(model: nn.Module, side: int, padded: int) -> nn.Module:
-    return model if padded == side else PadInput(model, padded)
-
-
-def _build_vit(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Module:
-    """A timm VisionTransformer whose patches tile the input side (exactly, or padded)."""
-    from timm.models.vision_transformer import VisionTransformer
-
-    patch, padded = _tiled_side(config, "vit", side)
-    return _padded(VisionTransformer(
-        img_size=padded,
-        patch_size=patch,
-        in_chans=1,
-        num_classes=num_outputs,
-        embed_dim=int(config["vit_embed_dim"]),
-        depth=int(config["vit_depth"]),
-        num_heads=int(config["vit_heads"]),
-        mlp_ratio=float(config["vit_mlp_ratio"]),
-        global_pool=str(config["vit_pool"]),
-        **drops,
-    ), side, padded)
-
-
-def _build_swin(config: dict, side: int, num_outputs: int, drops: dict) -> nn.Module:
-    """A timm SwinTransformer: ``swin_stages`` stages of ``swin_depth`` blocks, dims and heads doubling."""
-    from timm.models.swin_transformer import SwinTransformer
-
-    patch, padded = _tiled_side(config, "swin", side)
-    stages = int(config["swin_stages"])
-    heads = int(config["swin_heads"])
-    return _padded(SwinTransformer(
-        img_size=padded,
-        patch_size=patch,
-        in_chans=1,
-        num_classes=num_outputs,
-        embed_dim=int(config["swin_embed_dim"]),
-        depths=(int(config["swin_depth"]),) * stages,
-        num_heads=tuple(heads * 2**i for i in range(stages)),
-        window_size=int(config["swin_window"]),
-        mlp_ratio=float(config["swin_mlp_ratio"]),
-        **drops,
-    ), side, padded)
 
 
 # ------------------------------------------------------------------------------ autoencoders

@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from lensdata.files import write_json
+from search_spaces.plugins import load_plugins
 from trainables import get_task
 from trainables.loop import input_side
 
@@ -36,6 +37,7 @@ def load_model(directory: Path) -> tuple[dict[str, nn.Module], dict]:
     from safetensors.torch import load_model as load_weights
 
     config = json.loads((directory / "config.json").read_text())
+    load_plugins(config.get("plugins", ()))  # a plugin's backbone or task (models saved before plugins have none)
     modules = get_task(config["task"]).build(config, input_side(config))
     for name, module in modules.items():
         path = directory / f"{name}.safetensors"

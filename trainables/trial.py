@@ -41,10 +41,12 @@ def _fit_here(config: dict, data: LensingData, directory: Path, sink: str, check
 
     import torch
 
+    from search_spaces.plugins import load_plugins
     from trainables import get_task
     from trainables.loop import fit
     from trainables.report import Reporter
 
+    load_plugins(config["plugins"])  # a Ray worker starts with the built-in registries only
     if config["threads"]:
         torch.set_num_threads(int(config["threads"]))
     task = get_task(config["task"])

@@ -21,6 +21,8 @@ USER_ERRORS = (TunerError, DataError, SpaceError)  # printed as one line, exit s
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    from lensdata import substructure  # the dark-matter classes, their extras and ranges: no heavy import
+
     data = sub.add_parser("data", help="make, import and inspect lensing datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{simulate,import,info}")
 
@@ -30,16 +32,16 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                           "model1-physical|model2-physical|model3-physical: corrected distances and "
                           "instrument noise (docs/data.md)")
     sim.add_argument("--n", type=int, required=True, help="number of images, balanced over the classes")
+    needs: dict[str, list[str]] = {}
+    for cls in substructure.classes():
+        if cls.extra:
+            needs.setdefault(cls.extra.name, []).append(cls.name)
+    extras = "".join(f"; {' and '.join(names)} need the {extra} extra" for extra, names in needs.items())
     sim.add_argument("--classes", default=",".join(CLASSES),
-                     help="comma-separated classes to simulate, any of no_sub,cdm,axion,wdm,sidm, e.g. "
-                          f"axion for a regression set (default {','.join(CLASSES)}; wdm and sidm need "
-                          "the dark-matter extra, docs/models/)")
-    sim.add_argument("--wdm-log-mhm", default=None, metavar="LOW,HIGH",
-                     help="range of log10(half-mode mass / Msun) of wdm images, drawn uniformly "
-                          "(default 7,9; within 7,10)")
-    sim.add_argument("--sidm-log-sigma", default=None, metavar="LOW,HIGH",
-                     help="range of log10(cross-section / cm^2 g^-1) of sidm images, drawn uniformly "
-                          "(default 1,3; within -1,3)")
+                     help=f"comma-separated classes to simulate, any of {','.join(substructure.names())}, e.g. "
+                          f"axion for a regression set (default {','.join(CLASSES)}{extras}, docs/models/)")
+    for r in substructure.parameter_ranges():
+        sim.add_argument(r.flag, dest=r.key, default=None, metavar="LOW,HIGH", help=r.describe())
     sim.add_argument("--seed", type=int, default=0, help="same seed, same images, bit for bit")
     sim.add_argument("--out", required=True, help="output dataset directory")
     sim.add_argument("--overwrite", action="store_true", help="replace a dataset already at --out")
@@ -140,7 +142,8 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     best.set_defaults(handler=_cmd_best)
 
     cmp = sub.add_parser("compare", help="tune every architecture of a task on equal terms, test each once")
-    cmp.add_argument("--task", required=True, choices=("classification", "regression", "anomaly"))
+    cmp.add_argument("--task", required=True, metavar="TASK",
+                     help="a registered task: classification, regression, anomaly, or a plugin's")
     cmp.add_argument("--spaces", default=None, help="comma-separated spaces of the task (default: all its "
                                                      "architecture spaces, e.g. effnet_cls,vit_cls,swin_cls)")
     cmp.add_argument("--preset", choices=("smoke", "quick", "long", "full"), default=None,
@@ -185,19 +188,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_commands(sub)
     _add_train_commands(sub)
     _add_data_commands(sub)
+    for leaf in _leaves(parser):  # read by main before the parser is built; declared here for --help
+        leaf.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                          help="a Python file or module that registers your own backbone, space, task or class "
+                               "(docs/plugins.md); repeatable; also $DEEPLENSE_TUNER_PLUGINS")
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the commands themselves (``data simulate``, not ``data``)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for sub in subs for child in dict.fromkeys(sub.choices.values()) for leaf in _leaves(child)]
+
+
+def _plugin_specs(argv: Sequence[str]) -> list[str]:
+    """The ``--plugin`` values of a command line, found before it is parsed."""
+    specs = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            specs.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            specs.append(arg.split("=", 1)[1])
+    return specs
 
 
 # ---------------------------------------------------------------- handlers (lazy imports inside)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from lensdata import simulate_to_dataset
+    from lensdata import simulate_to_dataset, substructure
 
+    ranges = {r.key: _pair(getattr(args, r.key, None)) for r in substructure.parameter_ranges()}
     simulate_to_dataset(args.instrument, args.n, args.seed, args.out, workers=args.workers,
                         batch_size=args.batch_size, progress=not args.no_progress,
-                        address=args.address, overwrite=args.overwrite, classes=args.classes,
-                        ranges={"wdm_log_mhm": _pair(args.wdm_log_mhm), "sidm_log_sigma": _pair(args.sidm_log_sigma)})
+                        address=args.address, overwrite=args.overwrite, classes=args.classes, ranges=ranges)
     from lensdata import dataset_info
 
     print(dataset_info(args.out))
@@ -232,43 +258,43 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tuner.commands import train_command
+    from tuner.commands.train import train_command
 
     return train_command(args)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from tuner.commands import evaluate_command
+    from tuner.commands.evaluate import evaluate_command
 
     return evaluate_command(args)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from tuner.search import search_command
+    from tuner.commands.search import search_command
 
     return search_command(args)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from tuner.compare import compare_command
+    from tuner.commands.compare import compare_command
 
     return compare_command(args)
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
-    from tuner.baseline import baseline_command
+    from tuner.commands.baseline import baseline_command
 
     return baseline_command(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from tuner.report import report_command
+    from tuner.commands.report import report_command
 
     return report_command(args)
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from tuner.results import best_command
+    from tuner.commands.best import best_command
 
     return best_command(args)
 
@@ -278,7 +304,19 @@ NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; user errors print one line and return 2."""
+    """Load the plugins, parse ``argv`` and run the command; user errors print one line and return 2.
+
+    Plugins load before the parser is built, so that what they register (a class's range flag, a
+    space, a task) is there when the command line is read.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from search_spaces.plugins import load_plugins
+
+        load_plugins(_plugin_specs(argv))
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -1,18 +1,35 @@
-"""Experiment settings: a preset (smoke, quick, full) overridden by explicit command-line flags."""
+"""Experiment settings: a preset (smoke, quick, long, full) overridden by known keys, checked once.
+
+:func:`plan` is the one way to build an :class:`Experiment` (nanoGPT's configurator, as data): the
+preset's values, then the caller's overrides of known keys (:data:`SETTINGS`), each checked for its
+type and range. The CLI reaches it through :func:`from_args` (a thin adapter from the search's
+flags), the comparison and Python callers call it directly.
+
+A search checks its flags before Ray starts (:func:`flags_of`: every key's type and range, the
+objectives, the run's name and storage fixed once) and builds the experiment once Ray has said
+whether the cluster has a GPU, which picks the preset when none is named (quick without, full with)
+and the default ``gpus_per_trial``. The one check that needs the preset, a ``--grace-period`` above
+the preset's ``--max-epochs``, therefore comes with the build: still one line, before any trial.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
 from tuner.objectives import check_objectives, parse_objectives
+from tuner.storage import resolve_storage
 
-# Who proposes and who stops (tuner.search.make_searcher / make_scheduler). Chosen by replaying searches
+if TYPE_CHECKING:
+    import argparse
+
+# Who proposes and who stops (tuner.wiring.make_searcher / make_scheduler). Chosen by replaying searches
 # against measured learning curves (bench/strategies.py); the figures are in the README.
 SEARCHERS = {
     "tpe": "Optuna's TPE (multivariate, grouped, constant liar)",
@@ -25,10 +42,38 @@ SCHEDULERS = {
     "fifo": "no early stopping: every trial runs --max-epochs",
 }
 
+# The range of each setting, as (test of the value given all the settings, the one line when it fails).
+# Checked on the overrides before anything runs (a key the caller did not give is not checked there)
+# and on every field when an Experiment is made (from plan, or from a saved experiment.json).
+LIMITS: dict[str, tuple[Callable[[Any, Mapping[str, Any]], bool], str]] = {
+    "num_samples": (lambda v, s: v >= 1, "--num-samples must be at least 1"),
+    "max_epochs": (lambda v, s: v >= 1, "--max-epochs must be at least 1"),
+    "grace_period": (lambda v, s: 1 <= v <= s.get("max_epochs", v),
+                     "--grace-period must be between 1 and --max-epochs"),
+    "reduction_factor": (lambda v, s: v >= 2, "--reduction-factor must be at least 2"),
+    "concurrency": (lambda v, s: v >= 1, "--concurrency must be at least 1"),
+    "cpus_per_trial": (lambda v, s: v > 0, "--cpus-per-trial must be positive"),
+    "gpus_per_trial": (lambda v, s: v >= 0, "--gpus-per-trial must not be negative"),
+    "workers_per_trial": (lambda v, s: v >= 1, "--workers-per-trial must be at least 1"),
+    "time_budget": (lambda v, s: v is None or v > 0, "--time-budget must be positive"),
+    "final_epochs": (lambda v, s: v is None or v >= 1, "--final-epochs must be at least 1"),
+    "searcher": (lambda v, s: v in SEARCHERS, "unknown --searcher {!r}; choose one of: " + ", ".join(SEARCHERS)),
+    "scheduler": (lambda v, s: v in SCHEDULERS,
+                  "unknown --scheduler {!r}; choose one of: " + ", ".join(SCHEDULERS)),
+    "brackets": (lambda v, s: v >= 1, "--brackets must be at least 1"),
+}
+
+
+def check_limits(settings: Mapping[str, Any]) -> None:
+    """Refuse, in one line, the first setting of ``settings`` outside its range (:data:`LIMITS`)."""
+    for key, (ok, message) in LIMITS.items():
+        if key in settings and not ok(settings[key], settings):
+            raise ConfigError(message.format(settings[key]))
+
 
 @dataclass(frozen=True)
 class Experiment:
-    """Everything one search needs, validated on construction."""
+    """Everything one search needs, validated on construction. Build one with :func:`plan`."""
 
     space: str
     data: str
@@ -42,7 +87,7 @@ class Experiment:
     gpus_per_trial: float  # per worker when workers_per_trial > 1
     time_budget: float | None
     seed: int
-    storage: str
+    storage: str  # a local absolute path or a URI (tuner.storage.resolve_storage)
     name: str
     preset: str
     workers_per_trial: int = 1
@@ -53,29 +98,14 @@ class Experiment:
     searcher: str = "tpe"  # who proposes configurations (SEARCHERS)
     scheduler: str = "asha"  # who stops them early (SCHEDULERS)
     brackets: int = 1  # Hyperband brackets of the asha / reliable schedulers
+    plugins: tuple[str, ...] = ()  # files or modules that define the space (search_spaces.plugins), loaded first
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.num_samples >= 1, "--num-samples must be at least 1"),
-            (self.max_epochs >= 1, "--max-epochs must be at least 1"),
-            (1 <= self.grace_period <= self.max_epochs, "--grace-period must be between 1 and --max-epochs"),
-            (self.reduction_factor >= 2, "--reduction-factor must be at least 2"),
-            (self.concurrency >= 1, "--concurrency must be at least 1"),
-            (self.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
-            (self.gpus_per_trial >= 0, "--gpus-per-trial must not be negative"),
-            (self.workers_per_trial >= 1, "--workers-per-trial must be at least 1"),
-            (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive"),
-            (self.final_epochs is None or self.final_epochs >= 1, "--final-epochs must be at least 1"),
-            (self.searcher in SEARCHERS,
-             f"unknown --searcher {self.searcher!r}; choose one of: {', '.join(SEARCHERS)}"),
-            (self.scheduler in SCHEDULERS,
-             f"unknown --scheduler {self.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}"),
-            (self.brackets >= 1, "--brackets must be at least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check_limits(dataclasses.asdict(self))
         from search_spaces import get_space
+        from search_spaces.plugins import load_plugins
+
+        object.__setattr__(self, "plugins", load_plugins(self.plugins))  # before the space they may define
 
         # experiment.json holds a list, and none in runs made before --objective: the task metric alone.
         space = get_space(self.space)
@@ -90,7 +120,8 @@ class Experiment:
 # Each preset is sized for where it runs. smoke: seconds, for CI (>= 6 trials of up to 4 epochs so
 # ASHA has something to stop). quick: a 2-core laptop in about 10 minutes, simulation and the final
 # model included. long: about an hour on the same laptop, to get as close as a CPU can to the published
-# DeepLense figures. full: DeepLense scale on GPUs. Each preset's data is per task (PRESET_DATA).
+# DeepLense figures. full: DeepLense scale on GPUs. Each preset's data is per task, the task's own
+# (trainables.loop.Task.default_data), as are a task's changes to a preset (Task.preset_settings).
 # Search strategy (searcher, scheduler, brackets): TPE + ASHA, kept after measuring the alternatives. In 30
 # replayed searches of 40 trials on two learning-curve tables (bench/strategies.py), Optuna's GP sampler with the
 # rung-reliability Hyperband (--searcher gp --scheduler reliable --brackets 3) reached the target 1.66x / 1.19x
@@ -117,56 +148,115 @@ PRESETS: dict[str, dict] = {
 }
 PRESET_NAMES = tuple(PRESETS)
 
-# The data each preset searches by default, per task. Regression learns from axion images alone, so
-# its sets hold only those (sim:...:axion: the same images, under the same splits, as the axion
-# images of the classification sets); anomaly detection trains on the no_sub third of its set.
-PRESET_DATA: dict[str, dict[str, str]] = {
-    "smoke": {"classification": "sim:model2:300", "regression": "sim:model2:300:axion",
-              "anomaly": "sim:model2:300"},
-    "quick": {"classification": "sim:model2", "regression": "sim:model2:4000:axion",
-              "anomaly": "sim:model2"},
-    "long": {"classification": "sim:model2:12000", "regression": "sim:model2:12000:axion",
-             "anomaly": "sim:model2:12000"},
-    "full": {"classification": "sim:model2:90000", "regression": "sim:model2:30000:axion",
-             "anomaly": "sim:model2:90000"},
-}
-
-
-# Per-task changes to a preset. The autoencoders learn the no_sub images slowly but cheaply (a small VAE
-# epoch on 700 images is ~1.5 s on 2 cores): measured on sim:model2, the small VAE's val AUROC was 0.992
-# after 8 epochs and still rising to 0.9999 at epoch 22, so their trials and final model run longer.
-PRESET_TASK: dict[str, dict[str, dict]] = {
-    "quick": {"anomaly": dict(max_epochs=16, grace_period=2, final_epochs=48)},
-    "long": {"anomaly": dict(max_epochs=40, grace_period=4, final_epochs=90)},
-}
-
-
 def preset_data(preset: str, task: str) -> str:
-    """The data a search of ``task`` reads under ``preset`` when ``--data`` is not given."""
-    return PRESET_DATA[preset][task]
+    """The data a search of ``task`` reads under ``preset`` when ``--data`` is not given (the task's own)."""
+    from trainables import get_task
+
+    data = get_task(task).default_data
+    if preset not in data:
+        raise ConfigError(f"task {task} names no data for preset {preset} (it has: {', '.join(data) or 'none'}); "
+                          "give --data")
+    return data[preset]
 
 
-def default_storage() -> str:
-    """``$DEEPLENSE_TUNER_RUNS``, else ``./runs``: results stay next to the work that made them."""
-    return os.environ.get("DEEPLENSE_TUNER_RUNS", str(Path("runs").resolve()))
+def preset_settings(preset: str, task: str) -> dict:
+    """What ``task`` changes of ``preset`` (the autoencoders' longer epochs, say): the task's own."""
+    from trainables import get_task
+
+    return dict(get_task(task).preset_settings.get(preset, {}))
 
 
-def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
-    """Build the experiment from a preset and the flags that override it."""
+# The settings no preset sets, when the caller does not (storage: tuner.storage.resolve_storage;
+# name: the space and the time, see check_overrides).
+DEFAULTS: dict[str, Any] = dict(seed=0, workers_per_trial=1, warm_start=None, verbose=False, objectives=(),
+                                plugins=())
+
+# What a caller may override, each with the types it may take and how the refusal names them.
+# None, for any key, means "the preset's".
+WHOLE, NUMBER, TEXT, PATH = ((int,), "a whole number"), ((int, float), "a number"), ((str,), "a string"), \
+    ((str, os.PathLike), "a string or path")
+SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
+    "data": PATH, "size": TEXT, "num_samples": WHOLE, "max_epochs": WHOLE, "grace_period": WHOLE,
+    "reduction_factor": WHOLE, "concurrency": WHOLE, "cpus_per_trial": NUMBER, "gpus_per_trial": NUMBER,
+    "time_budget": NUMBER, "seed": WHOLE, "storage": PATH, "name": TEXT, "workers_per_trial": WHOLE,
+    "warm_start": PATH, "verbose": ((bool,), "True or False"), "objectives": ((tuple, list), "a list of names"),
+    "final_epochs": WHOLE, "searcher": TEXT, "scheduler": TEXT, "brackets": WHOLE,
+    "plugins": ((tuple, list), "a list of plugin files or modules"),
+}
+PATHS = ("data", "storage", "warm_start")  # kept as strings, as experiment.json holds them
+
+
+def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` checked before anything runs: known keys only, each of its type and range.
+
+    Keys set to None are dropped (the preset's value stands). The storage comes back resolved and
+    the run named (``SPACE-DATE`` unless given), so a caller that checks first and plans later sees
+    one name; checking the result again changes nothing.
+
+    Raises:
+        ConfigError: one line for an unknown key, a value of the wrong type, or one out of range.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    for key, value in given.items():
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting {key!r}; the settings are: {', '.join(SETTINGS)}")
+        types, what = SETTINGS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError(f"setting {key} must be {what}, not {type(value).__name__} {value!r}")
+    for key in PATHS:
+        if key in given:
+            given[key] = os.fspath(given[key])
+    if given.get("objectives"):  # () is the task metric alone, as in a saved experiment.json
+        from search_spaces import get_space
+
+        for name in given["objectives"]:
+            if not isinstance(name, str):
+                raise ConfigError(f"setting objectives must hold names, not {type(name).__name__} {name!r}")
+        given["objectives"] = check_objectives(tuple(given["objectives"]), get_space(space))
+    check_limits(given)
+    given["storage"] = resolve_storage(given.get("storage"))
+    given.setdefault("name", f"{space}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return given
+
+
+def plan(space: str, *, preset: str | None = None, has_gpu: bool = False, **overrides: Any) -> Experiment:
+    """The experiment of searching ``space``: the preset's settings, then ``overrides`` (:data:`SETTINGS`).
+
+    ``preset`` defaults to ``full`` where there is a GPU (``has_gpu``) and ``quick`` where not; the
+    preset's data is the task's own (:func:`preset_data`, :func:`preset_settings`). Without an explicit
+    ``grace_period`` the preset's is shortened to fit a shorter ``max_epochs``. For example
+    ``plan("swin_cls", preset="smoke", data="sim:model2:300", num_samples=4)``.
+
+    Raises:
+        ConfigError: an unknown space, preset or key, or a setting of the wrong type or range.
+    """
     from search_spaces import get_space
 
-    preset = "smoke" if args.smoke_test else (args.preset or ("full" if has_gpu else "quick"))
-    task = get_space(args.space).task
-    base = dict(PRESETS[preset], data=preset_data(preset, task), **PRESET_TASK.get(preset, {}).get(task, {}))
-    overrides = {
-        "data": args.data, "num_samples": args.num_samples, "max_epochs": args.max_epochs,
-        "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
-        "concurrency": args.concurrency, "cpus_per_trial": args.cpus_per_trial,
-        "gpus_per_trial": args.gpus_per_trial, "time_budget": args.time_budget,
-        "workers_per_trial": args.workers_per_trial, "final_epochs": getattr(args, "final_epochs", None),
-        "searcher": getattr(args, "searcher", None), "scheduler": getattr(args, "scheduler", None),
-        "brackets": getattr(args, "brackets", None),
-    }
+    task = get_space(space).task  # an unknown space fails here, listing the valid ones
+    given = check_overrides(space, overrides)
+    preset = preset or ("full" if has_gpu else "quick")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    values = {**DEFAULTS, **PRESETS[preset], "data": preset_data(preset, task),
+              "gpus_per_trial": 1.0 if has_gpu else 0.0, **preset_settings(preset, task), **given}
+    if "grace_period" not in given:
+        values["grace_period"] = min(values["grace_period"], values["max_epochs"])
+    return Experiment(space=space, preset=preset, **values)
+
+
+# The search's flags that are settings of the same name (the rest: --smoke-test, --preset, --objective,
+# --trials-per-gpu are read by flags_of; --space, --resume, --address are not settings).
+FLAGS = ("data", "num_samples", "max_epochs", "final_epochs", "grace_period", "reduction_factor", "searcher",
+         "scheduler", "brackets", "concurrency", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
+         "time_budget", "seed", "storage", "name", "warm_start", "verbose")
+
+
+def flags_of(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """The preset a search's flags name (None: chosen by the cluster's GPUs) and their overrides, checked."""
+    from search_spaces.plugins import load_plugins
+
+    overrides = {key: vars(args)[key] for key in FLAGS}
+    overrides["plugins"] = load_plugins(args.plugin)  # resolved (the CLI loaded them before parsing its flags)
     if args.trials_per_gpu is not None:
         if args.trials_per_gpu < 1:
             raise ConfigError(f"--trials-per-gpu must be at least 1 (got {args.trials_per_gpu}); "
@@ -174,14 +264,12 @@ def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
         if args.gpus_per_trial is not None:
             raise ConfigError("give --gpus-per-trial or --trials-per-gpu, not both")
         overrides["gpus_per_trial"] = 1.0 / args.trials_per_gpu
-    base.update({key: value for key, value in overrides.items() if value is not None})
-    base.setdefault("gpus_per_trial", 1.0 if has_gpu else 0.0)
-    if base["grace_period"] > base["max_epochs"]:
-        base["grace_period"] = base["max_epochs"] if args.grace_period is None else base["grace_period"]
-    storage = str(Path(args.storage).expanduser().resolve()) if args.storage and "://" not in args.storage \
-        else (args.storage or default_storage())
-    name = args.name or f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Experiment(space=args.space, seed=args.seed, storage=storage, name=name, preset=preset,
-                      warm_start=args.warm_start, verbose=bool(args.verbose),
-                      objectives=parse_objectives(args.objective) if args.objective else (),
-                      **{f.name: base[f.name] for f in dataclasses.fields(Experiment) if f.name in base})
+    if args.objective:
+        overrides["objectives"] = parse_objectives(args.objective)
+    return ("smoke" if args.smoke_test else args.preset), check_overrides(args.space, overrides)
+
+
+def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:
+    """The experiment a search's flags describe: :func:`flags_of`, then :func:`plan`."""
+    preset, overrides = flags_of(args)
+    return plan(args.space, preset=preset, has_gpu=has_gpu, **overrides)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -302,3 +303,35 @@ def compare_figure(table: pd.DataFrame, metric: str, cost: str = "params") -> Fi
     ax.legend(loc="best", fontsize="small")
     figure.tight_layout()
     return figure
+
+
+# ---------------------------------------------------------------- a trained model's figures, by name
+# A task lists the figures of its models by these names (trainables.loop.Task.figures); the report draws
+# them in that order and branches on no task. Each returns (file suffix, figure or None, caption or reason).
+
+ModelFigure = Callable[[dict, tuple[str, ...]], tuple[str, "Figure | None", str]]
+
+
+def _quantity(classes: tuple[str, ...]) -> str:
+    """The regression target's quantity, from the classes that carry one."""
+    from lensdata.names import SUBSTRUCTURE_PARAMETERS
+
+    quantities = [SUBSTRUCTURE_PARAMETERS[c] for c in classes if c in SUBSTRUCTURE_PARAMETERS]
+    return quantities[0] if len(quantities) == 1 else "log10(m_a / eV)"
+
+
+def _coverage(pred: dict, classes: tuple[str, ...]) -> tuple[str, Figure | None, str]:
+    if pred["output"].shape[1] > 1:
+        return "coverage", coverage_figure(pred), "Gaussian head: coverage per level"
+    return "coverage", None, "this model has a point head (no predicted uncertainty), so no coverage curve"
+
+
+MODEL_FIGURES: dict[str, ModelFigure] = {
+    "roc": lambda pred, classes: ("roc", roc_figure(pred, classes), "one-vs-rest ROC per class"),
+    "confusion": lambda pred, classes: ("confusion", confusion_figure(pred, classes), "arg-max class"),
+    "mass": lambda pred, classes: ("mass", mass_figure(pred, _quantity(classes)),
+                                   f"predicted against true {_quantity(classes)}"),
+    "coverage": _coverage,
+    "scores": lambda pred, classes: ("scores", score_figure(pred, classes), "anomaly score per class"),
+    "anomaly_roc": lambda pred, classes: ("roc", anomaly_roc_figure(pred), "substructure against no_sub"),
+}

@@ -2,7 +2,7 @@
 
 Retrains the best configuration (or, with ``--pick``, a member of the run's Pareto front) on
 train+val for the full epoch budget, then evaluates it once on the held-out test split, beside the
-classical baselines fitted on the same rows (:mod:`tuner.baseline`). This is the only place the
+classical baselines fitted on the same rows (:mod:`tuner.baselines`). This is the only place the
 test split is read.
 
 Before training it warns (and goes on) when the best configuration may not be what the search
@@ -34,7 +34,8 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     """
     from lensdata import open_data
     from lensdata.files import write_json
-    from tuner.baseline import final_line
+    from search_spaces.plugins import load_plugins
+    from tuner.baselines import final_line
     from tuner.training import build_config, evaluate_split, require_split, train_and_save, train_val
 
     best_file = run_dir / "best.json"
@@ -42,6 +43,7 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
         raise ConfigError(f"{run_dir} has no best.json (no trial finished yet?); "
                           f"run `python -m tuner best {run_dir}` or let the search finish")
     best = json.loads(best_file.read_text())
+    load_plugins(_experiment_plugins(run_dir))  # the space may be a plugin's (runs made before plugins have none)
     chosen = best if pick is None else front_member(best, pick, run_dir)  # before any data is read
     data = open_data(best["data"], splits=("train", "val", "test"))
     require_split(data, "test", best["data"], "the final model is tested there; search on data that has one")
@@ -138,3 +140,11 @@ def _created(manifest: dict) -> datetime | None:
         return datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%S%z")
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _experiment_plugins(run_dir: Path) -> list[str]:
+    """The plugins the run's search loaded (``experiment.json``), or none."""
+    try:
+        return list(json.loads((run_dir / "experiment.json").read_text()).get("plugins", []))
+    except (OSError, ValueError, AttributeError):
+        return []

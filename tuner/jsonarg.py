@@ -52,3 +52,19 @@ def json_object_arg(value: str, flag: str) -> dict:
         raise ConfigError(f"{flag}: {where} holds a JSON {_JSON_TYPES[type(parsed)]}, not an object "
                           "such as {\"lr\": 0.001}")
     return parsed
+
+
+def read_params(text: str | None) -> tuple[dict, str | None]:
+    """Parse ``--params``: a JSON object, or a JSON file (``best.json`` carries its space too).
+
+    Returns the parameters and the space named in the file, if any.
+    """
+    if not text:
+        return {}, None
+    params = json_object_arg(text, "--params")
+    if "params" in params and "space" in params:  # a best.json written by `tuner search`
+        if not isinstance(params["params"], dict):
+            raise ConfigError(f"--params: its \"params\" is a {type(params['params']).__name__}, not an object "
+                              "of name: value; give a best.json written by `python -m tuner best`")
+        return dict(params["params"]), str(params["space"])
+    return params, None

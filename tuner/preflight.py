@@ -20,12 +20,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from lensdata.errors import DatasetError
-from lensdata.names import SUBSTRUCTURE_PARAMETERS
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
+from tuner.storage import is_uri
 
 if TYPE_CHECKING:
     from lensdata import LensingData
@@ -136,7 +133,7 @@ def check_resources(exp: Experiment, ray: ModuleType) -> int:
 
 def check_storage(exp: Experiment) -> None:
     """The results directory must be writable before any trial starts."""
-    if "://" in exp.storage:
+    if is_uri(exp.storage):
         return  # object storage: Ray checks its own credentials
     try:
         exp.run_dir.mkdir(parents=True, exist_ok=True)
@@ -151,45 +148,13 @@ def check_storage(exp: Experiment) -> None:
 def check_task_fits(task: str, data: LensingData, splits: tuple[str, ...] = ("train", "val")) -> None:
     """Refuse, before any trial, data that cannot serve the task on each split it will read.
 
-    Every split must hold images; a classification split needs two classes or more (AUROC is
-    undefined otherwise), a regression split finite targets, an anomaly split ``no_sub`` images
-    (``train`` trains on them) and, outside ``train``, substructure to score against them.
+    What a task needs is its own (:attr:`trainables.loop.Task.check`): every split must hold images;
+    classification two classes or more in each, regression finite targets of one quantity, anomaly
+    detection ``no_sub`` images and, outside ``train``, substructure to score against them.
     """
-    kinds = ", ".join(data.classes)
-    if task == "regression" and not data.has_targets:
-        raise DatasetError(f"this dataset ({kinds}) has no regression targets (axion masses, WDM half-mode "
-                           "masses, SIDM cross-sections); use data of one such class, e.g. sim:model2:4000:axion "
-                           "(data simulate --classes axion)")
-    if task == "regression":
-        with_targets = sorted({data.classes[i] for i in np.unique(data.labels[np.isfinite(data.targets)])})
-        if len(with_targets) > 1:
-            what = ", ".join(f"{c}: {SUBSTRUCTURE_PARAMETERS.get(c, 'its target')}" for c in with_targets)
-            raise DatasetError(f"this dataset's regression targets are different quantities ({what}); regress "
-                               f"one class's parameter, e.g. sim:model2:4000:{with_targets[-1]}")
-    if task == "classification" and len(data.classes) < 2:
-        raise DatasetError(f"this dataset holds one class ({kinds}) and classification needs two or more; "
-                           "use e.g. sim:model2 (data simulate --classes no_sub,cdm,axion)")
-    if task == "anomaly" and "no_sub" not in data.classes:
-        raise DatasetError(f"this dataset ({kinds}) has no no_sub images and anomaly spaces train on them; "
-                           "use e.g. sim:model2 (data simulate --classes no_sub,cdm,axion)")
-    fix = "re-import with more images or a test folder, or simulate a larger set (data simulate --n)"
-    for split in splits:
-        rows = data.splits == split
-        labels = data.labels[rows]
-        present = sorted({data.classes[i] for i in np.unique(labels)})
-        if not rows.any():
-            raise DatasetError(f"the {split} split of this dataset is empty and the {task} task needs it; {fix}")
-        if task == "classification" and len(present) < 2:
-            raise DatasetError(f"the {split} split holds only {', '.join(present)} images and classification needs "
-                               f"two classes or more there; {fix}")
-        if task == "regression" and np.isfinite(data.targets[rows]).sum() < 2:
-            raise DatasetError(f"the {split} split has fewer than 2 images with a regression target (axion mass); "
-                               f"{fix}")
-        if task == "anomaly":
-            if not (labels == 0).any():
-                raise DatasetError(f"anomaly spaces need no_sub images in the {split} split and it has none; {fix}")
-            if split != "train" and not (labels != 0).any():
-                raise DatasetError(f"the {split} split has no substructure images to score as anomalies; {fix}")
+    from trainables import get_task
+
+    get_task(task).check(data, splits)
 
 
 ANSWER_TIMEOUT_S = 60.0  # a node starts a Python worker for the probe: seconds, more on a busy node
@@ -205,7 +170,7 @@ def check_shared_storage(storage: str, ray_module: ModuleType) -> None:
     Raises:
         ConfigError: one or more nodes cannot read the file (or did not answer in time).
     """
-    if "://" in storage:
+    if is_uri(storage):
         return  # object storage: the same for every node by construction
     nodes = [node["NodeID"] for node in ray_module.nodes() if node.get("Alive")]
     if len(nodes) <= 1:

@@ -1,4 +1,4 @@
-"""``python -m tuner report DIR``: ``DIR/report.html`` and its figures (``DIR/figures/*.png``).
+"""The report of a run: ``DIR/report.html`` and its figures (``DIR/figures/*.png``).
 
 ``DIR`` is a search run (``experiment.json``), a comparison (``compare.json``) or a trained model
 (``config.json`` and ``model.safetensors``). The page is for reading offline: its images are local
@@ -8,7 +8,6 @@ nothing but those images.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 from collections.abc import Callable
@@ -16,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lensdata.names import SUBSTRUCTURE_PARAMETERS
 from tuner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -93,17 +91,6 @@ def report_kind(directory: Path) -> str:
                       "`tuner search`, `tuner compare` or `tuner train`")
 
 
-def report_command(args: argparse.Namespace) -> int:
-    directory = Path(args.run_dir).expanduser().resolve()
-    if not directory.is_dir():
-        raise ConfigError(f"no directory {directory}; give a run printed as 'results:' by `tuner search`, "
-                          "a `tuner compare` run or a trained model directory")
-    kind = report_kind(directory)
-    path = REPORTS[kind](directory)
-    print(f"report: {path}")
-    return 0
-
-
 # ---------------------------------------------------------------- a search
 
 
@@ -129,7 +116,7 @@ def search_report(directory: Path, page: Page | None = None) -> Path:
         page.text(f"This search was interrupted: {counts['unfinished']} trial(s) had not finished. The figures show "
                   "what finished; resume it with --resume.", css="warn")
     if (directory / "best.json").is_file():
-        from tuner.baseline import search_line
+        from tuner.baselines import search_line
 
         baselines = search_line(directory, space.task, exp.data)  # kept in the run by search or best
         if baselines:
@@ -184,25 +171,16 @@ def model_report(directory: Path, page: Page | None = None, name: str = "model")
     page.text(f"{len(pred['label'])} test images of {config['data']}; trained for {config['epochs']} epochs.")
     baselines_file, tested_file = directory / "baselines.json", directory / "test_metrics.json"
     if baselines_file.is_file() and tested_file.is_file():  # a final model: the baselines on the same test images
-        from tuner.baseline import versus_line
+        from tuner.baselines import versus_line
 
         summary = json.loads(baselines_file.read_text())
         page.text(versus_line(summary, json.loads(tested_file.read_text()).get(summary["metric"]), "this model"))
     classes = tuple(config.get("classes", ()))
-    if config["task"] == "classification":
-        page.figure(f"{name}_roc", figures.roc_figure(pred, classes), "one-vs-rest ROC per class")
-        page.figure(f"{name}_confusion", figures.confusion_figure(pred, classes), "arg-max class")
-    elif config["task"] == "regression":
-        quantities = [SUBSTRUCTURE_PARAMETERS[c] for c in classes if c in SUBSTRUCTURE_PARAMETERS]
-        quantity = quantities[0] if len(quantities) == 1 else "log10(m_a / eV)"
-        page.figure(f"{name}_mass", figures.mass_figure(pred, quantity), f"predicted against true {quantity}")
-        if pred["output"].shape[1] > 1:
-            page.figure(f"{name}_coverage", figures.coverage_figure(pred), "Gaussian head: coverage per level")
-        else:
-            page.text("This model has a point head (no predicted uncertainty), so no coverage curve.", css="note")
-    else:
-        page.figure(f"{name}_scores", figures.score_figure(pred, classes), "anomaly score per class")
-        page.figure(f"{name}_roc", figures.anomaly_roc_figure(pred), "substructure against no_sub")
+    from trainables import get_task
+
+    for figure in get_task(config["task"]).figures:  # the task's own figures, by name (figures.MODEL_FIGURES)
+        suffix, drawn, caption = figures.MODEL_FIGURES[figure](pred, classes)
+        page.figure(f"{name}_{suffix}", (drawn, caption))
     metrics_file = directory / "metrics.json"
     if metrics_file.is_file():
         history = json.loads(metrics_file.read_text()).get("history", [])

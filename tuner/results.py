@@ -8,7 +8,6 @@ objectives also the Pareto front (:func:`pareto_front`), kept in ``best.json`` a
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -336,24 +335,3 @@ def top_params(run_dir: Path, space: str, k: int) -> list[dict]:
     usable = table[table["best"].notna() & ~table["status"].isin(["diverged", "error"])]
     ranked = usable.sort_values("best", ascending=mode == "min").head(k)
     return [json.loads(p) for p in ranked["params_json"]]
-
-
-def best_command(args: argparse.Namespace) -> int:
-    """Print the leaderboard of any finished or interrupted run (and refresh its result files)."""
-    from search_spaces import get_space
-    from tuner.experiment import Experiment
-
-    run_dir = Path(args.run_dir).expanduser().resolve()
-    exp = Experiment(**load_experiment(run_dir))
-    space = get_space(exp.space)
-    table = write_results(run_dir, exp, space)
-    print(leaderboard(table, space.metric, space.mode, top=args.top))
-    if len(exp.objectives) > 1:
-        print(front_summary(run_dir, exp.objectives, table))
-    if (run_dir / "best.json").is_file():
-        from tuner.baseline import search_line
-
-        baselines = search_line(run_dir, space.task, exp.data)  # kept in the run: fitted once
-        if baselines:
-            print(baselines)
-    return 0

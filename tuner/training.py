@@ -1,7 +1,7 @@
 """Training one configuration outside Ray: the config, the run, the saved model, the evaluation.
 
-Shared by ``python -m tuner train`` (:mod:`tuner.commands`) and the final model of a search
-(:mod:`tuner.final`).
+Shared by ``python -m tuner train`` and ``evaluate`` (:mod:`tuner.commands`), the final model of a
+search (:mod:`tuner.final`) and the comparison's models (:mod:`tuner.comparison`).
 """
 
 from __future__ import annotations
@@ -34,15 +34,19 @@ def default_epochs(size: str) -> int:
 
 def build_config(space_name: str, params: dict, *, size: str, image_size: int, epochs: int | None,
                  seed: int, data: str) -> dict:
-    """The full run config: the space's keys for ``params`` (defaults for the rest) plus run settings."""
+    """The full run config: the space's keys for ``params`` (defaults for the rest) plus run settings.
+
+    It records the plugins this process has loaded, so whoever loads the model imports them too.
+    """
     from search_spaces import config_from_params, get_space
+    from search_spaces.plugins import loaded
     from trainables.settings import run_settings
 
     space = get_space(space_name)
     config = config_from_params(space_name, params, size=size, image_size=image_size)
     return {**config, **run_settings(space=space.name, size=size, image_size=image_size,
                                      epochs=int(epochs) if epochs else default_epochs(size), seed=seed,
-                                     data=str(data))}
+                                     data=str(data), plugins=loaded())}
 
 
 def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str, nn.Module], list[dict], dict]:
@@ -125,3 +129,15 @@ def score(config: dict, predictions: dict, index=slice(None)) -> dict[str, float
     split = {"label": torch.from_numpy(predictions["label"][index]),
              "target": torch.from_numpy(predictions["target"][index])}
     return get_task(config["task"]).metrics(torch.from_numpy(predictions["output"][index]), split, config, "test")
+
+
+def check_model_fits(config: dict, data: LensingData, spec: str) -> None:
+    """Refuse data of another image shape or (for classes the model predicts) another class set."""
+    side = int(config["image_size"])
+    height, width = data.image_shape
+    if (height, width) != (side, side):
+        raise ConfigError(f"the model takes {side}x{side} images but {spec} holds {height}x{width} images; "
+                          "evaluate it on data of its own image shape, or train a model on this data")
+    if "classes" in config and tuple(config["classes"]) != tuple(data.classes):
+        raise ConfigError(f"the model knows the classes {', '.join(config['classes'])} but {spec} has "
+                          f"{', '.join(data.classes)}; evaluate it on data with its classes, in its order")

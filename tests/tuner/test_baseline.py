@@ -118,7 +118,7 @@ def fake_run(run_dir: Path, data: Path, objective: float) -> Path:
 
 def test_a_search_shows_the_baselines_on_val_fitted_once(sim_model2_tiny, tmp_path, monkeypatch, capsys):
     import trainables.baselines
-    from tuner.baseline import search_line
+    from tuner.baselines import search_line
 
     run = fake_run(tmp_path / "run", sim_model2_tiny, objective=0.4)
     line = search_line(run, "classification", str(sim_model2_tiny))

@@ -9,7 +9,7 @@ from lensdata.errors import DatasetError
 from lensdata.store import load_dataset, write_dataset
 from tuner.cli import build_parser, main
 from tuner.errors import ConfigError
-from tuner.experiment import PRESET_DATA, PRESETS, from_args
+from tuner.experiment import PRESETS, from_args, plan, preset_data, preset_settings
 
 
 def experiment(*flags: str, has_gpu: bool = False):
@@ -26,9 +26,9 @@ def test_each_task_searches_its_own_default_data(space, data):
 def test_every_preset_has_data_for_every_task_and_the_regression_sets_hold_axion_only():
     from lensdata.sources import parse_sim_spec
 
-    assert set(PRESET_DATA) == set(PRESETS) >= {"smoke", "quick", "long", "full"}
-    for preset, data in PRESET_DATA.items():
-        assert set(data) == {"classification", "regression", "anomaly"}
+    assert set(PRESETS) >= {"smoke", "quick", "long", "full"}
+    for preset in PRESETS:  # each task's own data per preset (trainables.loop.Task.default_data)
+        data = {task: preset_data(preset, task) for task in ("classification", "regression", "anomaly")}
         assert parse_sim_spec(data["regression"])[2] == ("axion",), preset
         assert parse_sim_spec(data["classification"])[2] == ("no_sub", "cdm", "axion"), preset
 
@@ -76,9 +76,7 @@ def test_check_task_fits_takes_an_axion_only_set_for_regression(one_class_sets):
 
 
 def test_a_preset_may_give_a_task_its_own_epochs_and_flags_still_win():
-    from tuner.experiment import PRESET_TASK
-
-    anomaly = PRESET_TASK["quick"]["anomaly"]
+    anomaly = preset_settings("quick", "anomaly")  # the task's own (trainables.loop.Task.preset_settings)
     vae = experiment("--space", "vae_anom", "--preset", "quick")
     assert (vae.max_epochs, vae.final_epochs) == (anomaly["max_epochs"], anomaly["final_epochs"])
     assert experiment("--space", "swin_cls", "--preset", "quick").max_epochs == PRESETS["quick"]["max_epochs"]
@@ -96,3 +94,47 @@ def test_data_simulate_classes_bad_and_good(tmp_path, capsys):
     data = load_dataset(tmp_path / "two")
     assert data.classes == ("no_sub", "axion") and data.n == 6
     assert np.isfinite(data.targets[data.labels == 1]).all() and np.isnan(data.targets[data.labels == 0]).all()
+
+
+# ---------------------------------------------------------------- plan: one typed constructor, from data
+
+
+def test_plan_builds_from_data_as_the_flags_do(tmp_path):
+    exp = plan("swin_cls", preset="smoke", data="sim:model2:300", num_samples=3, storage=str(tmp_path), name="x")
+    assert (exp.preset, exp.size, exp.num_samples) == ("smoke", "tiny", 3)
+    assert exp.max_epochs == PRESETS["smoke"]["max_epochs"]
+    assert (exp.seed, exp.gpus_per_trial, exp.objectives, exp.run_dir) == (0, 0.0, ("val_auroc",), tmp_path / "x")
+    flags = ["--space", "swin_cls", "--smoke-test", "--data", "sim:model2:300", "--num-samples", "3",
+             "--storage", str(tmp_path), "--name", "x"]
+    assert experiment(*flags) == exp
+    gpu = plan("swin_cls", has_gpu=True, name="x")
+    assert (gpu.preset, gpu.gpus_per_trial) == ("full", 1.0) and plan("swin_cls", name="x").preset == "quick"
+
+
+def test_plan_takes_known_keys_of_their_type_only_each_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"^unknown setting 'epochs'; the settings are: data, size, num_samples"):
+        plan("swin_cls", epochs=3)
+    with pytest.raises(ConfigError, match=r"^setting num_samples must be a whole number, not str '3'$"):
+        plan("swin_cls", num_samples="3")
+    with pytest.raises(ConfigError, match=r"^setting max_epochs must be a whole number, not bool True$"):
+        plan("swin_cls", max_epochs=True)
+    with pytest.raises(ConfigError, match=r"^unknown preset 'huge'; choose one of: smoke, quick, long, full$"):
+        plan("swin_cls", preset="huge")
+    with pytest.raises(ConfigError, match="unknown --searcher 'bohb'"):
+        plan("swin_cls", searcher="bohb")
+    assert plan("swin_cls", preset="smoke", cpus_per_trial=2, time_budget=60, name="x").cpus_per_trial == 2
+
+
+def test_plan_fits_the_presets_rungs_to_fewer_epochs_but_not_a_given_grace_period():
+    assert plan("swin_cls", preset="long", max_epochs=1, name="x").grace_period == 1
+    with pytest.raises(ConfigError, match="--grace-period must be between 1 and --max-epochs"):
+        plan("swin_cls", preset="long", max_epochs=1, grace_period=2, name="x")
+
+
+def test_checked_overrides_name_the_run_once():
+    from tuner.experiment import check_overrides
+
+    checked = check_overrides("swin_cls", {"num_samples": 4, "data": None})
+    assert checked["name"].startswith("swin_cls-") and "data" not in checked
+    assert check_overrides("swin_cls", checked) == checked
+    assert plan("swin_cls", **checked).name == checked["name"]

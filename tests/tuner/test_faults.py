@@ -27,7 +27,7 @@ import pytest
 import tuner.results
 from lensdata.store import load_dataset, write_dataset
 from tuner.cli import main
-from tuner.experiment import PRESET_DATA, PRESETS, Experiment
+from tuner.experiment import PRESETS, Experiment, preset_data
 from tuner.preflight import check_resources, probe_address, trial_resources
 from tuner.results import _curve
 from tuner.runlock import run_lock
@@ -79,7 +79,7 @@ def stop(proc: subprocess.Popen, timeout: float = 120) -> str:
 
 
 def experiment(**changes) -> Experiment:
-    base = dict(PRESETS["smoke"], data=PRESET_DATA["smoke"]["classification"], space="vit_cls",
+    base = dict(PRESETS["smoke"], data=preset_data("smoke", "classification"), space="vit_cls",
                 gpus_per_trial=0.0, seed=0, storage="/tmp", name="x", preset="smoke")
     return Experiment(**{**base, **changes})
 
@@ -388,12 +388,12 @@ def test_a_full_disk_while_writing_results_is_one_line_and_keeps_them(finished_r
 
 
 def test_a_full_disk_anywhere_in_a_command_is_one_line(monkeypatch, capsys):
-    import tuner.commands
+    import tuner.commands.train
 
     def full(args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/x.parquet")
 
-    monkeypatch.setattr(tuner.commands, "train_command", full)
+    monkeypatch.setattr(tuner.commands.train, "train_command", full)
     assert main(["train", "--space", "swin_cls"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: No space left on device writing /data/x.parquet;") and len(err.splitlines()) == 1

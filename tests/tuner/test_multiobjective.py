@@ -64,7 +64,7 @@ def test_the_multi_objective_searcher_is_motpe_on_every_objective():
     import optuna
 
     from tuner.experiment import Experiment
-    from tuner.search import make_searcher
+    from tuner.wiring import make_searcher
 
     space = get_space("swin_cls")
     exp = Experiment(space="swin_cls", data="sim:model2", size="tiny", num_samples=40, max_epochs=4, grace_period=1,

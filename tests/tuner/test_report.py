@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tuner.cli import main
-from tuner.compare import decide
 from tuner.study import load_study
+from tuner.verdict import decide
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -249,18 +249,18 @@ def test_a_winner_is_named_only_when_its_paired_interval_clears_the_runner_up():
 @pytest.mark.timeout(600)
 def test_compare_smoke_tables_every_architecture_resumes_and_reports(ray_local, sim_model2_tiny, tmp_path,
                                                                     monkeypatch, capsys):
-    import tuner.compare
+    import tuner.comparison
 
     argv = ["compare", "--task", "classification", "--preset", "smoke", "--spaces", "effnet_cls,swin_cls",
             "--data", str(sim_model2_tiny), "--storage", str(tmp_path), "--name", "c"]
-    real_tuned_row = tuner.compare.tuned_row
+    real_tuned_row = tuner.comparison.tuned_row
 
     def swin_fails(run_dir, exp, data):
         if exp.space == "swin_cls":
             raise RuntimeError("injected: its final training could not start")
         return real_tuned_row(run_dir, exp, data)
 
-    monkeypatch.setattr(tuner.compare, "tuned_row", swin_fails)
+    monkeypatch.setattr(tuner.comparison, "tuned_row", swin_fails)
     assert main(argv) == 0
     run = tmp_path / "c"
     table = pd.read_parquet(run / "compare.parquet").set_index("model")
@@ -283,7 +283,7 @@ def test_compare_smoke_tables_every_architecture_resumes_and_reports(ray_local, 
     assert "swin_cls (tuned): failed (injected: its final training could not start)" in html
     assert (run / "figures" / "compare.png").is_file()
 
-    monkeypatch.setattr(tuner.compare, "tuned_row", real_tuned_row)  # the fault is gone: resume fills the row
+    monkeypatch.setattr(tuner.comparison, "tuned_row", real_tuned_row)  # the fault is gone: resume fills the row
     kept = (run / "models" / "effnet_cls" / "predictions.npz").stat().st_mtime_ns
     assert main(argv + ["--resume"]) == 0
     table = pd.read_parquet(run / "compare.parquet").set_index("model")

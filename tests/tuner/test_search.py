@@ -160,6 +160,24 @@ def test_a_run_of_the_previous_version_is_refused_in_one_line(ray_local, sim_mod
     assert err.startswith("error: ") and "older deeplense-tuner" in err and err.count("\n") == 1
 
 
+def test_a_run_whose_saved_state_names_a_module_this_version_lacks_is_refused_in_one_line(
+        ray_local, sim_model2_tiny, tmp_path, capsys):
+    """Ray pickles the searcher's space by module: a run saved when it lived in tuner.search cannot restore."""
+    import dataclasses
+
+    from tuner.experiment import plan
+
+    run = tmp_path / "moved"
+    run.mkdir()
+    exp = plan("effnet_cls", preset="smoke", data=str(sim_model2_tiny), storage=str(tmp_path), name="moved")
+    (run / "experiment.json").write_text(json.dumps(dataclasses.asdict(exp)))
+    (run / "tuner.pkl").write_bytes(b"ctuner.search\nTrialSpace\n.")  # a pickle naming the old module's class
+    assert search(sim_model2_tiny, tmp_path, "moved", "effnet_cls", "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: run moved was saved by a deeplense-tuner whose modules were laid out otherwise "
+                          "(it names tuner.search)") and err.count("\n") == 1
+
+
 # ---------------------------------------------------------------- resume after the driver is killed
 
 

@@ -14,7 +14,7 @@ from tuner.cli import main
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
 from tuner.schedulers import ReliableHyperBandScheduler
-from tuner.search import make_scheduler, make_searcher
+from tuner.wiring import make_scheduler, make_searcher
 
 BASE = dict(space="swin_cls", data="sim:model2", size="tiny", num_samples=40, max_epochs=8, grace_period=1,
             reduction_factor=3, concurrency=2, cpus_per_trial=1, gpus_per_trial=0.0, time_budget=None, seed=0,

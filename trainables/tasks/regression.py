@@ -17,9 +17,13 @@ from torch import nn
 
 from lensdata import LensingData
 from lensdata.errors import DatasetError
+from lensdata.names import SUBSTRUCTURE_PARAMETERS
+from trainables.baselines import PROFILE_REGRESSORS
+from trainables.datachecks import FIX, split_rows
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import regression_metrics
 from trainables.models import build_backbone
+from trainables.tasks import register_task
 
 
 class Regressor(nn.Module):
@@ -88,6 +92,30 @@ def _metrics(out: torch.Tensor, split: Batch, config: dict, prefix: str) -> dict
     return regression_metrics(out[:, 0], split["target"], prefix, log_var=log_var)
 
 
+def _check(data: LensingData, splits) -> None:
+    """Targets of one quantity (one class's parameter), and at least two of them in every split read."""
+    if not data.has_targets:
+        raise DatasetError(f"this dataset ({', '.join(data.classes)}) has no regression targets (axion masses, WDM "
+                           "half-mode masses, SIDM cross-sections); use data of one such class, e.g. "
+                           "sim:model2:4000:axion (data simulate --classes axion)")
+    with_targets = sorted({data.classes[i] for i in np.unique(data.labels[np.isfinite(data.targets)])})
+    if len(with_targets) > 1:
+        what = ", ".join(f"{c}: {SUBSTRUCTURE_PARAMETERS.get(c, 'its target')}" for c in with_targets)
+        raise DatasetError(f"this dataset's regression targets are different quantities ({what}); regress "
+                           f"one class's parameter, e.g. sim:model2:4000:{with_targets[-1]}")
+    for split in splits:
+        if np.isfinite(data.targets[split_rows(data, split, "regression")]).sum() < 2:
+            raise DatasetError(f"the {split} split has fewer than 2 images with a regression target (axion mass); "
+                               f"{FIX}")
+
+
+# The data a search reads without --data, per preset: axion images alone (sim:...:axion: the same images,
+# under the same splits, as the axion images of the classification sets).
+DEFAULT_DATA = {"smoke": "sim:model2:300:axion", "quick": "sim:model2:4000:axion", "long": "sim:model2:12000:axion",
+                "full": "sim:model2:30000:axion"}
+
 # A diverged trial reports 10 dex: far worse than predicting the mean (0.5 dex on U(-24, -22)).
-TASK = Task(name="regression", worst=10.0, rows=_rows,
-            data_config=_data_config, build=_build, step=_step, predict=_predict, metrics=_metrics)
+TASK = register_task(Task(
+    name="regression", worst=10.0, rows=_rows, data_config=_data_config, build=_build, step=_step, predict=_predict,
+    metrics=_metrics, check=_check, baselines=PROFILE_REGRESSORS, default_data=DEFAULT_DATA,
+    figures=("mass", "coverage")))

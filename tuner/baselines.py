@@ -1,4 +1,4 @@
-"""``python -m tuner baseline --task T``: classical baselines, on their own and beside the deep models.
+"""Classical baselines, on their own (``tuner baseline``) and beside the deep models.
 
 The baselines (features, models, scoring) are :mod:`trainables.baselines`. Here they are checked
 against the data, tabled, written, and set beside a deep model's number, so a user sees at once
@@ -10,7 +10,7 @@ whether the model earns its cost:
   objective reads), kept in ``RUN/baselines.json`` so they are fitted once per run;
 - ``train --from RUN`` shows them fitted on train+val and scored on test beside the final model,
   in the final model's ``baselines.json``;
-- ``compare`` adds them as rows scored on the same test images (:func:`tuner.compare.baseline_rows`).
+- ``compare`` adds them as rows scored on the same test images (:func:`tuner.comparison.baseline_rows`).
 
 Beside a search or a final model a baseline that cannot be fitted costs one warning line, never
 the run.
@@ -18,7 +18,6 @@ the run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -37,29 +36,14 @@ FILE = "baseline.json"  # what the baseline command writes to --out
 RUN_FILE = "baselines.json"  # beside a search run's results, or a final model
 
 
-def baseline_command(args: argparse.Namespace) -> int:
-    """Fit the task's baselines, print their table and write it to ``--out``."""
-    from lensdata import open_data
-    from tuner.experiment import preset_data
-
-    task, fit, split = check_flags(args.task, args.fit, args.split)
-    spec = args.data or preset_data("quick", task)  # what a search of the task reads on a CPU
-    out = Path(args.out) if args.out else default_out(task, spec)
-    data = open_data(spec, splits=(*fit, split))
-    summary = fit_summary(task, data, spec, fit, split)
-    write_baselines(out, summary)
-    print(f"classical baselines for {task} on {spec}: fitted on {'+'.join(fit)}, scored on {split}")
-    print(table_text(summary))
-    print(f"written to {out / FILE}")
-    return 0
-
-
 def check_flags(task: str, fit: str, split: str) -> tuple[str, tuple[str, ...], str]:
     """The task, the fitted splits and the scored split, each refused in one line when it cannot work."""
-    from trainables.baselines import BASELINES  # numpy only: scikit-learn loads when a model is fitted
+    from trainables import get_task  # the tasks' registry: each Task lists its baselines
 
-    if task not in BASELINES:
-        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(BASELINES)}")
+    try:
+        baselines = get_task(task).baselines
+    except ValueError as err:  # an unknown task, named with the valid ones
+        raise ConfigError(str(err)) from None
     splits = tuple(name.strip() for name in fit.split(",") if name.strip())
     for name in (*splits, split):
         if name not in SPLITS:
@@ -69,19 +53,9 @@ def check_flags(task: str, fit: str, split: str) -> tuple[str, tuple[str, ...], 
     if split in splits:
         raise ConfigError(f"--split {split} is one of the fitted splits ({fit}); score a split the baselines "
                           "were not fitted on")
+    if not baselines:
+        raise ConfigError(f"task {task} has no classical baselines; give its Task some (trainables.loop.Task)")
     return task, splits, split
-
-
-def default_out(task: str, spec: str) -> Path:
-    """``baseline-TASK-DATA`` under the runs root searches use (``$DEEPLENSE_TUNER_RUNS``, else ./runs)."""
-    from tuner.dataspec import data_slug
-    from tuner.experiment import default_storage
-
-    root = default_storage()
-    if "://" in root:
-        raise ConfigError(f"DEEPLENSE_TUNER_RUNS is {root}, object storage, but baseline writes a local "
-                          "directory; give --out DIR")
-    return Path(root).expanduser() / f"baseline-{task}-{data_slug(spec)}"
 
 
 def fit_checked(task: str, data: LensingData, fit: Sequence[str], split: str) -> list[BaselineResult]:

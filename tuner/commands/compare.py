@@ -1,0 +1,43 @@
+"""``python -m tuner compare --task T``: every architecture of a task on equal terms, tested once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """Search every architecture, retrain and test each winner, add the hand-set rows, write the table."""
+    from tuner.comparison import compare_settings, run_architectures, saved_settings
+    from tuner.driver import Interrupts, quiet_libraries
+    from tuner.preflight import connect_ray
+    from tuner.runlock import run_lock
+    from tuner.verdict import markdown, write_table
+
+    settings = compare_settings(  # the spaces are checked against the task here, before Ray
+        args.task, spaces=args.spaces, preset=args.preset, data=args.data, num_samples=args.num_samples,
+        max_epochs=args.max_epochs, time_budget=args.time_budget, concurrency=args.concurrency, seed=args.seed,
+        storage=args.storage, name=args.name)
+    run_dir = Path(settings["storage"]) / settings["name"]
+    if not args.verbose:
+        quiet_libraries()
+    import ray
+
+    with run_lock(run_dir):
+        settings = saved_settings(run_dir, settings, args.resume)
+        started = connect_ray(args.address, args.verbose)
+        try:
+            with Interrupts() as interrupts:
+                rows = [*run_architectures(run_dir, settings, ray, interrupts)]
+                if interrupts.received:
+                    print(f"compare interrupted; resume it with:\n  python -m tuner compare --task {settings['task']} "
+                          f"--name {settings['name']} --storage {settings['storage']} --resume")
+                    return 130
+        finally:
+            if started:
+                ray.shutdown()
+    table, verdict = write_table(run_dir, settings, rows)
+    print(markdown(table))
+    print(verdict)
+    print(f"report: python -m tuner report {run_dir}")
+    return 0 if (table["status"] == "ok").any() else 1

@@ -1,0 +1,274 @@
+"""A comparison of every architecture of a task on equal terms, each tested once (``tuner compare``).
+
+One run directory holds it all::
+
+    RUN/compare.json          the settings (what --resume continues) and the verdict
+    RUN/searches/<space>/     one search per architecture space, same data, trials, epochs, concurrency
+    RUN/models/<space>/       each search's winner retrained on train+val, tested once on test
+    RUN/models/<space>-handset/  the architecture's configuration as DeepLense projects set it by hand
+    RUN/compare.parquet, compare.md   one row per model (:mod:`tuner.verdict`)
+
+Beside the tuned models stand the hand-set configurations, and the rows of :data:`ROW_SOURCES`:
+the classical baselines (:func:`baseline_rows`), fitted on train+val and scored on the same test
+images, so they enter the bootstrap and the verdict like any model. The run directory is local
+(its lock, settings and models are files of ours): object storage is refused in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lensdata.files import write_json
+from tuner.errors import ConfigError
+from tuner.experiment import Experiment, check_overrides, plan
+from tuner.storage import local_storage
+
+if TYPE_CHECKING:
+    from lensdata import LensingData
+
+@dataclasses.dataclass
+class Scored:
+    """One model's test predictions and what the table says of it."""
+
+    model: str
+    kind: str  # tuned, hand-set or baseline
+    space: str | None
+    status: str  # ok or failed
+    reason: str = ""
+    config: dict | None = None
+    predictions: dict | None = None
+    extra: dict = dataclasses.field(default_factory=dict)  # cost and compute columns
+
+
+def baseline_rows(settings: dict, data: LensingData) -> list[Scored]:
+    """The classical baselines (:mod:`tuner.baselines`) fitted on train+val, scored on the same test images."""
+    from tuner.baselines import fit_checked
+
+    try:
+        results = fit_checked(settings["task"], data, ("train", "val"), "test")
+    except Exception as err:  # noqa: BLE001 - the models' rows stand without them
+        return [Scored(model="classical baselines", kind="baseline", space=None, status="failed",
+                       reason=str(err).splitlines()[0] if str(err) else type(err).__name__)]
+    # Their cost columns: the numbers the fit learned, and features plus prediction per test image.
+    return [Scored(model=f"{r.name} (baseline)", kind="baseline", space=None, status="ok", reason=r.description,
+                   config=r.config, predictions=r.predictions,
+                   extra={"params": r.params, "latency_ms_per_image": r.predict_ms_per_image, "fit_s": r.fit_s})
+            for r in results]
+
+
+# Each source adds rows for (compare settings, data), after the architectures' rows.
+ROW_SOURCES: list[Callable[[dict, LensingData], list[Scored]]] = [baseline_rows]
+
+
+def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, preset: str | None = None,
+                     data: str | None = None, num_samples: int | None = None, max_epochs: int | None = None,
+                     time_budget: float | None = None, concurrency: int | None = None, seed: int = 0,
+                     storage: str | None = None, name: str | None = None) -> dict:
+    """The comparison's settings (what ``compare.json`` keeps), checked before anything runs.
+
+    ``spaces``: the task's architecture spaces (a list, or comma-separated), each checked against the
+    task; by default every space registered as one architecture of it (``search_spaces.compared_spaces``:
+    the built-in families and any plugin's). ``preset`` and the budget (None: the preset's) are
+    every search's (:func:`search_experiment`) and checked as :func:`~tuner.experiment.plan` checks
+    them. ``storage`` must be local (:func:`~tuner.storage.local_storage`).
+    """
+    from search_spaces import compared_spaces, get_space, space_names, task_names
+    from search_spaces.plugins import loaded
+
+    if task not in task_names():
+        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(task_names())}")
+    shown = spaces if isinstance(spaces, str) else ",".join(spaces or ())
+    names = tuple(s.strip() for s in (spaces.split(",") if isinstance(spaces, str) else spaces)) if spaces \
+        else compared_spaces(task)
+    if not names:
+        raise ConfigError(f"task {task} has no architecture space to compare; register one (docs/plugins.md)")
+    for space in names:
+        if space not in space_names():
+            get_space(space)  # the registry's one line, with the valid names
+        if get_space(space).task != task:
+            raise ConfigError(f"--spaces: {space} is a {get_space(space).task} space, not {task}; "
+                              f"the {task} spaces are {', '.join(compared_spaces(task))}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--spaces names a space twice: {shown}")
+    root = local_storage(storage, "compare keeps its lock, settings, models and table in a local directory",
+                         "--storage DIR (a local or shared path)")
+    settings = {"task": task, "spaces": list(names), "preset": preset, "data": data, "num_samples": num_samples,
+                "max_epochs": max_epochs, "time_budget": time_budget, "concurrency": concurrency, "seed": seed,
+                "storage": str(root), "name": name or f"compare-{task}-{time.strftime('%Y%m%d-%H%M%S')}",
+                "plugins": list(loaded())}
+    check_overrides(names[0], search_overrides(settings))  # the searches' budget, before Ray starts
+    return settings
+
+
+def saved_settings(run_dir: Path, settings: dict, resume: bool) -> dict:
+    """A new comparison writes its settings; ``--resume`` continues with the saved ones."""
+    path = run_dir / "compare.json"
+    if path.is_file():
+        if not resume:
+            raise ConfigError(f"comparison {run_dir} already exists; add --resume to continue it, "
+                              "or choose another --name")
+        return json.loads(path.read_text())["settings"]
+    if resume:
+        raise ConfigError(f"nothing to resume at {run_dir}; check --name and --storage")
+    write_json(path, {"settings": settings})
+    return settings
+
+
+def search_overrides(settings: dict) -> dict:
+    """What every architecture's search takes from the comparison: the same data, budget, seed and plugins."""
+    return {**{key: settings[key] for key in ("data", "num_samples", "max_epochs", "time_budget", "concurrency",
+                                               "seed")},
+            "plugins": tuple(settings.get("plugins", ()))}  # comparisons made before plugins have none
+
+
+def search_experiment(run_dir: Path, settings: dict, space: str, has_gpu: bool) -> Experiment:
+    """The search of one architecture: the comparison's preset and budget, its own run directory."""
+    return plan(space, preset=settings["preset"], has_gpu=has_gpu, storage=str(run_dir / "searches"), name=space,
+                **search_overrides(settings))
+
+
+def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
+    """Yield a scored row per tuned and hand-set model (and per extra source), resuming what exists."""
+    from lensdata import open_data
+    from search_spaces import get_space
+    from tuner.driver import resume_settings, run_search
+
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    data = None
+    for name in settings["spaces"]:
+        exp = search_experiment(run_dir, settings, name, has_gpu)
+        if data is None:
+            data = open_data(exp.data, splits=("train", "val", "test"))
+        done = (exp.run_dir / "best.json").is_file() and (run_dir / "models" / name / "predictions.npz").is_file()
+        try:
+            if not done:
+                exp = resume_settings(exp, resume=(exp.run_dir / "experiment.json").is_file())
+                start = time.perf_counter()
+                status = run_search(exp, get_space(name), ray, interrupts)
+                wall = time.perf_counter() - start
+                record_wall(run_dir, name, wall)
+                if interrupts.received:
+                    return
+                if status != 0 or not (exp.run_dir / "best.json").is_file():
+                    raise ConfigError(f"its search ended with status {status} and no usable trial")
+            yield tuned_row(run_dir, exp, data)
+        except Exception as err:  # noqa: BLE001 - one architecture failing leaves the others standing
+            if interrupts.received:
+                return
+            yield Scored(model=f"{name} (tuned)", kind="tuned", space=name, status="failed",
+                         reason=str(err).splitlines()[0] if str(err) else type(err).__name__)
+        if get_space(name).handset is None:
+            continue  # no hand-set point registered: no row, rather than the space's defaults under that name
+        try:
+            yield handset_row(run_dir, exp, data)
+        except Exception as err:  # noqa: BLE001
+            yield Scored(model=f"{name} (hand-set)", kind="hand-set", space=name, status="failed",
+                         reason=str(err).splitlines()[0] if str(err) else type(err).__name__)
+    for source in ROW_SOURCES:
+        yield from source(settings, data)
+
+
+def record_wall(run_dir: Path, space: str, seconds: float) -> None:
+    path = run_dir / "compare.json"
+    saved = json.loads(path.read_text())
+    walls = saved.setdefault("search_wall_s", {})
+    walls[space] = walls.get(space, 0.0) + seconds
+    write_json(path, saved)
+
+
+# ---------------------------------------------------------------- rows
+
+
+def train_and_predict(config: dict, data: LensingData, out: Path) -> tuple[dict, dict]:
+    """Train ``config`` on train+val into ``out``, then predict the test split once (kept as predictions.npz)."""
+    from trainables.saving import load_model
+    from tuner.training import predict_split, train_and_save, train_val
+
+    cached = out / "predictions.npz"
+    if not cached.is_file():
+        modules, history, config = train_and_save(config, train_val(data), out)
+        if "diverged" in history[-1]:
+            raise ConfigError("its training on train+val diverged")
+        pred = predict_split(modules, config, data, "test")
+        tmp = out / "predictions.tmp.npz"
+        np.savez(tmp, **pred)
+        tmp.replace(cached)
+    _, config = load_model(out)
+    with np.load(cached) as saved:
+        return config, {key: saved[key] for key in saved.files}
+
+
+def model_cost_columns(out: Path, config: dict) -> dict:
+    """Parameters, forward FLOPs of one image and latency per image of the saved model, on this machine."""
+    import torch
+
+    from trainables.cost import LATENCY_BATCH, model_cost
+    from trainables.loop import input_side
+    from trainables.saving import load_model
+
+    modules, _ = load_model(out)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = modules["model"].to(device)
+    side = input_side(config)
+    cost = model_cost(model, (LATENCY_BATCH, 1, side, side), device)
+    return {"params": cost["params"], "flops": cost["flops"],
+            "latency_ms_per_image": cost["latency_ms"] / LATENCY_BATCH}
+
+
+def tuned_row(run_dir: Path, exp: Experiment, data: LensingData) -> Scored:
+    """The search's best configuration retrained on train+val for the full budget, tested once."""
+    import pandas as pd
+
+    from tuner.training import build_config
+
+    best = json.loads((exp.run_dir / "best.json").read_text())
+    config = build_config(exp.space, best["params"], size=exp.size, image_size=data.image_size,
+                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data)
+    out = run_dir / "models" / exp.space
+    config, pred = train_and_predict(config, data, out)
+    trials = pd.read_parquet(exp.run_dir / "trials.parquet")
+    walls = json.loads((run_dir / "compare.json").read_text()).get("search_wall_s", {})
+    extra = {**model_cost_columns(out, config), "trial_epochs": int(trials["epochs"].sum()),
+             "trials": len(trials), "search_wall_s": float(walls.get(exp.space, np.nan))}
+    return Scored(model=f"{exp.space} (tuned)", kind="tuned", space=exp.space, status="ok", config=config,
+                  predictions=pred, extra=extra)
+
+
+def handset_row(run_dir: Path, exp: Experiment, data: LensingData) -> Scored:
+    """The space's registered hand-set configuration (``Space.handset``), trained at the same epoch budget."""
+    from tuner.training import build_config
+
+    params, departures = handset_params(exp.space, exp.size, data.image_size)
+    config = build_config(exp.space, params, size=exp.size, image_size=data.image_size,
+                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data)
+    out = run_dir / "models" / f"{exp.space}-handset"
+    config, pred = train_and_predict(config, data, out)
+    extra = {**model_cost_columns(out, config), "trial_epochs": int(config["epochs"]), "trials": 1,
+             "search_wall_s": 0.0}
+    return Scored(model=f"{exp.space} (hand-set)", kind="hand-set", space=exp.space, status="ok", config=config,
+                  predictions=pred, reason="; ".join(departures), extra=extra)
+
+
+def handset_params(space: str, size: str, image_size: int) -> tuple[dict, list[str]]:
+    """The hand-set values the space accepts at this size; each one it does not is named, not used."""
+    from search_spaces import config_from_params, get_space
+    from search_spaces.errors import SpaceError
+
+    params, departures = {}, []
+    handset = get_space(space).handset
+    for key, value in (handset.params if handset else {}).items():
+        try:
+            config_from_params(space, {**params, key: value}, size, image_size)
+        except SpaceError:
+            departures.append(f"{key}={value:g} not offered at size {size}; space default used"
+                              if isinstance(value, float) else f"{key}={value} not offered; space default used")
+            continue
+        params[key] = value
+    return params, departures

@@ -1,0 +1,44 @@
+"""Where results go: ``--storage``, else ``$DEEPLENSE_TUNER_RUNS``, else ``./runs``, resolved once, here.
+
+A local root becomes an absolute path (Ray wants one, and a resume from another directory must find
+the run); object storage (``s3://``, ``gs://``, any ``scheme://``) is kept as written, for Ray to
+reach with its own credentials. A command that writes a local directory itself (``train``,
+``baseline``, ``compare``) refuses object storage in one line instead of writing a folder named
+``s3:`` into the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tuner.errors import ConfigError
+
+RUNS_ENV = "DEEPLENSE_TUNER_RUNS"
+
+
+def is_uri(storage: str) -> bool:
+    """Whether ``storage`` names object storage (``s3://bucket/runs``) rather than a local path."""
+    return "://" in storage
+
+
+def resolve_storage(flag: str | None = None) -> str:
+    """The results root: ``flag`` (``--storage``), else ``$DEEPLENSE_TUNER_RUNS``, else ``./runs``.
+
+    A local root comes back absolute, a URI as it is.
+    """
+    storage = flag or os.environ.get(RUNS_ENV) or "runs"
+    return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+
+
+def local_storage(flag: str | None, what: str, instead: str) -> Path:
+    """:func:`resolve_storage` for a command that writes a local directory; object storage is refused.
+
+    ``what`` says what the command writes (``train writes a local directory``) and ``instead`` what
+    to give (``--out DIR``), for the one line of the refusal.
+    """
+    storage = resolve_storage(flag)
+    if is_uri(storage):
+        said = f"--storage {storage} is" if flag else f"{RUNS_ENV} is {storage},"
+        raise ConfigError(f"{said} object storage, but {what}; give {instead}")
+    return Path(storage)

@@ -1,0 +1,128 @@
+"""What a search is made of, as Ray Tune and Optuna take it: the space, the searcher, the scheduler.
+
+The space's define-by-run function wrapped for Tune (:class:`TrialSpace`, with the run settings every
+trial shares), the Optuna sampler behind Ray's ``OptunaSearch`` (:func:`make_searcher`), the early
+stopping (:func:`make_scheduler`) and the configurations tried first (:func:`starting_points`). Used by
+a search (:mod:`tuner.driver`) and by the benchmarks that replay one (``bench/strategies.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.objectives import modes_of
+
+if TYPE_CHECKING:
+    from search_spaces import Space, Trial
+    from tuner.experiment import Experiment
+
+WARM_START_TOP = 3  # configurations taken from an earlier run by --warm-start
+
+
+@dataclass(frozen=True)
+class TrialSpace:
+    """The space's define-by-run function plus the constants every trial needs.
+
+    A class rather than a closure so the searcher (which holds it) can be saved and restored with
+    the experiment. It only calls ``trial.suggest_*`` (through the space) and returns constants;
+    ``params`` records the suggested values so any trial can be retrained with ``--params``.
+    """
+
+    space: str
+    size: str
+    image_size: int
+    constants: dict = field(default_factory=dict)
+
+    def __call__(self, trial: Trial) -> dict:
+        from search_spaces import define_by_run
+
+        config = define_by_run(self.space, size=self.size, image_size=self.image_size)(trial)
+        return {**config, **self.constants, "params": dict(trial.params)}
+
+
+def trial_constants(exp: Experiment, image_size: int) -> dict:
+    """The run settings every trial of ``exp`` shares (see :func:`trainables.settings.run_settings`)."""
+    from trainables.settings import run_settings
+
+    return run_settings(space=exp.space, size=exp.size, image_size=image_size, epochs=exp.max_epochs,
+                        seed=exp.seed, data=exp.data, threads=max(1, int(exp.cpus_per_trial)),
+                        workers_per_trial=exp.workers_per_trial, cpus_per_worker=exp.cpus_per_trial,
+                        gpus_per_worker=exp.gpus_per_trial, plugins=exp.plugins)
+
+
+def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[dict]) -> Any:
+    """OptunaSearch over the space with the experiment's sampler (``exp.searcher``).
+
+    ``tpe``: TPE with ``multivariate`` and ``group`` (the conditional parameters modelled jointly) and
+    ``constant_liar`` (concurrent trials are not all proposed at the same spot). ``gp``: Optuna's
+    Gaussian-process sampler, which its guide recommends for small budgets. ``random``: the baseline.
+    The model-based ones start with the same random start-up trials. GP learns only from trials that
+    ran the whole budget (it ignores pruned ones), which the ``reliable`` scheduler's unstopped bracket
+    supplies. Returns a :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
+
+    With several objectives (``exp.objectives``: the task metric, then cost measures) the sampler is
+    TPE whatever ``exp.searcher`` says (random stays random), as Optuna's
+    multi-objective TPE (MOTPE: good and bad trials split by non-domination rank, ties by
+    hypervolume), with the same start-up trials and constant liar. NSGA-II, Optuna's other
+    multi-objective sampler, is not used: its first generation is ``population_size`` (default 50)
+    trials drawn at random, so a 20- or 40-trial search would never leave it.
+    """
+    from tuner.asha_optuna import AshaAwareOptunaSearch
+
+    multi = len(exp.objectives) > 1  # Ray's OptunaSearch takes a list of metrics and modes for several
+    return AshaAwareOptunaSearch(
+        space=TrialSpace(exp.space, exp.size, image_size, trial_constants(exp, image_size)),
+        metric=list(exp.objectives) if multi else space.metric,
+        mode=list(modes_of(exp.objectives, space)) if multi else space.mode,
+        sampler=make_sampler(exp), points_to_evaluate=points or None, max_epochs=exp.max_epochs)
+
+
+def make_sampler(exp: Experiment) -> Any:
+    """The Optuna sampler ``exp.searcher`` names, seeded by ``exp.seed``."""
+    import optuna
+
+    startup = max(exp.concurrency, min(10, exp.num_samples // 3))
+    if exp.searcher == "random":
+        return optuna.samplers.RandomSampler(seed=exp.seed)
+    if exp.searcher == "gp" and len(exp.objectives) == 1:
+        return optuna.samplers.GPSampler(seed=exp.seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=exp.seed, multivariate=True, group=True, constant_liar=True,
+                                      n_startup_trials=startup)
+
+
+def make_scheduler(exp: Experiment, space: Space) -> Any:
+    """The early stopping ``exp.scheduler`` names, on the epoch, with metric and mode set here only.
+
+    ``asha``: Ray's ASHA (stopping-based; with ``brackets > 1`` its asynchronous Hyperband).
+    ``reliable``: the same brackets, a new trial's bracket drawn by how well each bracket's first
+    rung has ranked trials so far (:class:`~tuner.schedulers.ReliableHyperBandScheduler`).
+    ``fifo``: none. Every scheduler judges the task metric alone, in a multi-objective search too.
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if exp.scheduler == "fifo":
+        return FIFOScheduler()
+    rungs = dict(time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=exp.max_epochs,
+                 grace_period=exp.grace_period, reduction_factor=exp.reduction_factor, brackets=exp.brackets)
+    if exp.scheduler == "reliable":
+        from tuner.schedulers import ReliableHyperBandScheduler
+
+        return ReliableHyperBandScheduler(**rungs, seed=exp.seed)
+    return ASHAScheduler(**rungs)
+
+
+def starting_points(exp: Experiment, image_size: int) -> list[dict]:
+    """Configurations tried first: an earlier run's best (``--warm-start``), then the space's default."""
+    from search_spaces import default_params
+
+    points = []
+    if exp.warm_start:
+        from tuner.results import top_params
+
+        points = top_params(Path(exp.warm_start), exp.space, WARM_START_TOP)
+    default = default_params(exp.space, size=exp.size, image_size=image_size)
+    if default not in points:
+        points.append(default)
+    return points

@@ -28,7 +28,7 @@ from search_spaces import (
 from search_spaces.errors import SpaceError
 
 NAMES = space_names()
-EXPECTED = {"effnet_cls", "vit_cls", "swin_cls", "effnet_reg", "vit_reg", "swin_reg",
+EXPECTED = {"effnet_cls", "vit_cls", "swin_cls", "resnet_cls", "effnet_reg", "vit_reg", "swin_reg", "resnet_reg",
             "ae_anom", "vae_anom", "aae_anom", "any_cls", "any_reg", "any_anom"}
 
 SHARED_KEYS = {"task", "arch", "optimizer", "lr", "weight_decay", "momentum", "batch_size",
@@ -39,7 +39,7 @@ TASK_KEYS = {"classification": BACKBONE_KEYS | {"label_smoothing"},
              "regression": BACKBONE_KEYS | {"head"},
              "anomaly": {"score", "latent_dim", "base_channels", "depth"}}
 ARCH_KEYS = {"vae": {"kl_weight"}, "aae": {"adv_weight", "disc_lr"}}
-FAMILIES = {"classification": {"effnet", "vit", "swin"}, "regression": {"effnet", "vit", "swin"},
+FAMILIES = {"classification": {"effnet", "vit", "swin", "resnet"}, "regression": {"effnet", "vit", "swin", "resnet"},
             "anomaly": {"ae", "vae", "aae"}}
 
 

@@ -44,8 +44,8 @@ def test_backbone_follows_the_configs_input_size(arch, image_size, mode):
 
 
 def test_backbone_rejects_unknown_arch_and_bad_patch():
-    with pytest.raises(ValueError, match="resnet"):
-        build_backbone({"arch": "resnet"}, 64, 3)
+    with pytest.raises(ValueError, match="densenet"):
+        build_backbone({"arch": "densenet"}, 64, 3)
     config = {**tiny_config("vit"), "vit_patch_size": 7}
     with pytest.raises(ValueError, match="divide"):
         build_backbone(config, 64, 3)

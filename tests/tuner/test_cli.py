@@ -51,9 +51,9 @@ def test_train_accepts_params_and_rejects_bad_ones(sim_model2_tiny, tmp_path, ca
 
 
 def test_unknown_space_lists_the_valid_ones(capsys):
-    assert main(["train", "--space", "resnet_cls", "--smoke-test"]) == 2
+    assert main(["train", "--space", "densenet_cls", "--smoke-test"]) == 2
     err = capsys.readouterr().err
-    assert "resnet_cls" in err and "swin_cls" in err and "vae_anom" in err
+    assert "densenet_cls" in err and "swin_cls" in err and "vae_anom" in err
 
 
 def test_regression_space_refuses_data_without_targets(sim_model2_tiny, tmp_path, capsys):
@@ -73,7 +73,7 @@ def test_evaluate_refuses_a_directory_without_a_model(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, says", [
     (["data", "info", "sim:model9"], "unknown simulated set 'sim:model9'"),  # lensdata's DatasetError
-    (["train", "--space", "resnet_cls"], "unknown search space 'resnet_cls'"),  # search_spaces' SpaceError
+    (["train", "--space", "densenet_cls"], "unknown search space 'densenet_cls'"),  # search_spaces' SpaceError
     (["best", "/nonexistent/run"], "is not a search run"),  # tuner's ConfigError
 ])
 def test_every_layers_user_error_is_one_line_and_status_2(argv, says, capsys):

@@ -68,19 +68,19 @@ class FamilyDefaults(Mapping):
     def __init__(self, first: str) -> None:
         self.first = first
 
-    def _merged(self) -> dict:
-        merged: dict = {}
-        for family in families():
-            merged.update(family.defaults)
-        if self.first in FAMILIES:
-            merged.update(FAMILIES[self.first].defaults)
-        return {**merged, "arch": self.first}
-
     def __getitem__(self, key: str) -> Any:
-        return self._merged()[key]
+        if key == "arch":
+            return self.first
+        first = FAMILIES.get(self.first)
+        if first is not None and key in first.defaults:  # the shared keys, and the default branch's own
+            return first.defaults[key]
+        for family in families():  # another family's own keys
+            if key in family.defaults:
+                return family.defaults[key]
+        raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._merged())
+        return iter(dict.fromkeys(["arch", *(key for family in families() for key in family.defaults)]))
 
     def __len__(self) -> int:
-        return len(self._merged())
+        return sum(1 for _ in self)

@@ -20,6 +20,7 @@ fails to import, a name that is taken, a space that cannot be built at its defau
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -72,10 +73,12 @@ def loaded() -> tuple[str, ...]:
     return tuple(_LOADED)
 
 
-def _entry_points():
+@functools.cache
+def _entry_points() -> tuple:
+    """The installed packages' plugins, read once per process (the metadata scan is not free)."""
     from importlib.metadata import entry_points
 
-    return entry_points(group=GROUP)
+    return tuple(entry_points(group=GROUP))
 
 
 def _load(spec: str, entry=None) -> None:

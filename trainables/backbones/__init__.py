@@ -13,12 +13,11 @@ a plugin's family registers when the plugin is imported (:mod:`search_spaces.plu
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from search_spaces.errors import SpaceError
+from trainables.registry import import_builtins, lookup
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 Builder = Callable[[dict, int, int, dict], "nn.Module"]  # (config, side, num_outputs, drops) -> module
 
 BACKBONES: dict[str, Builder] = {}
-_BUILTINS_LOADED = False
 
 
 def register_backbone(name: str) -> Callable[[Builder], Builder]:
@@ -42,28 +40,12 @@ def register_backbone(name: str) -> Callable[[Builder], Builder]:
     return wrap
 
 
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
 def backbone_names() -> tuple[str, ...]:
     """Every registered backbone family."""
-    _load_builtins()
+    import_builtins(__name__)
     return tuple(BACKBONES)
 
 
 def get_backbone(name: str) -> Builder:
     """The builder of family ``name``; plugins announced in the environment are loaded before giving up."""
-    _load_builtins()
-    if name not in BACKBONES:
-        from search_spaces.plugins import load_plugins
-
-        load_plugins()
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone arch {name!r}; registered: {', '.join(BACKBONES)} "
-                         "(a plugin's backbone needs its --plugin)")
-    return BACKBONES[name]
+    return lookup(BACKBONES, name, __name__, "backbone arch")

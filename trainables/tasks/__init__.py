@@ -11,17 +11,15 @@ plugin's task registers when the plugin is imported (:mod:`search_spaces.plugins
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING
 
 from search_spaces.errors import SpaceError
+from trainables.registry import import_builtins, lookup
 
 if TYPE_CHECKING:
     from trainables.loop import Task
 
 TASKS: dict[str, Task] = {}
-_BUILTINS_LOADED = False
 
 
 def register_task(task: Task) -> Task:
@@ -36,27 +34,12 @@ def register_task(task: Task) -> Task:
     return task
 
 
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
 def task_names() -> tuple[str, ...]:
-    """Every task with a trainer, in registration order."""
-    _load_builtins()
+    """Every registered task with a trainer."""
+    import_builtins(__name__)
     return tuple(TASKS)
 
 
 def get_task(name: str) -> Task:
-    """The :class:`~trainables.loop.Task` called ``name``; plugins announced in the environment are loaded first."""
-    _load_builtins()
-    if name not in TASKS:
-        from search_spaces.plugins import load_plugins
-
-        load_plugins()
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
-    return TASKS[name]
+    """The Task called ``name``; plugins announced in the environment are loaded before giving up."""
+    return lookup(TASKS, name, __name__, "task")

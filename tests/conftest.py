@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from tuner.preflight import TRIAL_ENV
@@ -45,4 +46,17 @@ def sim_model2_tiny(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("data") / "model2_tiny"
     simulate_to_dataset("model2", 240, 7, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sim_model2_tiny32(sim_model2_tiny, tmp_path_factory):
+    """The same 240 images at 32x32 (every other pixel): a second image side, and faster models."""
+    from lensdata.store import load_dataset, write_dataset
+
+    data = load_dataset(sim_model2_tiny)
+    out = tmp_path_factory.mktemp("data") / "model2_tiny32"
+    write_dataset(out, {"image": np.ascontiguousarray(data.images[:, 0, ::2, ::2]), "label": data.labels,
+                        "split": data.splits.astype(str), "target": data.targets},
+                  classes=data.classes, source="test", instrument="model2", seed=7)
     return out

@@ -14,6 +14,11 @@ import torch
 import torch.nn.functional as F
 
 
+def input_side(config: dict) -> int:
+    """Side of the square image the model sees, after the optional crop or resize (:func:`fit_input`)."""
+    return int(config["input_size"]) if config["input_mode"] != "full" else int(config["image_size"])
+
+
 def fit_input(x: torch.Tensor, mode: str, size: int) -> torch.Tensor:
     """Bring a batch to the model's input: ``full`` (as is), ``crop`` (centre), ``resize`` or ``polar``.
 

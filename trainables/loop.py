@@ -26,11 +26,12 @@ from torch import nn
 
 from lensdata import LensingData, normalize_images
 from search_spaces import task_objective
-from trainables.augment import augment, fit_input
+from trainables.augment import augment, fit_input, input_side
 from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.cost import LATENCY_BATCH, model_cost
 from trainables.report import Reporter
 from trainables.settings import check_config
+from trainables.transfer import init_backbone
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -60,6 +61,8 @@ class Task:
     default_data: Mapping[str, str] = field(default_factory=dict)  # per preset: the data read without --data
     preset_settings: Mapping[str, dict] = field(default_factory=dict)  # per preset: settings of its own
     figures: tuple[str, ...] = ()  # a trained model's report figures, by name (tuner.figures.MODEL_FIGURES)
+    # The registered backbone inside its modules (trainables.backbones), which init_from starts; None: none.
+    backbone: Callable[[Modules], nn.Module] | None = None
 
     @property
     def objective(self) -> str:
@@ -77,11 +80,6 @@ class Diverged(Exception):
 
 
 # ---------------------------------------------------------------- building blocks
-
-
-def input_side(config: dict) -> int:
-    """Side of the square image the model sees, after the optional crop or resize."""
-    return int(config["input_size"]) if config["input_mode"] != "full" else int(config["image_size"])
 
 
 def make_optimizer(module: nn.Module, config: dict) -> torch.optim.Optimizer:
@@ -253,6 +251,13 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     accelerator = make_accelerator(config)
     side = input_side(config)
     modules = task.build(config, side)
+    # A resumed run's checkpoint holds its weights already; configs made before init_from have none.
+    if config.get("init_from") and resume is None:
+        copied, total = init_backbone(task.backbone(modules) if task.backbone else None, config)
+        config = {**config, "init_tensors": copied}
+        if accelerator.is_main_process:
+            print(f"started from {config['init_from']}: {copied} of the backbone's {total} tensors copied, "
+                  "the head as built", flush=True)
     # The model's cost (params, FLOPs, latency on this device) is measured once and reported with every
     # result, so every search can weigh it and a multi-objective one can minimise it.
     cost = model_cost(modules["model"], (LATENCY_BATCH, train.images.shape[1], side, side), accelerator.device)

@@ -56,6 +56,11 @@ def _features_of(model: nn.Module) -> int:
     return int(model.num_features)
 
 
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The registered backbone inside what :func:`build_backbone` returned (behind the profile head, if any)."""
+    return model.backbone if isinstance(model, WithProfile) else model
+
+
 def ring_matrix(side: int, polar: bool) -> torch.Tensor:
     """(bins, side*side) rows that average each image's pixels in one ring about its centre.
 
@@ -213,5 +218,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["build_backbone", "build_autoencoder", "build_discriminator", "count_parameters",
+__all__ = ["build_backbone", "build_autoencoder", "build_discriminator", "count_parameters", "backbone_of",
            "ConvAutoencoder", "PadInput"]

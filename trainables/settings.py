@@ -8,6 +8,7 @@ everywhere and a missing key is an error (:func:`check_config`), never a silent 
 
 from __future__ import annotations
 
+# What check_config requires. run_settings also writes init_from, which configs saved before it lack.
 RUN_SETTINGS = ("space", "size", "image_size", "epochs", "seed", "data", "precision", "threads",
                 "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "plugins")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
@@ -15,7 +16,8 @@ PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 def run_settings(*, space: str, size: str, image_size: int, epochs: int, seed: int, data: str | None = None,
                  precision: str = "auto", threads: int = 0, workers_per_trial: int = 1,
-                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, plugins: tuple[str, ...] = ()) -> dict:
+                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, plugins: tuple[str, ...] = (),
+                 init_from: str | None = None) -> dict:
     """The run settings of one trial or training run.
 
     Args:
@@ -31,13 +33,15 @@ def run_settings(*, space: str, size: str, image_size: int, epochs: int, seed: i
         cpus_per_worker, gpus_per_worker: resources of each of those workers.
         plugins: the plugins (search_spaces.plugins) that define its space, backbone or task; the
             process that trains or loads it imports them first (a Ray worker starts without them).
+        init_from: a trained model's directory (absolute) whose backbone the model starts from
+            (:mod:`trainables.transfer`); None: from scratch.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return {"space": space, "size": size, "image_size": int(image_size), "epochs": int(epochs),
             "seed": int(seed), "data": data, "precision": precision, "threads": int(threads),
             "workers_per_trial": int(workers_per_trial), "cpus_per_worker": float(cpus_per_worker),
-            "gpus_per_worker": float(gpus_per_worker), "plugins": list(plugins)}
+            "gpus_per_worker": float(gpus_per_worker), "plugins": list(plugins), "init_from": init_from}
 
 
 def check_config(config: dict) -> None:

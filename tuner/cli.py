@@ -86,6 +86,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--size", choices=("tiny", "small", "full"), default=None,
                        help="model size knob of the space (default: small on CPU, full on GPU)")
     train.add_argument("--smoke-test", action="store_true", help="tiny model and data: seconds")
+    train.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                       help="start from the backbone of a trained model of the same family and image side "
+                            "(its head is not copied), e.g. a regressor from a classifier")
     train.set_defaults(handler=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model directory")
@@ -132,6 +135,8 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--name", default=None, help="experiment name (default: SPACE-DATE)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     s.add_argument("--warm-start", default=None, help="seed the search with the best configs of a run")
+    s.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                   help="every trial, and the final model, starts from the backbone of this trained model")
     s.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
     s.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     s.set_defaults(handler=_cmd_search)

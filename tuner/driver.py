@@ -154,6 +154,7 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     from trainables.trial import tune_trainable
     from tuner.callbacks import STUCK_FILE
     from tuner.preflight import (
+        check_init_fits,
         check_resources,
         check_shared_storage,
         check_storage,
@@ -163,6 +164,7 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
 
     data = open_data(exp.data, splits=("train", "val"))  # the test split stays on disk, untouched
     check_task_fits(space.task, data)
+    check_init_fits(exp, data.image_size)
     concurrency = check_resources(exp, ray)
     check_storage(exp)
     check_shared_storage(exp.storage, ray)  # with several nodes, every one must see the results

@@ -99,6 +99,7 @@ class Experiment:
     scheduler: str = "asha"  # who stops them early (SCHEDULERS)
     brackets: int = 1  # Hyperband brackets of the asha / reliable schedulers
     plugins: tuple[str, ...] = ()  # files or modules that define the space (search_spaces.plugins), loaded first
+    init_from: str | None = None  # a trained model (absolute) whose backbone every trial and the final model start from
 
     def __post_init__(self) -> None:
         check_limits(dataclasses.asdict(self))
@@ -169,7 +170,7 @@ def preset_settings(preset: str, task: str) -> dict:
 # The settings no preset sets, when the caller does not (storage: tuner.storage.resolve_storage;
 # name: the space and the time, see check_overrides).
 DEFAULTS: dict[str, Any] = dict(seed=0, workers_per_trial=1, warm_start=None, verbose=False, objectives=(),
-                                plugins=())
+                                plugins=(), init_from=None)
 
 # What a caller may override, each with the types it may take and how the refusal names them.
 # None, for any key, means "the preset's".
@@ -181,20 +182,21 @@ SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "time_budget": NUMBER, "seed": WHOLE, "storage": PATH, "name": TEXT, "workers_per_trial": WHOLE,
     "warm_start": PATH, "verbose": ((bool,), "True or False"), "objectives": ((tuple, list), "a list of names"),
     "final_epochs": WHOLE, "searcher": TEXT, "scheduler": TEXT, "brackets": WHOLE,
-    "plugins": ((tuple, list), "a list of plugin files or modules"),
+    "plugins": ((tuple, list), "a list of plugin files or modules"), "init_from": PATH,
 }
-PATHS = ("data", "storage", "warm_start")  # kept as strings, as experiment.json holds them
+PATHS = ("data", "storage", "warm_start", "init_from")  # kept as strings, as experiment.json holds them
 
 
 def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``overrides`` checked before anything runs: known keys only, each of its type and range.
 
-    Keys set to None are dropped (the preset's value stands). The storage comes back resolved and
-    the run named (``SPACE-DATE`` unless given), so a caller that checks first and plans later sees
-    one name; checking the result again changes nothing.
+    Keys set to None are dropped (the preset's value stands). The storage and ``init_from`` come back
+    resolved and the run named (``SPACE-DATE`` unless given), so a caller that checks first and plans
+    later sees one name; checking the result again changes nothing.
 
     Raises:
-        ConfigError: one line for an unknown key, a value of the wrong type, or one out of range.
+        ConfigError: one line for an unknown key, a value of the wrong type, one out of range, or an
+            ``init_from`` that holds no trained model.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
     for key, value in given.items():
@@ -214,6 +216,10 @@ def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"setting objectives must hold names, not {type(name).__name__} {name!r}")
         given["objectives"] = check_objectives(tuple(given["objectives"]), get_space(space))
     check_limits(given)
+    if "init_from" in given:  # absolute, for trials that run elsewhere; family and image side: tuner.preflight
+        from tuner.training import source_model
+
+        given["init_from"] = source_model(given["init_from"])
     given["storage"] = resolve_storage(given.get("storage"))
     given.setdefault("name", f"{space}-{time.strftime('%Y%m%d-%H%M%S')}")
     return given
@@ -248,7 +254,7 @@ def plan(space: str, *, preset: str | None = None, has_gpu: bool = False, **over
 # --trials-per-gpu are read by flags_of; --space, --resume, --address are not settings).
 FLAGS = ("data", "num_samples", "max_epochs", "final_epochs", "grace_period", "reduction_factor", "searcher",
          "scheduler", "brackets", "concurrency", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
-         "time_budget", "seed", "storage", "name", "warm_start", "verbose")
+         "time_budget", "seed", "storage", "name", "warm_start", "verbose", "init_from")
 
 
 def flags_of(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:

@@ -51,7 +51,8 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
         print(f"warning: {warning}", file=sys.stderr)
     config = build_config(best["space"], chosen["params"], size=best["size"], image_size=data.image_size,
                           epochs=epochs or best.get("final_epochs") or best["max_epochs"],
-                          seed=best["seed"] if seed is None else seed, data=best["data"])
+                          seed=best["seed"] if seed is None else seed, data=best["data"],
+                          init_from=best.get("init_from"))  # runs made before init_from have none
     target = Path(out) if out else run_dir / ("final" if pick is None else f"final-{chosen['trial_id']}")
     scores = {best["metric"]: best["objective"]} if pick is None else chosen["objectives"]
     shown = ", ".join(f"{name} {value:.4g}" for name, value in scores.items())

@@ -9,11 +9,13 @@
   every trial's checkpoints and results under ``storage_path``, and a trial that moves to another
   node (after a failure, or when a search resumes) reads them back from there; a node-local path
   would fail much later, with errors about missing checkpoints;
-- :func:`check_task_fits`: the data can serve the space's task.
+- :func:`check_task_fits`: the data can serve the space's task;
+- :func:`check_init_fits`: the ``--init-from`` model can start the space's models.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -155,6 +157,27 @@ def check_task_fits(task: str, data: LensingData, splits: tuple[str, ...] = ("tr
     from trainables import get_task
 
     get_task(task).check(data, splits)
+
+
+def check_init_fits(exp: Experiment, image_size: int) -> None:
+    """Refuse, before any trial, an ``init_from`` model that cannot start the space's models.
+
+    The space must search one backbone family (in a space that searches the family too, such as
+    ``any_cls``, most trials would have another backbone), and its default point must take the
+    source's backbone: same family, same image side (:func:`tuner.training.check_init_from`).
+    A trial whose own architecture keys share no weight with the source fails when it starts.
+    """
+    if exp.init_from is None:
+        return
+    from search_spaces import param_names
+    from tuner.training import build_config, check_init_from, source_model
+
+    if "arch" in param_names(exp.space, size=exp.size, image_size=image_size):
+        source = json.loads((Path(source_model(exp.init_from)) / "config.json").read_text())
+        raise ConfigError(f"init_from starts every trial from one {source['arch']} backbone, but {exp.space} "
+                          f"searches the backbone family too; search a {source['arch']} space")
+    check_init_from(build_config(exp.space, {}, size=exp.size, image_size=image_size, epochs=exp.max_epochs,
+                                 seed=exp.seed, data=exp.data, init_from=exp.init_from))
 
 
 ANSWER_TIMEOUT_S = 60.0  # a node starts a Python worker for the probe: seconds, more on a busy node

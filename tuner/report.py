@@ -168,7 +168,9 @@ def model_report(directory: Path, page: Page | None = None, name: str = "model")
     pred = predict_split(modules, config, data, "test")
     own_page = page is None
     page = page or Page(directory, f"Model {directory.name}: {config['space']} ({config['task']})")
-    page.text(f"{len(pred['label'])} test images of {config['data']}; trained for {config['epochs']} epochs.")
+    start = (f", starting from the backbone of {config['init_from']} ({config.get('init_tensors', 'some')} tensors "
+             "copied)" if config.get("init_from") else "")  # models saved before init_from have none
+    page.text(f"{len(pred['label'])} test images of {config['data']}; trained for {config['epochs']} epochs{start}.")
     baselines_file, tested_file = directory / "baselines.json", directory / "test_metrics.json"
     if baselines_file.is_file() and tested_file.is_file():  # a final model: the baselines on the same test images
         from tuner.baselines import versus_line

@@ -280,7 +280,7 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
                 "trial_id": best["trial_id"], "objective": best["best"], "status": best["status"],
                 "epochs": best["epochs"], "params": best["params"], "config": best["config"],
                 "data": exp.data, "size": exp.size, "max_epochs": exp.max_epochs, "seed": exp.seed,
-                "final_epochs": exp.final_epochs or exp.max_epochs,
+                "final_epochs": exp.final_epochs or exp.max_epochs, "init_from": exp.init_from,
                 "objectives": list(exp.objectives), "modes": list(modes), "front": [
                     {"trial_id": r["trial_id"], "objectives": {name: r["values"][name] for name in exp.objectives},
                      "cost": {name: r["values"][name] for name in COST_MODES}, "params": r["params"],

@@ -6,6 +6,7 @@ search (:mod:`tuner.final`) and the comparison's models (:mod:`tuner.comparison`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +34,12 @@ def default_epochs(size: str) -> int:
 
 
 def build_config(space_name: str, params: dict, *, size: str, image_size: int, epochs: int | None,
-                 seed: int, data: str) -> dict:
+                 seed: int, data: str, init_from: str | None = None) -> dict:
     """The full run config: the space's keys for ``params`` (defaults for the rest) plus run settings.
 
     It records the plugins this process has loaded, so whoever loads the model imports them too.
+    ``init_from``: a trained model's directory whose backbone the model starts from (recorded
+    absolute; checked by :func:`check_init_from` and when training starts).
     """
     from search_spaces import config_from_params, get_space
     from search_spaces.plugins import loaded
@@ -46,7 +49,35 @@ def build_config(space_name: str, params: dict, *, size: str, image_size: int, e
     config = config_from_params(space_name, params, size=size, image_size=image_size)
     return {**config, **run_settings(space=space.name, size=size, image_size=image_size,
                                      epochs=int(epochs) if epochs else default_epochs(size), seed=seed,
-                                     data=str(data), plugins=loaded())}
+                                     data=str(data), plugins=loaded(),
+                                     init_from=str(Path(init_from).expanduser().resolve()) if init_from else None)}
+
+
+def source_model(directory: str | os.PathLike) -> str:
+    """``init_from`` as an absolute path, refused in one line unless it holds a trained model."""
+    from trainables.transfer import InitError, source_config
+
+    resolved = Path(directory).expanduser().resolve()
+    try:
+        source_config(resolved)
+    except InitError as err:
+        raise ConfigError(str(err)) from None
+    return str(resolved)
+
+
+def check_init_from(config: dict) -> None:
+    """Refuse, in one line and before any training, an ``init_from`` of another family or image side."""
+    from trainables import get_task
+    from trainables.transfer import InitError, check_source, source_config
+
+    if not config.get("init_from"):
+        return
+    if get_task(config["task"]).backbone is None:
+        raise ConfigError(f"init_from: task {config['task']} has no registered backbone to start from")
+    try:
+        check_source(source_config(config["init_from"]), config)
+    except InitError as err:
+        raise ConfigError(str(err)) from None
 
 
 def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str, nn.Module], list[dict], dict]:
@@ -55,12 +86,15 @@ def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str
     from trainables.loop import fit
     from trainables.report import Reporter
     from trainables.saving import save_model
+    from trainables.transfer import InitError
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     reporter = Reporter(out, echo=True)
     try:
         modules, history, config = fit(get_task(config["task"]), config, data, reporter)
+    except InitError as err:  # e.g. a source that shares no weight with this model, found once both are built
+        raise ConfigError(str(err)) from None
     finally:
         reporter.close()
     save_model(modules, config, out)

@@ -49,7 +49,7 @@ def trial_constants(exp: Experiment, image_size: int) -> dict:
     return run_settings(space=exp.space, size=exp.size, image_size=image_size, epochs=exp.max_epochs,
                         seed=exp.seed, data=exp.data, threads=max(1, int(exp.cpus_per_trial)),
                         workers_per_trial=exp.workers_per_trial, cpus_per_worker=exp.cpus_per_trial,
-                        gpus_per_worker=exp.gpus_per_trial, plugins=exp.plugins)
+                        gpus_per_worker=exp.gpus_per_trial, plugins=exp.plugins, init_from=exp.init_from)
 
 
 def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[dict]) -> Any:

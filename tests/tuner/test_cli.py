@@ -80,3 +80,63 @@ def test_every_layers_user_error_is_one_line_and_status_2(argv, says, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and says in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- train --init-from
+
+
+@pytest.fixture(scope="module")
+def classifier(sim_model2_tiny32, tmp_path_factory):
+    """`train` of a tiny resnet classifier with its own logits layer (no profile head), 32x32 images."""
+    out = tmp_path_factory.mktemp("cls") / "model"
+    assert main(["train", "--space", "resnet_cls", "--smoke-test", "--data", str(sim_model2_tiny32),
+                 "--params", '{"profile_features": false}', "--out", str(out)]) == 0
+    return out
+
+
+def test_train_init_from_starts_a_regressor_from_a_classifiers_backbone(classifier, sim_model2_tiny32, tmp_path,
+                                                                         capsys):
+    from trainables.augment import input_side
+    from trainables.backbones import feature_names
+
+    out = tmp_path / "reg"
+    capsys.readouterr()
+    assert main(["train", "--space", "resnet_reg", "--smoke-test", "--data", str(sim_model2_tiny32),
+                 "--init-from", str(classifier), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_from"] == str(classifier.resolve())
+    assert config["init_tensors"] == len(feature_names(config, input_side(config))) > 0  # the backbone, not its head
+    printed = capsys.readouterr().out
+    assert f"from the backbone of {classifier.resolve()}" in printed and "tensors copied, the head as built" in printed
+    assert main(["evaluate", str(out), "--split", "val"]) == 0
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--space", "effnet_reg", "--init-from", "{model}"], "is a resnet model (resnet_cls) but this is a effnet model"),
+    (["--space", "resnet_reg", "--init-from", "{model}", "--data", "{data64}"], "trained on 32x32 images"),
+    (["--space", "resnet_reg", "--init-from", "{empty}"], "holds no trained model"),
+    (["--from", "{empty}", "--init-from", "{model}"], "--init-from with --from"),
+])
+def test_train_init_from_that_cannot_serve_is_one_line(classifier, sim_model2_tiny32, sim_model2_tiny, tmp_path,
+                                                        argv, says, capsys):
+    paths = {"model": classifier, "data64": sim_model2_tiny, "empty": tmp_path}
+    argv = [arg.format(**paths) for arg in argv]
+    if "--data" not in argv:
+        argv += ["--data", str(sim_model2_tiny32)]
+    capsys.readouterr()
+    assert main(["train", "--smoke-test", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_the_final_model_of_a_search_starts_where_its_trials_did(classifier, sim_model2_tiny32, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.json").write_text(json.dumps({  # what write_results keeps of a search of resnet_reg --init-from
+        "space": "resnet_reg", "task": "regression", "metric": "val_mae", "mode": "min", "trial_id": "t1",
+        "objective": 0.4, "params": {}, "data": str(sim_model2_tiny32), "size": "tiny", "max_epochs": 1,
+        "final_epochs": 1, "seed": 0, "init_from": str(classifier)}))
+    assert main(["train", "--from", str(run)]) == 0
+    config = json.loads((run / "final" / "config.json").read_text())
+    assert config["init_from"] == str(classifier) and config["init_tensors"] > 0

@@ -138,3 +138,69 @@ def test_checked_overrides_name_the_run_once():
     assert checked["name"].startswith("swin_cls-") and "data" not in checked
     assert check_overrides("swin_cls", checked) == checked
     assert plan("swin_cls", **checked).name == checked["name"]
+
+
+# ---------------------------------------------------------------- init_from: every trial starts from one model
+
+
+@pytest.fixture(scope="module")
+def untrained_resnet(tmp_path_factory):
+    """A resnet_cls model directory at 32x32, as `train` writes one (its weights untrained: only their shapes count)."""
+    from search_spaces import default_config
+    from trainables import get_task
+    from trainables.augment import input_side
+    from trainables.saving import save_model
+    from trainables.settings import run_settings
+
+    out = tmp_path_factory.mktemp("resnet_cls")
+    config = {**default_config("resnet_cls", size="tiny", image_size=32), "classes": ["no_sub", "cdm", "axion"],
+              **run_settings(space="resnet_cls", size="tiny", image_size=32, epochs=1, seed=0)}
+    save_model(get_task("classification").build(config, input_side(config)), config, out)
+    return out
+
+
+def test_init_from_is_a_setting_saved_with_the_run_and_given_to_every_trial(untrained_resnet, tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    import optuna
+
+    from tuner.experiment import Experiment
+    from tuner.wiring import TrialSpace, trial_constants
+
+    monkeypatch.chdir(untrained_resnet.parent)
+    exp = plan("resnet_reg", preset="smoke", storage=str(tmp_path), name="x", init_from=untrained_resnet.name)
+    assert exp.init_from == str(untrained_resnet.resolve())  # absolute: trials run in other directories
+    saved = json.loads(json.dumps(dataclasses.asdict(exp)))  # as experiment.json holds it
+    assert saved["init_from"] == exp.init_from and Experiment(**saved) == exp
+    assert Experiment(**{k: v for k, v in saved.items() if k != "init_from"}).init_from is None  # older runs
+    assert plan("resnet_reg", preset="smoke", name="x").init_from is None
+
+    space = TrialSpace(exp.space, exp.size, 32, trial_constants(exp, 32))
+    config = space(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
+    assert config["init_from"] == exp.init_from and config["arch"] == "resnet"
+
+
+def test_init_from_that_holds_no_model_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"^init_from \S+ holds no trained model .*python -m tuner train"):
+        plan("resnet_reg", preset="smoke", name="x", init_from=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"^setting init_from must be a string or path, not int 3$"):
+        plan("resnet_reg", name="x", init_from=3)
+
+
+@pytest.mark.parametrize("space, image_size, says", [
+    ("resnet_reg", 32, None),
+    ("effnet_reg", 32, "is a resnet model (resnet_cls) but this is a effnet model (effnet_reg)"),
+    ("any_reg", 32, "any_reg searches the backbone family too; search a resnet space"),
+    ("resnet_reg", 64, "was trained on 32x32 images but this model takes 64x64 ones"),
+])
+def test_the_search_checks_init_from_against_its_space_before_any_trial(untrained_resnet, space, image_size, says):
+    from tuner.preflight import check_init_fits
+
+    exp = plan(space, preset="smoke", name="x", init_from=str(untrained_resnet))
+    if says is None:
+        check_init_fits(exp, image_size)
+        return
+    with pytest.raises(ConfigError) as caught:
+        check_init_fits(exp, image_size)
+    assert says in str(caught.value) and "\n" not in str(caught.value)

@@ -49,3 +49,17 @@ def backbone_names() -> tuple[str, ...]:
 def get_backbone(name: str) -> Builder:
     """The builder of family ``name``; plugins announced in the environment are loaded before giving up."""
     return lookup(BACKBONES, name, __name__, "backbone arch")
+
+
+def feature_names(config: dict, side: int) -> set[str]:
+    """Names of the tensors of ``config``'s backbone without its head: what its builder makes for 0 outputs.
+
+    ``side``: the side the model sees. Built on the meta device, so it costs neither memory nor an
+    initialisation. Used by ``init_from`` (:mod:`trainables.transfer`) to leave heads out.
+    """
+    import torch
+
+    drops = {"drop_rate": float(config["drop_rate"]), "drop_path_rate": float(config["drop_path_rate"])}
+    with torch.device("meta"):
+        headless = get_backbone(config["arch"])(config, side, 0, drops)
+    return set(headless.state_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lensdata import LensingData
 from lensdata.errors import DatasetError
@@ -11,7 +12,7 @@ from trainables.baselines import PROFILE_CLASSIFIERS
 from trainables.datachecks import FIX, present_classes, split_rows
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import classification_metrics
-from trainables.models import build_backbone
+from trainables.models import backbone_of, build_backbone
 from trainables.tasks import register_task
 
 
@@ -25,6 +26,10 @@ def _data_config(train: LensingData) -> dict:
 
 def _build(config: dict, side: int) -> Modules:
     return {"model": build_backbone(config, side, num_outputs=len(config["classes"]))}
+
+
+def _backbone(modules: Modules) -> nn.Module:
+    return backbone_of(modules["model"])
 
 
 def _step(modules: Modules, batch: Batch, config: dict) -> dict[str, torch.Tensor]:
@@ -60,4 +65,4 @@ DEFAULT_DATA = {"smoke": "sim:model2:300", "quick": "sim:model2", "long": "sim:m
 TASK = register_task(Task(
     name="classification", worst=0.0, rows=_rows, data_config=_data_config, build=_build, step=_step,
     predict=_predict, metrics=_metrics, check=_check, baselines=PROFILE_CLASSIFIERS, default_data=DEFAULT_DATA,
-    figures=("roc", "confusion")))
+    figures=("roc", "confusion"), backbone=_backbone))

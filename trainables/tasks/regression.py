@@ -22,7 +22,7 @@ from trainables.baselines import PROFILE_REGRESSORS
 from trainables.datachecks import FIX, split_rows
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import regression_metrics
-from trainables.models import build_backbone
+from trainables.models import backbone_of, build_backbone
 from trainables.tasks import register_task
 
 
@@ -68,6 +68,10 @@ def _build(config: dict, side: int) -> Modules:
     gaussian = config["head"] == "gaussian"
     backbone = build_backbone(config, side, num_outputs=2 if gaussian else 1)
     return {"model": Regressor(backbone, gaussian, config["target_shift"], config["target_scale"])}
+
+
+def _backbone(modules: Modules) -> nn.Module:
+    return backbone_of(modules["model"].backbone)
 
 
 def _step(modules: Modules, batch: Batch, config: dict) -> dict[str, torch.Tensor]:
@@ -118,4 +122,4 @@ DEFAULT_DATA = {"smoke": "sim:model2:300:axion", "quick": "sim:model2:4000:axion
 TASK = register_task(Task(
     name="regression", worst=10.0, rows=_rows, data_config=_data_config, build=_build, step=_step, predict=_predict,
     metrics=_metrics, check=_check, baselines=PROFILE_REGRESSORS, default_data=DEFAULT_DATA,
-    figures=("mass", "coverage")))
+    figures=("mass", "coverage"), backbone=_backbone))

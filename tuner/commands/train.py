@@ -10,7 +10,7 @@ from tuner.errors import ConfigError
 from tuner.jsonarg import read_params
 from tuner.preflight import check_task_fits
 from tuner.storage import local_storage
-from tuner.training import build_config, default_size, train_and_save
+from tuner.training import build_config, check_init_from, default_size, source_model, train_and_save
 
 SMOKE_DATA = "sim:model2:300"  # what --smoke-test trains on unless --data names something else
 DEFAULT_DATA = "sim:model2"
@@ -22,6 +22,10 @@ def train_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--epochs must be at least 1, not {args.epochs}; leave it out for the default")
     if args.pick is not None and not args.from_run:
         raise ConfigError("--pick chooses a member of a search's Pareto front; give the run too: --from RUN_DIR")
+    if args.init_from and args.from_run:
+        raise ConfigError("--init-from with --from: the final model starts from what the search's trials started "
+                          "from (its experiment.json); search with --init-from to start both from a model")
+    init_from = source_model(args.init_from) if args.init_from else None  # before any data is made
     if args.from_run:
         from tuner.final import train_from_run
 
@@ -44,9 +48,12 @@ def train_command(args: argparse.Namespace) -> int:
     data = open_data(data_spec, splits=("train", "val"))
     check_task_fits(space.task, data)
     config = build_config(space.name, params, size=size, image_size=data.image_size, epochs=epochs,
-                          seed=args.seed, data=str(data_spec))
+                          seed=args.seed, data=str(data_spec), init_from=init_from)
+    check_init_from(config)
     out = Path(args.out) if args.out else default_out(space.name)
-    print(f"training {space.name} ({space.task}, size {size}) on {data_spec} for {config['epochs']} epochs -> {out}")
+    start = f", from the backbone of {init_from}" if init_from else ""
+    print(f"training {space.name} ({space.task}, size {size}{start}) on {data_spec} for {config['epochs']} epochs "
+          f"-> {out}")
     _, history, _ = train_and_save(config, data, out)
     return 0 if "diverged" not in history[-1] else 1
 

@@ -126,9 +126,19 @@ def _cached_sim(instrument: str, n: int, classes: tuple[str, ...] = CLASSES, *, 
                   file=sys.stderr)
         from lensdata.simulate import simulate_to_dataset
 
-        simulate_to_dataset(instrument, n, SIM_SEED, path, progress=progress, classes=classes)
+        simulate_to_dataset(instrument, n, SIM_SEED, path, progress=progress, classes=classes,
+                            workers=sim_workers(n))
         verify_dataset(path)
     return path
+
+
+SIM_BATCH = 256  # images per worker chunk below which a second process costs more than it saves
+
+
+def sim_workers(n: int) -> int:
+    """Processes for a cached set: every core for a large set (the images do not depend on it), one for a
+    small one. WDM and SIDM images take seconds each (pyHalo), so a five-class set is worth the cores."""
+    return max(1, min(os.cpu_count() or 1, n // SIM_BATCH))
 
 
 def _usable(path: Path, instrument: str, n: int, classes: tuple[str, ...]) -> bool:

@@ -6,23 +6,39 @@ Each function takes whole-split predictions and returns plain floats keyed ``<pr
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multiclass_auroc
 
+# The inputs are our own models' outputs, checked where they are made; torchmetrics' argument checks
+# would cost more than the metric itself in the comparison's bootstrap (thousands of calls per row).
+
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
                            prefix: str) -> dict[str, float]:
-    """Macro one-vs-rest AUROC (the objective), accuracy, cross-entropy and each class's AUROC."""
+    """Macro one-vs-rest AUROC (the objective), accuracy, cross-entropy, each class's AUROC and each pair's.
+
+    A pair's AUROC (``auroc_a_vs_b``) asks how well the model tells two dark-matter models apart: on
+    the images of classes a and b only, ranked by the log-odds of a against b (logit a - logit b).
+    """
     n = len(classes)
     probs = logits.float().softmax(dim=1)
-    per_class = multiclass_auroc(probs, labels, num_classes=n, average=None)
+    per_class = multiclass_auroc(probs, labels, num_classes=n, average=None, validate_args=False)
     out = {
         f"{prefix}_auroc": float(per_class.mean()),
-        f"{prefix}_accuracy": float(multiclass_accuracy(probs, labels, num_classes=n, average="micro")),
+        f"{prefix}_accuracy": float(multiclass_accuracy(probs, labels, num_classes=n, average="micro",
+                                                        validate_args=False)),
         f"{prefix}_loss": float(torch.nn.functional.cross_entropy(logits.float(), labels)),
     }
     out.update({f"{prefix}_auroc_{name}": float(v) for name, v in zip(classes, per_class)})
+    for a, b in itertools.combinations(range(n), 2):
+        rows = (labels == a) | (labels == b)
+        if (labels[rows] == a).any() and (labels[rows] == b).any():
+            odds = logits[rows, a].float() - logits[rows, b].float()
+            pair = binary_auroc(odds, (labels[rows] == a).long(), validate_args=False)
+            out[f"{prefix}_auroc_{classes[a]}_vs_{classes[b]}"] = float(pair)
     return out
 
 

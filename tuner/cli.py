@@ -160,6 +160,13 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
                      help="the same wall time (s) for every architecture's search, instead of the same trials")
     cmp.add_argument("--concurrency", type=int, default=None, help="trials at once")
     cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--train-per-class", default=None, metavar="N[,N...]|all",
+                     help="label budgets: compare at each, on nested subsets of N labelled images per class "
+                          "(one in five of them the validation cut), the test split the same, e.g. 100,500,1000")
+    cmp.add_argument("--seeds", type=int, default=1,
+                     help="train each final model K times (seeds SEED..SEED+K-1); intervals hold the seed spread")
+    cmp.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                     help="start every model from this trained model's backbone (e.g. a classifier for regression)")
     cmp.add_argument("--storage", default=None, help="results root (default ./runs)")
     cmp.add_argument("--name", default=None, help="comparison name (default: compare-TASK-DATE)")
     cmp.add_argument("--resume", action="store_true", help="continue an interrupted comparison of this name")

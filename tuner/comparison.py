@@ -6,7 +6,14 @@ One run directory holds it all::
     RUN/searches/<space>/     one search per architecture space, same data, trials, epochs, concurrency
     RUN/models/<space>/       each search's winner retrained on train+val, tested once on test
     RUN/models/<space>-handset/  the architecture's configuration as DeepLense projects set it by hand
+    RUN/models/<space>+seed<k>/  the same with seed k (``--seeds K``: each final model trained K times)
     RUN/compare.parquet, compare.md   one row per model (:mod:`tuner.verdict`)
+
+With label budgets (``--train-per-class 100,500``) each budget is such a run of its own,
+``RUN/budget-<N>/``, on the data cut to N labelled images per class (:mod:`lensdata.budgets`:
+nested, the validation cut inside the budget, the test split the same at every budget); RUN's
+``compare.parquet`` and ``compare.md`` then hold every budget's rows, and its ``compare.json`` the
+settings and each budget's verdict.
 
 Beside the tuned models stand the hand-set configurations, and the rows of :data:`ROW_SOURCES`:
 the classical baselines (:func:`baseline_rows`), fitted on train+val and scored on the same test
@@ -45,6 +52,7 @@ class Scored:
     config: dict | None = None
     predictions: dict | None = None
     extra: dict = dataclasses.field(default_factory=dict)  # cost and compute columns
+    runs: list[dict] | None = None  # each seed's test predictions (the first is ``predictions``)
 
 
 def baseline_rows(settings: dict, data: LensingData) -> list[Scored]:
@@ -70,15 +78,21 @@ ROW_SOURCES: list[Callable[[dict, LensingData], list[Scored]]] = [baseline_rows]
 def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, preset: str | None = None,
                      data: str | None = None, num_samples: int | None = None, max_epochs: int | None = None,
                      time_budget: float | None = None, concurrency: int | None = None, seed: int = 0,
-                     storage: str | None = None, name: str | None = None) -> dict:
+                     storage: str | None = None, name: str | None = None,
+                     train_per_class: str | Sequence | None = None, seeds: int = 1,
+                     init_from: str | None = None, final_epochs: int | None = None) -> dict:
     """The comparison's settings (what ``compare.json`` keeps), checked before anything runs.
 
     ``spaces``: the task's architecture spaces (a list, or comma-separated), each checked against the
     task; by default every space registered as one architecture of it (``search_spaces.compared_spaces``:
     the built-in families and any plugin's). ``preset`` and the budget (None: the preset's) are
     every search's (:func:`search_experiment`) and checked as :func:`~tuner.experiment.plan` checks
-    them. ``storage`` must be local (:func:`~tuner.storage.local_storage`).
+    them. ``storage`` must be local (:func:`~tuner.storage.local_storage`). ``train_per_class``: label
+    budgets (``"100,500,all"``, :func:`lensdata.budgets.parse_budgets`), each compared on its own;
+    ``seeds``: how many times each model's final training runs, with seeds ``seed .. seed+K-1``;
+    ``init_from``: a trained model whose backbone every model starts from (``train --init-from``).
     """
+    from lensdata.budgets import budget_name, parse_budgets
     from search_spaces import compared_spaces, get_space, space_names, task_names
     from search_spaces.plugins import loaded
 
@@ -97,12 +111,18 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
                               f"the {task} spaces are {', '.join(compared_spaces(task))}")
     if len(set(names)) != len(names):
         raise ConfigError(f"--spaces names a space twice: {shown}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a whole number >= 1, got {seeds!r}")
+    budgets = None if train_per_class is None else [budget_name(b) for b in parse_budgets(train_per_class)]
+    if init_from is not None:
+        init_from = str(Path(init_from).expanduser().resolve())
     root = local_storage(storage, "compare keeps its lock, settings, models and table in a local directory",
                          "--storage DIR (a local or shared path)")
     settings = {"task": task, "spaces": list(names), "preset": preset, "data": data, "num_samples": num_samples,
                 "max_epochs": max_epochs, "time_budget": time_budget, "concurrency": concurrency, "seed": seed,
                 "storage": str(root), "name": name or f"compare-{task}-{time.strftime('%Y%m%d-%H%M%S')}",
-                "plugins": list(loaded())}
+                "plugins": list(loaded()), "train_per_class": budgets, "seeds": seeds, "init_from": init_from,
+                "final_epochs": final_epochs}
     check_overrides(names[0], search_overrides(settings))  # the searches' budget, before Ray starts
     return settings
 
@@ -123,9 +143,33 @@ def saved_settings(run_dir: Path, settings: dict, resume: bool) -> dict:
 
 def search_overrides(settings: dict) -> dict:
     """What every architecture's search takes from the comparison: the same data, budget, seed and plugins."""
+    extra = {key: settings[key] for key in ("init_from", "final_epochs") if settings.get(key)}
     return {**{key: settings[key] for key in ("data", "num_samples", "max_epochs", "time_budget", "concurrency",
                                                "seed")},
-            "plugins": tuple(settings.get("plugins", ()))}  # comparisons made before plugins have none
+            "plugins": tuple(settings.get("plugins", ())), **extra}  # older comparisons have neither
+
+
+def budget_runs(run_dir: Path, settings: dict, has_gpu: bool) -> list[tuple[str | None, Path, dict]]:
+    """(budget, run directory, settings) of each label budget: RUN itself when the comparison has none.
+
+    Each budget's data is cut here, before any search, so that a budget larger than a class's
+    images is refused in one line at the start, and cut once for every architecture.
+    """
+    from lensdata.budgets import label_budget, parse_budgets
+
+    if not settings.get("train_per_class"):
+        return [(None, run_dir, settings)]
+    source = search_experiment(run_dir, settings, settings["spaces"][0], has_gpu).data  # the preset's data if none
+    runs = []
+    for name, budget in zip(settings["train_per_class"], parse_budgets(settings["train_per_class"])):
+        data = str(label_budget(source, budget, seed=settings["seed"], progress=True))
+        sub = {**settings, "data": data, "train_per_class": None, "budget": name, "budget_source": source}
+        sub_dir = run_dir / f"budget-{name}"
+        if not (sub_dir / "compare.json").is_file():
+            sub_dir.mkdir(parents=True, exist_ok=True)
+            write_json(sub_dir / "compare.json", {"settings": sub})
+        runs.append((name, sub_dir, sub))
+    return runs
 
 
 def search_experiment(run_dir: Path, settings: dict, space: str, has_gpu: bool) -> Experiment:
@@ -158,7 +202,7 @@ def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
                     return
                 if status != 0 or not (exp.run_dir / "best.json").is_file():
                     raise ConfigError(f"its search ended with status {status} and no usable trial")
-            yield tuned_row(run_dir, exp, data)
+            yield tuned_row(run_dir, exp, data, settings.get("seeds", 1))
         except Exception as err:  # noqa: BLE001 - one architecture failing leaves the others standing
             if interrupts.received:
                 return
@@ -167,7 +211,7 @@ def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
         if get_space(name).handset is None:
             continue  # no hand-set point registered: no row, rather than the space's defaults under that name
         try:
-            yield handset_row(run_dir, exp, data)
+            yield handset_row(run_dir, exp, data, settings.get("seeds", 1))
         except Exception as err:  # noqa: BLE001
             yield Scored(model=f"{name} (hand-set)", kind="hand-set", space=name, status="failed",
                          reason=str(err).splitlines()[0] if str(err) else type(err).__name__)
@@ -222,38 +266,50 @@ def model_cost_columns(out: Path, config: dict) -> dict:
             "latency_ms_per_image": cost["latency_ms"] / LATENCY_BATCH}
 
 
-def tuned_row(run_dir: Path, exp: Experiment, data: LensingData) -> Scored:
-    """The search's best configuration retrained on train+val for the full budget, tested once."""
+def seed_runs(run_dir: Path, name: str, config: dict, data: LensingData, seeds: int) -> tuple[dict, list[dict]]:
+    """Train ``config`` with each of the comparison's seeds into ``models/NAME`` (seed k > 0:
+    ``models/NAME+seed<k>``); the first seed's config and every seed's test predictions."""
+    runs, first = [], None
+    for k in range(seeds):
+        out = run_dir / "models" / (name if k == 0 else f"{name}+seed{k}")
+        trained, pred = train_and_predict({**config, "seed": int(config["seed"]) + k}, data, out)
+        first = first or trained
+        runs.append(pred)
+    return first, runs
+
+
+def tuned_row(run_dir: Path, exp: Experiment, data: LensingData, seeds: int = 1) -> Scored:
+    """The search's best configuration retrained on train+val for the full budget, tested once per seed."""
     import pandas as pd
 
     from tuner.training import build_config
 
     best = json.loads((exp.run_dir / "best.json").read_text())
     config = build_config(exp.space, best["params"], size=exp.size, image_size=data.image_size,
-                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data)
-    out = run_dir / "models" / exp.space
-    config, pred = train_and_predict(config, data, out)
+                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data,
+                          init_from=exp.init_from)
+    config, runs = seed_runs(run_dir, exp.space, config, data, seeds)
     trials = pd.read_parquet(exp.run_dir / "trials.parquet")
     walls = json.loads((run_dir / "compare.json").read_text()).get("search_wall_s", {})
-    extra = {**model_cost_columns(out, config), "trial_epochs": int(trials["epochs"].sum()),
+    extra = {**model_cost_columns(run_dir / "models" / exp.space, config), "trial_epochs": int(trials["epochs"].sum()),
              "trials": len(trials), "search_wall_s": float(walls.get(exp.space, np.nan))}
     return Scored(model=f"{exp.space} (tuned)", kind="tuned", space=exp.space, status="ok", config=config,
-                  predictions=pred, extra=extra)
+                  predictions=runs[0], runs=runs, extra=extra)
 
 
-def handset_row(run_dir: Path, exp: Experiment, data: LensingData) -> Scored:
+def handset_row(run_dir: Path, exp: Experiment, data: LensingData, seeds: int = 1) -> Scored:
     """The space's registered hand-set configuration (``Space.handset``), trained at the same epoch budget."""
     from tuner.training import build_config
 
     params, departures = handset_params(exp.space, exp.size, data.image_size)
     config = build_config(exp.space, params, size=exp.size, image_size=data.image_size,
-                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data)
-    out = run_dir / "models" / f"{exp.space}-handset"
-    config, pred = train_and_predict(config, data, out)
-    extra = {**model_cost_columns(out, config), "trial_epochs": int(config["epochs"]), "trials": 1,
-             "search_wall_s": 0.0}
+                          epochs=exp.final_epochs or exp.max_epochs, seed=exp.seed, data=exp.data,
+                          init_from=exp.init_from)
+    config, runs = seed_runs(run_dir, f"{exp.space}-handset", config, data, seeds)
+    extra = {**model_cost_columns(run_dir / "models" / f"{exp.space}-handset", config),
+             "trial_epochs": int(config["epochs"]), "trials": 1, "search_wall_s": 0.0}
     return Scored(model=f"{exp.space} (hand-set)", kind="hand-set", space=exp.space, status="ok", config=config,
-                  predictions=pred, reason="; ".join(departures), extra=extra)
+                  predictions=runs[0], runs=runs, reason="; ".join(departures), extra=extra)
 
 
 def handset_params(space: str, size: str, image_size: int) -> tuple[dict, list[str]]:

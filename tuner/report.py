@@ -94,7 +94,7 @@ def report_kind(directory: Path) -> str:
 # ---------------------------------------------------------------- a search
 
 
-def search_report(directory: Path, page: Page | None = None) -> Path:
+def search_report(directory: Path, page: Page | None = None, prefix: str = "") -> Path:
     """History, learning curves with rungs, importances, parallel coordinates and the top trials."""
     from search_spaces import get_space
     from tuner import figures
@@ -123,21 +123,21 @@ def search_report(directory: Path, page: Page | None = None) -> Path:
             page.text(baselines)
     study = load_study(directory)
     page.heading("Optimisation history")
-    page.figure(f"{exp.name}_history", figures.history_figure(study))
+    page.figure(f"{prefix}{exp.name}_history", figures.history_figure(study))
     page.heading("Learning curves")
-    page.figure(f"{exp.name}_curves", figures.curves_figure(
+    page.figure(f"{prefix}{exp.name}_curves", figures.curves_figure(
         table, space.metric, figures.rungs(exp.grace_period, exp.reduction_factor, exp.max_epochs)),
         "every trial's validation metric per epoch; x: stopped by ASHA at that epoch")
     page.heading("Parameter importances")
-    page.figure(f"{exp.name}_importances", figures.importance_figure(study, seed=exp.seed))
+    page.figure(f"{prefix}{exp.name}_importances", figures.importance_figure(study, seed=exp.seed))
     page.heading("Parallel coordinates")
-    page.figure(f"{exp.name}_parallel", figures.parallel_figure(study))
+    page.figure(f"{prefix}{exp.name}_parallel", figures.parallel_figure(study))
     objectives = tuple(getattr(exp, "objectives", ()) or ())
     best_file = directory / "best.json"
     if len(objectives) > 1 and best_file.is_file():
         front = json.loads(best_file.read_text()).get("front") or []
         page.heading("Pareto front")
-        page.figure(f"{exp.name}_front", figures.front_figure(table, space.metric, objectives[1],
+        page.figure(f"{prefix}{exp.name}_front", figures.front_figure(table, space.metric, objectives[1],
                                                              {m["trial_id"] for m in front}),
                     f"{len(front)} non-dominated trials of {', '.join(objectives)}; grey: dominated")
     page.heading("Top trials")
@@ -196,29 +196,46 @@ def model_report(directory: Path, page: Page | None = None, name: str = "model")
 # ---------------------------------------------------------------- a comparison
 
 
-def compare_report(directory: Path) -> Path:
-    """The comparison table, its figure, then each architecture's search and final model."""
+def compare_report(directory: Path, page: Page | None = None) -> Path:
+    """The comparison table, its figure, then each architecture's search and final model.
+
+    A comparison over label budgets (``compare --train-per-class``) shows each budget's own
+    comparison in turn, smallest budget first.
+    """
     import pandas as pd
 
     from tuner import figures
 
+    own_page = page is None
     summary = json.loads((directory / "compare.json").read_text())
-    page = Page(directory, f"Comparison: {summary['task']} on {summary['data']}")
+    budgets = summary.get("settings", {}).get("train_per_class")
+    if own_page:
+        page = Page(directory, f"Comparison: {summary['task']} on {summary['data']}")
+    if budgets:
+        for budget in budgets:
+            sub = directory / f"budget-{budget}"
+            if (sub / "compare.parquet").is_file():
+                page.heading(f"{budget} labelled images per class")
+                compare_report(sub, page)
+        return page.write() if own_page else directory
     table = pd.read_parquet(directory / "compare.parquet")
     page.text(summary.get("verdict", ""))
     page.table(table)
-    page.figure("compare", figures.compare_figure(table, summary["metric"]),
+    prefix = f"{directory.name}-" if not own_page else ""
+    page.figure(f"{prefix}compare", figures.compare_figure(table, summary["metric"]),
                 "test metric with its 95% bootstrap interval against the parameter count")
     for row in table.itertuples():
         if row.status != "ok" and getattr(row, "reason", None):
             page.text(f"{row.model}: failed ({row.reason})", css="warn")
     for search in sorted((directory / "searches").glob("*/experiment.json")):
         page.heading(f"Search: {search.parent.name}")
-        search_report(search.parent, page)
+        search_report(search.parent, page, prefix)
     for model in sorted((directory / "models").glob("*/model.safetensors")):
+        if "+seed" in model.parent.name:
+            continue  # the same configuration with another seed: its test scores are in the table
         page.heading(f"Model: {model.parent.name}")
-        model_report(model.parent, page, name=model.parent.name)
-    return page.write()
+        model_report(model.parent, page, name=f"{prefix}{model.parent.name}")
+    return page.write() if own_page else directory
 
 
 REPORTS: dict[str, Callable[[Path], Path]] = {"search": search_report, "model": model_report,

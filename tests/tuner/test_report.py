@@ -24,9 +24,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from lensdata import load_dataset
 from tuner.cli import main
+from tuner.comparison import Scored
 from tuner.study import load_study
-from tuner.verdict import decide
+from tuner.training import score
+from tuner.verdict import decide, write_table
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -244,6 +247,79 @@ def test_a_winner_is_named_only_when_its_paired_interval_clears_the_runner_up():
                   "min").startswith("winner: a")
 
 
+def scored(model: str, runs: list[dict]) -> Scored:
+    config = {"task": "classification", "classes": ["no_sub", "cdm", "axion"]}
+    return Scored(model=model, kind="tuned", space=None, status="ok", config=config, predictions=runs[0], runs=runs)
+
+
+def test_a_row_of_several_seeds_reports_their_mean_and_an_interval_holding_their_spread(tmp_path, monkeypatch):
+    import tuner.verdict
+
+    monkeypatch.setattr(tuner.verdict, "BOOTSTRAP_DRAWS", 200)  # enough to compare widths, and fast
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 100)
+
+    def predictions(strength):
+        output = rng.normal(0, 1, (300, 3)).astype(np.float32)
+        output[np.arange(300), labels] += strength
+        return {"output": output, "label": labels, "target": np.full(300, np.nan, np.float32)}
+
+    steady = scored("steady", [predictions(1.5)])
+    spread = scored("spread", [predictions(0.5), predictions(2.5)])
+    (tmp_path / "compare.json").write_text("{}")
+    table, _ = write_table(tmp_path, {"task": "classification", "seed": 0, "data": "d"}, [steady, spread])
+    table = table.set_index("model")
+    assert table.loc["spread", "seeds"] == 2 and table.loc["steady", "seeds"] == 1
+    one, two = (score(spread.config, r)["test_auroc"] for r in spread.runs)
+    assert table.loc["spread", "test_auroc"] == pytest.approx((one + two) / 2)
+    assert table.loc["spread", "seed_sd"] == pytest.approx(np.std([one, two], ddof=1))
+    width = table["ci_high"] - table["ci_low"]
+    assert width["spread"] > 2 * width["steady"]  # the seeds' disagreement widens the interval
+    for prefix, column in (("ci", "test_auroc"), ("accuracy_ci", "test_accuracy")):
+        assert ((table[f"{prefix}_low"] <= table[column]) & (table[column] <= table[f"{prefix}_high"])).all()
+    assert {"test_auroc_no_sub_vs_cdm", "test_auroc_cdm_vs_axion"} <= set(table.columns)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--train-per-class", "100,ten"], "bad label budget 'ten'"),
+    (["--train-per-class", "100,100"], "named twice"),
+    (["--seeds", "0"], "--seeds must be a whole number >= 1"),
+])
+def test_compare_refuses_bad_budgets_and_seeds_in_one_line(argv, says, tmp_path, capsys):
+    assert main(["compare", "--task", "classification", *argv, "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and says in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_compare_over_label_budgets_tables_each_budget_and_reports(ray_local, sim_model2_tiny32, tmp_path,
+                                                                  monkeypatch, capsys):
+    monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
+    argv = ["compare", "--task", "classification", "--preset", "smoke", "--spaces", "effnet_cls",
+            "--data", str(sim_model2_tiny32), "--num-samples", "2", "--max-epochs", "1", "--train-per-class",
+            "20,10", "--storage", str(tmp_path), "--name", "b"]  # seeds: tests/tuner/test_campaign.py
+    assert main(argv) == 0
+    run = tmp_path / "b"
+    table = pd.read_parquet(run / "compare.parquet")
+    assert list(table["budget"].unique()) == ["10", "20"]  # smallest first
+    for budget in ("10", "20"):
+        sub = pd.read_parquet(run / f"budget-{budget}" / "compare.parquet")
+        assert len(sub) == (table["budget"] == budget).sum()
+        data = json.loads((run / f"budget-{budget}" / "compare.json").read_text())["settings"]["data"]
+        labelled = load_dataset(data)
+        assert np.bincount(labelled.labels[labelled.splits != "test"]).tolist() == [int(budget)] * 3
+    saved = json.loads((run / "compare.json").read_text())
+    assert set(saved["verdicts"]) == {"10", "20"}
+    assert "## 10 labelled images per class" in (run / "compare.md").read_text()
+    assert main(["report", str(run)]) == 0
+    assert (run / "figures" / "budget-10-compare.png").is_file()
+    assert (run / "figures" / "budget-20-compare.png").is_file()
+    assert_shows_its_figures(run, tmp_path, at_least=4)
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(600)
@@ -255,10 +331,10 @@ def test_compare_smoke_tables_every_architecture_resumes_and_reports(ray_local, 
             "--data", str(sim_model2_tiny), "--storage", str(tmp_path), "--name", "c"]
     real_tuned_row = tuner.comparison.tuned_row
 
-    def swin_fails(run_dir, exp, data):
+    def swin_fails(run_dir, exp, data, seeds=1):
         if exp.space == "swin_cls":
             raise RuntimeError("injected: its final training could not start")
-        return real_tuned_row(run_dir, exp, data)
+        return real_tuned_row(run_dir, exp, data, seeds)
 
     monkeypatch.setattr(tuner.comparison, "tuned_row", swin_fails)
     assert main(argv) == 0

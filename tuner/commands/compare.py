@@ -8,16 +8,17 @@ from pathlib import Path
 
 def compare_command(args: argparse.Namespace) -> int:
     """Search every architecture, retrain and test each winner, add the hand-set rows, write the table."""
-    from tuner.comparison import compare_settings, run_architectures, saved_settings
+    from tuner.comparison import budget_runs, compare_settings, run_architectures, saved_settings
     from tuner.driver import Interrupts, quiet_libraries
     from tuner.preflight import connect_ray
     from tuner.runlock import run_lock
-    from tuner.verdict import markdown, write_table
+    from tuner.verdict import markdown, write_budget_table, write_table
 
     settings = compare_settings(  # the spaces are checked against the task here, before Ray
         args.task, spaces=args.spaces, preset=args.preset, data=args.data, num_samples=args.num_samples,
         max_epochs=args.max_epochs, time_budget=args.time_budget, concurrency=args.concurrency, seed=args.seed,
-        storage=args.storage, name=args.name)
+        storage=args.storage, name=args.name, train_per_class=args.train_per_class, seeds=args.seeds,
+        init_from=args.init_from)
     run_dir = Path(settings["storage"]) / settings["name"]
     if not args.verbose:
         quiet_libraries()
@@ -28,16 +29,24 @@ def compare_command(args: argparse.Namespace) -> int:
         started = connect_ray(args.address, args.verbose)
         try:
             with Interrupts() as interrupts:
-                rows = [*run_architectures(run_dir, settings, ray, interrupts)]
-                if interrupts.received:
-                    print(f"compare interrupted; resume it with:\n  python -m tuner compare --task {settings['task']} "
-                          f"--name {settings['name']} --storage {settings['storage']} --resume")
-                    return 130
+                has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+                tables = []
+                for budget, sub_dir, sub in budget_runs(run_dir, settings, has_gpu):
+                    rows = [*run_architectures(sub_dir, sub, ray, interrupts)]
+                    if interrupts.received:
+                        print(f"compare interrupted; resume it with:\n  python -m tuner compare --task "
+                              f"{settings['task']} --name {settings['name']} --storage {settings['storage']} --resume")
+                        return 130
+                    table, verdict = write_table(sub_dir, sub, rows)
+                    if budget is not None:
+                        print(f"\n{budget} labelled images per class:")
+                    print(markdown(table))
+                    print(verdict)
+                    tables.append((budget, table, verdict))
         finally:
             if started:
                 ray.shutdown()
-    table, verdict = write_table(run_dir, settings, rows)
-    print(markdown(table))
-    print(verdict)
+    if settings.get("train_per_class"):
+        table = write_budget_table(run_dir, settings, tables)
     print(f"report: python -m tuner report {run_dir}")
     return 0 if (table["status"] == "ok").any() else 1

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tuner {search,compare,baseline,train,evaluate,best,report,spaces,data}``.
+"""Command line: ``python -m tuner {search,compare,campaign,baseline,train,evaluate,best,report,spaces,data}``.
 
 The parser is built from the standard library only. Every command imports its heavy machinery
 (torch, timm, ray, caustics) inside its handler, so ``--help`` and ``spaces`` stay fast.
@@ -174,6 +174,16 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     cmp.set_defaults(handler=_cmd_compare)
 
+    camp = sub.add_parser("campaign", help="a matrix of comparisons from a spec file (tasks x data x budgets), "
+                                            "resumable, with a results page")
+    camp.add_argument("spec", help="the campaign's TOML spec (e.g. docs/results/companion.toml)")
+    camp.add_argument("--storage", default=None, help="results root (default ./runs)")
+    camp.add_argument("--name", default=None, help="campaign name (default: the spec's name)")
+    camp.add_argument("--resume", action="store_true", help="continue an interrupted campaign of this name")
+    camp.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
+    camp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
+    camp.set_defaults(handler=_cmd_campaign)
+
     base = sub.add_parser("baseline", help="classical baselines of a task: fast models on hand-made features")
     base.add_argument("--task", required=True, metavar="{classification,regression,anomaly}")
     base.add_argument("--data", default=None,
@@ -196,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(classification, axion-mass regression, anomaly detection).",
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{search,compare,baseline,train,evaluate,best,report,spaces,data}")
+                                metavar="{search,compare,campaign,baseline,train,evaluate,best,report,spaces,data}")
     _add_search_commands(sub)
     _add_train_commands(sub)
     _add_data_commands(sub)
@@ -291,6 +301,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from tuner.commands.compare import compare_command
 
     return compare_command(args)
+
+
+def _cmd_campaign(args: argparse.Namespace) -> int:
+    from tuner.commands.campaign import campaign_command
+
+    return campaign_command(args)
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:

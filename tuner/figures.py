@@ -335,3 +335,102 @@ MODEL_FIGURES: dict[str, ModelFigure] = {
     "scores": lambda pred, classes: ("scores", score_figure(pred, classes), "anomaly score per class"),
     "anomaly_roc": lambda pred, classes: ("roc", anomaly_roc_figure(pred), "substructure against no_sub"),
 }
+
+
+# ---------------------------------------------------------------- a campaign (tuner.companion)
+
+_KIND_STYLE = {"tuned": "-", "hand-set": "--", "baseline": ":"}
+_ANCHOR_MARKERS = ("*", "P", "X", "D", "h")
+
+
+def _plain(text: str) -> str:
+    """A name as matplotlib shows it verbatim: no mathtext from a ``$``, no legend entry hidden by a leading ``_``."""
+    text = str(text).replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
+def _budget_x(budget: str, all_at: float) -> float:
+    return all_at if budget == "all" else float(budget)
+
+
+def budget_figure(points: pd.DataFrame, anchors: list) -> Figure:
+    """Each model's test metric with its 95% interval against labelled images per class, one panel per metric.
+
+    ``points`` has one row per (metric, model, budget): columns ``metric``, ``model``, ``kind``, ``space``,
+    ``budget`` ("100" ... or "all"), ``value``, ``ci_low`` and ``ci_high``. The x axis is logarithmic with
+    "all" drawn at its right end; with a single budget the models are bars instead. Tuned models are solid,
+    hand-set dashed (the same colour per space), baselines grey dotted. ``anchors`` (objects with ``metric``,
+    ``points`` and ``label``) are published results, drawn in black on the panel of their metric.
+    """
+    plt = _pyplot()
+    metrics = list(dict.fromkeys(points["metric"]))
+    budgets = set(points["budget"])
+    figure, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.8), squeeze=False)
+    spaces = list(dict.fromkeys(s for s in points["space"] if isinstance(s, str)))
+    colours = {space: plt.get_cmap("tab10")(i % 10) for i, space in enumerate(spaces)}
+    anchors = [a for a in anchors if a.metric in metrics]
+    named = budgets | {b for a in anchors for b in a.points}
+    ticks = sorted(float(b) for b in named if b != "all")
+    for ax, metric in zip(axes.flat, metrics):
+        mine = points[points["metric"] == metric]
+        drawn = [a for a in anchors if a.metric == metric]
+        if len(budgets) == 1:
+            _budget_bars(ax, mine, drawn, colours)
+        else:
+            _budget_curves(ax, mine, drawn, colours, ticks)
+        ax.set_ylabel(f"{metric} (test split, 95% interval)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def _model_style(row, colours: dict, baseline_index: int) -> dict:
+    if row.kind == "baseline":
+        return {"color": "gray", "linestyle": ":", "marker": ("s", "^", "v", "D", "p")[baseline_index % 5]}
+    return {"color": colours.get(row.space, "tab:blue"), "linestyle": _KIND_STYLE.get(row.kind, "-"), "marker": "o"}
+
+
+def _budget_curves(ax, points: pd.DataFrame, anchors: list, colours: dict, ticks: list[float]) -> None:
+    all_at = 4 * ticks[-1] if ticks else 1.0  # "all" a little beyond the largest budget, on its own tick
+    models = list(dict.fromkeys(points["model"]))
+    baselines = [m for m in models if (points.loc[points["model"] == m, "kind"] == "baseline").any()]
+    for i, model in enumerate(models):
+        rows = points[points["model"] == model]
+        rows = rows.assign(x=[_budget_x(b, all_at) for b in rows["budget"]]).sort_values("x")
+        first = next(rows.itertuples())
+        style = _model_style(first, colours, baselines.index(model) if model in baselines else 0)
+        dodge = 10 ** (0.012 * (i - (len(models) - 1) / 2))  # side by side at a budget, on the log axis
+        low = (rows["value"] - rows["ci_low"]).fillna(0).clip(lower=0)
+        high = (rows["ci_high"] - rows["value"]).fillna(0).clip(lower=0)
+        ax.errorbar(rows["x"] * dodge, rows["value"], yerr=[low, high], capsize=3, markersize=5, label=_plain(model),
+                    **style)
+    for k, anchor in enumerate(anchors):
+        ordered = sorted(anchor.points.items(), key=lambda item: _budget_x(item[0], all_at))
+        ax.plot([_budget_x(b, all_at) for b, _ in ordered], [v for _, v in ordered], color="black",
+                linewidth=0.8, alpha=0.6, marker=_ANCHOR_MARKERS[k % len(_ANCHOR_MARKERS)], markersize=9,
+                label=_plain(anchor.label))
+    ax.set_xscale("log")
+    shown_all = "all" in set(points["budget"]) or any("all" in a.points for a in anchors)
+    ax.set_xticks([*ticks, all_at] if shown_all else ticks,
+                  [f"{t:,.0f}" for t in ticks] + (["all"] if shown_all else []))
+    ax.minorticks_off()
+    ax.set_xlabel("labelled images per class (log scale; all: the full training set)")
+
+
+def _budget_bars(ax, points: pd.DataFrame, anchors: list, colours: dict) -> None:
+    budget = points["budget"].iloc[0]
+    rows = points.reset_index(drop=True)
+    baselines = list(dict.fromkeys(rows.loc[rows["kind"] == "baseline", "model"]))
+    for i, row in enumerate(rows.itertuples()):
+        style = _model_style(row, colours, baselines.index(row.model) if row.model in baselines else 0)
+        low, high = np.nan_to_num([row.value - row.ci_low, row.ci_high - row.value]).clip(min=0)
+        ax.bar([i], [row.value], yerr=[[low], [high]], capsize=4, color=style["color"], alpha=0.8,
+               hatch="//" if row.kind == "hand-set" else None)  # named by its tick
+    for k, anchor in enumerate(anchors):
+        if budget in anchor.points:
+            ax.axhline(anchor.points[budget], color="black", linewidth=1,
+                       linestyle=("-", "--", "-.", ":")[k % 4], label=_plain(anchor.label))
+    ax.set_xticks(range(len(rows)), [_plain(m) for m in rows["model"]], rotation=20, ha="right", fontsize="small")
+    ax.set_xlabel("model, on the full training set" if budget == "all"
+                  else f"model, at {budget} labelled images per class")

@@ -1,0 +1,319 @@
+"""An evaluation campaign: a matrix of comparisons from one spec file, run as Ray tasks, resumable.
+
+A spec (TOML) names comparisons, each a task on a data recipe with its architecture spaces and
+label budgets; top-level keys are every comparison's defaults::
+
+    name = "companion"
+    preset = "quick"
+    seeds = 3
+    [[comparison]]
+    label = "model2"
+    task = "classification"
+    data = "sim:model2:3600"
+    spaces = ["resnet_cls", "swin_cls"]
+    budgets = [100, 500, 1000]
+    anchors = ["lejepa-model2"]
+
+Each (comparison, budget) is a cell: a ``tuner compare`` run of its own under ``CAMP/cells/``,
+on the data cut to that budget (:mod:`lensdata.budgets`). The runner checks every budget against
+its data's classes before anything runs, cuts each (data, budget) once, just before the first cell
+that needs it (later cells of the same data and budget share it), and runs the cells as Ray tasks,
+``parallel_cells`` at a time. A cell coordinates: it declares no CPU of its own, since its trials
+declare theirs (the preset's ``cpus_per_trial`` / ``gpus_per_trial``), so the same spec runs on a
+2-core laptop and, with ``--address`` and larger sizes, on a cluster whose workers share the
+campaign directory. A finished cell is never run again; ``--resume`` continues the unfinished ones
+where they stopped (the comparison's own resume), and refuses a spec that changed, naming the
+cells that differ. ``CAMP/results.parquet`` gathers every cell's rows and ``CAMP/index.html``
+(:mod:`tuner.companion`) draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from lensdata.files import write_json
+from tuner.errors import ConfigError
+
+SPEC_KEYS = {"name", "preset", "seed", "seeds", "num_samples", "max_epochs", "final_epochs", "time_budget",
+             "concurrency", "parallel_cells", "comparison"}
+COMPARISON_KEYS = {"label", "task", "data", "spaces", "budgets", "anchors", "notes", "preset", "seed", "seeds",
+                   "num_samples", "max_epochs", "final_epochs", "time_budget", "concurrency", "init_from"}
+SHARED_KEYS = ("preset", "seed", "seeds", "num_samples", "max_epochs", "final_epochs", "time_budget", "concurrency")
+CELLS = "cells"
+WAIT_S = 1.0  # the runner's poll of its cells: how soon it notices Ctrl-C
+STOP_S = 120.0  # how long an interrupted cell may take to save its searches before the runner leaves
+
+
+def load_spec(path: str | Path) -> dict:
+    """Read and check a campaign spec: unknown keys, tasks, spaces, recipes, classes and anchors, one line each."""
+    path = Path(path).expanduser()
+    try:
+        spec = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no campaign spec at {path}; give a TOML file (see docs/results/companion.toml)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML ({err}); fix the file") from None
+    unknown = set(spec) - SPEC_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; a spec has "
+                          f"{', '.join(sorted(SPEC_KEYS))}")
+    comparisons = spec.get("comparison")
+    if not isinstance(comparisons, list) or not comparisons:
+        raise ConfigError(f"{path}: no [[comparison]] table; add at least one (task, data, spaces, budgets)")
+    labels = set()
+    for index, comparison in enumerate(comparisons):
+        _check_comparison(path, index, comparison)
+        if comparison["label"] in labels:
+            raise ConfigError(f"{path}: two comparisons are labelled {comparison['label']!r}; labels must differ")
+        labels.add(comparison["label"])
+    parallel = spec.get("parallel_cells", 1)
+    if not isinstance(parallel, int) or parallel < 1:
+        raise ConfigError(f"{path}: parallel_cells must be a whole number >= 1, got {parallel!r}")
+    return {"name": str(spec.get("name") or path.stem), "parallel_cells": parallel,
+            **{key: spec[key] for key in SHARED_KEYS if key in spec}, "comparison": comparisons}
+
+
+def _check_comparison(path: Path, index: int, comparison: Any) -> None:
+    from lensdata.budgets import parse_budgets
+    from lensdata.errors import DataError
+    from lensdata.sources import parse_sim_spec
+    from tuner.companion import ANCHORS
+
+    where = f"{path}: comparison {index + 1}"
+    if not isinstance(comparison, dict):
+        raise ConfigError(f"{where} is not a table")
+    unknown = set(comparison) - COMPARISON_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a comparison has "
+                          f"{', '.join(sorted(COMPARISON_KEYS))}")
+    for key in ("label", "task", "data"):
+        if not isinstance(comparison.get(key), str) or not comparison[key]:
+            raise ConfigError(f"{where}: {key} must be given as a non-empty string")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", comparison["label"]):
+        raise ConfigError(f"{where}: label {comparison['label']!r} must be letters, digits, '.', '_' or '-' "
+                          "(it names the cells' directories)")
+    data = comparison["data"]
+    try:
+        if parse_sim_spec(data) is None and not Path(data).expanduser().exists():
+            raise ConfigError(f"{where}: no dataset at {data}; give a dataset directory or a sim: recipe")
+        parse_budgets(comparison.get("budgets", ["all"]))
+    except DataError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    for anchor in comparison.get("anchors", []):
+        if anchor not in ANCHORS:
+            raise ConfigError(f"{where}: unknown anchor {anchor!r}; known: {', '.join(sorted(ANCHORS))}")
+
+
+def cell_name(label: str, budget: str) -> str:
+    return f"{label}-b{budget}"
+
+
+def expand(spec: dict, root: Path) -> dict[str, dict]:
+    """Every cell's comparison settings (``tuner.comparison.compare_settings``), by cell name, in spec order."""
+    from lensdata.budgets import budget_name, parse_budgets
+    from lensdata.errors import DataError
+    from search_spaces.errors import SpaceError
+    from tuner.comparison import compare_settings
+
+    cells = {}
+    for comparison in spec["comparison"]:
+        shared = {key: comparison.get(key, spec.get(key)) for key in SHARED_KEYS}
+        for budget in parse_budgets(comparison.get("budgets", ["all"])):
+            name = cell_name(comparison["label"], budget_name(budget))
+            try:
+                settings = compare_settings(
+                    comparison["task"], spaces=comparison.get("spaces"), preset=shared["preset"],
+                    data=comparison["data"], num_samples=shared["num_samples"], max_epochs=shared["max_epochs"],
+                    time_budget=shared["time_budget"], concurrency=shared["concurrency"],
+                    seed=shared["seed"] or 0, storage=str(root / CELLS), name=name, seeds=shared["seeds"] or 1,
+                    init_from=comparison.get("init_from"), final_epochs=shared["final_epochs"])
+            except (ConfigError, SpaceError, DataError) as err:
+                raise ConfigError(f"comparison {comparison['label']}: {err}") from None
+            settings.update({"budget": budget_name(budget), "budget_source": comparison["data"],
+                             "comparison": comparison["label"]})
+            cells[name] = settings
+    return cells
+
+
+def check_resume(saved: dict[str, dict], cells: dict[str, dict]) -> None:
+    """Refuse, in one line, a resumed campaign whose spec no longer makes the same cells."""
+    differ = []
+    for name in [*saved, *[c for c in cells if c not in saved]]:
+        if name not in cells:
+            differ.append(f"{name} (removed)")
+        elif name not in saved:
+            differ.append(f"{name} (new)")
+        else:
+            keys = sorted(k for k in {*saved[name], *cells[name]} if saved[name].get(k) != cells[name].get(k))
+            if keys:
+                differ.append(f"{name} ({', '.join(keys)})")
+    if differ:
+        raise ConfigError(f"the spec changed since this campaign started; cells that differ: {'; '.join(differ)}. "
+                          "Restore the spec to resume, or start a new campaign with another --name")
+
+
+def check_budgets(cells: dict[str, dict]) -> None:
+    """Every cell's budget against its data's classes, before anything is simulated or run."""
+    from lensdata.budgets import check_budget, parse_budgets
+    from lensdata.errors import DataError
+
+    for name, settings in cells.items():
+        try:
+            check_budget(settings["budget_source"], parse_budgets(settings["budget"])[0])
+        except DataError as err:
+            raise ConfigError(f"cell {name}: {err}") from None
+
+
+def cell_data(settings: dict) -> dict:
+    """The cell's settings with its budget's data directory, cut on first use and shared by later cells."""
+    from lensdata.budgets import label_budget, parse_budgets
+
+    path = label_budget(settings["budget_source"], parse_budgets(settings["budget"])[0], seed=settings["seed"])
+    return {**settings, "data": str(path)}
+
+
+def finished(cell_dir: Path) -> bool:
+    """A cell whose table and verdict are written is done and never run again."""
+    path = cell_dir / "compare.json"
+    return (cell_dir / "compare.parquet").is_file() and path.is_file() and "verdict" in json.loads(path.read_text())
+
+
+def run_cell(cell_dir: str, settings: dict) -> dict:
+    """One cell (a comparison at one budget), inside a Ray task: search, train, test, table."""
+    import ray
+
+    from tuner.comparison import run_architectures, saved_settings
+    from tuner.driver import Interrupts
+    from tuner.report import compare_report
+    from tuner.runlock import run_lock
+    from tuner.verdict import write_table
+
+    directory = Path(cell_dir)
+    start = time.perf_counter()
+    with run_lock(directory):
+        settings = saved_settings(directory, settings, resume=(directory / "compare.json").is_file())
+        with Interrupts() as interrupts:
+            rows = [*run_architectures(directory, settings, ray, interrupts)]
+        if interrupts.received:
+            return {"status": "interrupted", "wall_s": time.perf_counter() - start}
+        table, _ = write_table(directory, settings, rows)
+        compare_report(directory)  # the cell's own page, which the campaign's page links to
+    ok = bool((table["status"] == "ok").any())
+    return {"status": "ok" if ok else "failed", "wall_s": time.perf_counter() - start}
+
+
+def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally: dict) -> None:
+    """Run the unfinished cells as Ray tasks, ``parallel`` at a time.
+
+    ``tally`` collects, as they happen (so an interrupted run still accounts for them), each cell's
+    outcome (``tally["cells"]``: status and wall time) and the seconds spent making and cutting data
+    (``tally["data_s"]``).
+    """
+    remote = ray.remote(num_cpus=0, max_retries=0)(run_cell)  # its trials declare the CPUs and GPUs
+    # Smallest budget first, across comparisons (then spec order): a short run gives each its first point.
+    order = sorted(cells, key=lambda name: (float("inf") if cells[name]["budget"] == "all"
+                                            else int(cells[name]["budget"])))
+    todo = [name for name in order if not finished(root / CELLS / name)]
+    for name in cells:
+        if name not in todo:
+            print(f"cell {name}: finished before, kept", flush=True)
+    pending: dict[Any, str] = {}
+    outcomes = tally.setdefault("cells", {})
+    tally.setdefault("data_s", 0.0)
+    try:
+        while todo or pending:
+            while todo and len(pending) < parallel:
+                name = todo.pop(0)
+                start = time.perf_counter()
+                settings = cell_data(cells[name])
+                tally["data_s"] += time.perf_counter() - start
+                print(f"cell {name}: running", flush=True)
+                pending[remote.remote(str(root / CELLS / name), settings)] = name
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)  # a timeout lets Ctrl-C in
+            for ref in done:
+                name = pending.pop(ref)
+                try:
+                    outcomes[name] = ray.get(ref)
+                except ray.exceptions.RayError as err:
+                    outcomes[name] = {"status": "failed", "reason": str(err).splitlines()[0], "wall_s": None}
+                print(f"cell {name}: {outcomes[name]['status']}"
+                      + (f" in {outcomes[name]['wall_s']:.0f} s" if outcomes[name].get("wall_s") else ""), flush=True)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)  # the cell's search takes it as its own Ctrl-C: it saves its state and returns
+        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_S)
+        raise
+
+
+def gather(root: Path, spec: dict, cells: dict[str, dict]) -> Any:
+    """``CAMP/results.parquet``: every finished cell's rows with its comparison, task, data and budget."""
+    import numpy as np
+    import pandas as pd
+
+    frames = []
+    for name, settings in cells.items():
+        cell_dir = root / CELLS / name
+        if not finished(cell_dir):
+            continue
+        if not (cell_dir / "report.html").is_file():  # a cell finished by an older runner, or interrupted here
+            from tuner.report import compare_report
+
+            compare_report(cell_dir)
+        summary = json.loads((cell_dir / "compare.json").read_text())
+        table = pd.read_parquet(cell_dir / "compare.parquet")
+        metric = summary["metric"]
+        budget = settings["budget"]
+        frames.append(table.assign(
+            comparison=settings["comparison"], task=settings["task"], data=settings["budget_source"],
+            budget=budget, budget_n=np.nan if budget == "all" else float(budget), metric=metric,
+            mode=summary["mode"], value=table[metric] if metric in table else np.nan,
+            space=[_space(model) for model in table["model"]]))
+    first = ["comparison", "task", "data", "budget", "budget_n", "model", "kind", "space", "status", "reason",
+             "metric", "mode", "value", "ci_low", "ci_high", "seeds"]
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=first)
+    results = results[[c for c in first if c in results] + [c for c in results if c not in first]]
+    tmp = root / ".results.parquet.tmp"
+    results.to_parquet(tmp, index=False)
+    tmp.replace(root / "results.parquet")
+    return results
+
+
+def _space(model: str) -> str | None:
+    """``swin_cls (tuned)`` -> ``swin_cls``; a baseline has no space."""
+    name, _, kind = model.rpartition(" (")
+    return name if kind in ("tuned)", "hand-set)") else None
+
+
+def campaign_state(root: Path, spec: dict, cells: dict[str, dict], resume: bool) -> dict:
+    """A new campaign writes its spec and cells; ``--resume`` checks the spec still makes the same cells."""
+    path = root / "campaign.json"
+    if path.is_file():
+        if not resume:
+            raise ConfigError(f"campaign {root} already exists; add --resume to continue it, or choose another --name")
+        state = json.loads(path.read_text())
+        check_resume(state["cells"], cells)
+        return state
+    if resume:
+        raise ConfigError(f"nothing to resume at {root}; check --name and --storage")
+    root.mkdir(parents=True, exist_ok=True)
+    state = {"spec": spec, "cells": cells, "wall_s": 0.0, "overhead_s": 0.0, "data_s": 0.0, "cell_s": 0.0}
+    write_json(path, state)
+    return state
+
+
+def record_times(root: Path, wall: float, data: float, cells: dict[str, dict]) -> dict:
+    """Add this session's wall, data-cutting and in-cell seconds; the runner's overhead is the rest."""
+    path = root / "campaign.json"
+    state = json.loads(path.read_text())
+    in_cells = sum(o["wall_s"] or 0.0 for o in cells.values())
+    state["wall_s"] = state.get("wall_s", 0.0) + wall
+    state["data_s"] = state.get("data_s", 0.0) + data
+    state["cell_s"] = state.get("cell_s", 0.0) + in_cells
+    state["overhead_s"] = state["wall_s"] - state["data_s"] - state["cell_s"]
+    write_json(path, state)
+    return state

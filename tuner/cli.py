@@ -182,6 +182,8 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     camp.add_argument("--resume", action="store_true", help="continue an interrupted campaign of this name")
     camp.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
     camp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
+    camp.add_argument("--publish", default=None, metavar="DIR",
+                      help="run nothing: copy the campaign's page, rows and cell tables into DIR (e.g. docs/results)")
     camp.set_defaults(handler=_cmd_campaign)
 
     base = sub.add_parser("baseline", help="classical baselines of a task: fast models on hand-made features")

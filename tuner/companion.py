@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from tuner.errors import ConfigError
-from tuner.report import CSP, STYLE, Page
+from tuner.report import CSP, FIGURES, STYLE, Page
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -426,3 +426,24 @@ def campaign_summary_markdown(campaign_dir: Path) -> str:
         out.append("\n".join(f"- {markdown_text(f'{a.label} ({a.task}, {a.metric} at {_points_text(a)})')}: "
                              f"{markdown_text(a.source)}" for a in used.values()))
     return "\n\n".join(out) + "\n"
+
+
+def publish(campaign_dir: Path, out: Path) -> Path:
+    """Copy what a repository keeps of a campaign into ``out``: its settings and times, every row, each
+    cell's table and verdict (``cells/<cell>/compare.md``), and the page with its figures, drawn there.
+
+    The models, searches and cell reports stay in the campaign directory (they weigh megabytes).
+    """
+    import shutil
+
+    load_campaign(campaign_dir)  # a directory that is no campaign: one line, nothing written
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("campaign.json", "results.parquet"):
+        shutil.copy2(campaign_dir / name, out / name)
+    for table in sorted((campaign_dir / "cells").glob("*/compare.md")):
+        (out / "cells" / table.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(table, out / "cells" / table.parent.name / "compare.md")
+    stale = out / FIGURES
+    if stale.is_dir():
+        shutil.rmtree(stale)  # figures of comparisons the page no longer draws
+    return write_page(out)

@@ -163,6 +163,13 @@ def test_smoke_campaign_is_interrupted_resumed_and_its_page_opens_in_a_browser(s
     state = json.loads((root / "campaign.json").read_text())
     assert 0 <= state["overhead_s"] < state["wall_s"]
 
+    status, out = run_campaign([*args, "--publish", str(tmp_path / "published")], env)
+    assert status == 0, out
+    published = tmp_path / "published"
+    assert (published / "index.html").is_file() and (published / "results.parquet").is_file()
+    assert (published / "cells" / "tiny-b20" / "compare.md").read_text().startswith("| model")
+    assert not list(published.rglob("*.safetensors"))  # the models stay in the campaign
+
     spec_path = Path(__file__).with_name("test_report.py")
     loader = importlib.util.spec_from_file_location("report_browser", spec_path)
     report_tests = importlib.util.module_from_spec(loader)

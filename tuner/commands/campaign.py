@@ -22,6 +22,11 @@ def campaign_command(args: argparse.Namespace) -> int:
     storage = local_storage(args.storage, "a campaign keeps its lock, cells and page in a local directory",
                             "--storage DIR (a local or shared path)")
     root = Path(storage) / (args.name or spec["name"])
+    if args.publish:  # read only: it may run while the campaign does, and shows what has finished
+        from tuner.companion import publish
+
+        print(f"page: {publish(root, Path(args.publish).expanduser())}")
+        return 0
     cells = expand(spec, root)
     if not args.verbose:
         quiet_libraries()
@@ -39,15 +44,15 @@ def campaign_command(args: argparse.Namespace) -> int:
         try:
             run_cells(root, cells, spec["parallel_cells"], ray, tally)
         except KeyboardInterrupt:
-            print(f"campaign interrupted; resume it with:\n  python -m tuner campaign {args.spec} "
-                  f"--name {root.name} --storage {storage} --resume")
+            print(f"campaign interrupted; what finished is on {root / 'index.html'}; resume it with:\n"
+                  f"  python -m tuner campaign {args.spec} --name {root.name} --storage {storage} --resume")
             return 130
         finally:
             if started:
                 ray.shutdown()
             results = gather(root, spec, cells)
             state = record_times(root, time.perf_counter() - start, tally["data_s"], tally["cells"])
-        page = write_page(root)
+            page = write_page(root)  # interrupted too: the finished cells are worth reading
     outcomes = tally["cells"]
     interrupted = [name for name, o in outcomes.items() if o["status"] == "interrupted"]
     failed = [name for name, o in outcomes.items() if o["status"] == "failed"]

@@ -250,8 +250,9 @@ def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally
         raise
 
 
-def gather(root: Path, spec: dict, cells: dict[str, dict]) -> Any:
-    """``CAMP/results.parquet``: every finished cell's rows with its comparison, task, data and budget."""
+def gather(root: Path, cells: dict[str, dict], out: Path | None = None) -> Any:
+    """``CAMP/results.parquet`` (or ``out``): every finished cell's rows with its comparison, task, data
+    and budget."""
     import numpy as np
     import pandas as pd
 
@@ -277,9 +278,10 @@ def gather(root: Path, spec: dict, cells: dict[str, dict]) -> Any:
              "metric", "mode", "value", "ci_low", "ci_high", "seeds"]
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=first)
     results = results[[c for c in first if c in results] + [c for c in results if c not in first]]
-    tmp = root / ".results.parquet.tmp"
+    out = out or root / "results.parquet"
+    tmp = out.with_name(f".{out.name}.tmp")
     results.to_parquet(tmp, index=False)
-    tmp.replace(root / "results.parquet")
+    tmp.replace(out)
     return results
 
 

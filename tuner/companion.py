@@ -247,6 +247,8 @@ def _duration(seconds: float) -> str:
 
 def _timing_line(summary: dict) -> str:
     wall, overhead = summary.get("wall_s"), summary.get("overhead_s")
+    if not wall:
+        return "The campaign is still running (or was stopped before it ended): its times come when it ends."
     parts = [f"wall time {_duration(wall)}"] if wall is not None else []
     if overhead is not None:
         share = f" ({100 * overhead / wall:.0f}% of the wall time)" if wall else ""
@@ -436,10 +438,15 @@ def publish(campaign_dir: Path, out: Path) -> Path:
     """
     import shutil
 
-    load_campaign(campaign_dir)  # a directory that is no campaign: one line, nothing written
+    from tuner.campaign import gather
+
+    if not (campaign_dir / "campaign.json").is_file():
+        raise ConfigError(f"{campaign_dir} is not a campaign directory (campaign.json); give the directory a "
+                          "campaign run wrote (--storage and --name as it ran)")
+    state = json.loads((campaign_dir / "campaign.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("campaign.json", "results.parquet"):
-        shutil.copy2(campaign_dir / name, out / name)
+    shutil.copy2(campaign_dir / "campaign.json", out / "campaign.json")
+    gather(campaign_dir, state["cells"], out / "results.parquet")  # the cells as they are now, running or not
     for table in sorted((campaign_dir / "cells").glob("*/compare.md")):
         (out / "cells" / table.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy2(table, out / "cells" / table.parent.name / "compare.md")

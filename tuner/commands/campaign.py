@@ -50,7 +50,7 @@ def campaign_command(args: argparse.Namespace) -> int:
         finally:
             if started:
                 ray.shutdown()
-            results = gather(root, spec, cells)
+            results = gather(root, cells)
             state = record_times(root, time.perf_counter() - start, tally["data_s"], tally["cells"])
             page = write_page(root)  # interrupted too: the finished cells are worth reading
     outcomes = tally["cells"]

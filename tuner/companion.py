@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from tuner.errors import ConfigError
-from tuner.report import CSP, FIGURES, STYLE, Page
+from tuner.report import FIGURES, Page
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -365,21 +365,7 @@ def write_page(campaign_dir: Path) -> Path:
         page.parts.append("<ul>" + "".join(
             f"<li>{html.escape(f'{a.label} ({a.task}, {a.metric} at {_points_text(a)})')}: "
             f"{html.escape(a.source)}</li>" for a in used.values()) + "</ul>")
-    return _write_index(page)
-
-
-def _write_index(page: Page) -> Path:
-    """The page as ``index.html``, with :class:`tuner.report.Page`'s head: its CSP and style."""
-    body = "\n".join(page.parts)
-    text = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            f"<title>{html.escape(page.title)}</title><style>{STYLE}</style></head>"
-            f"<body><h1>{html.escape(page.title)}</h1>\n{body}\n</body></html>\n")
-    path = page.directory / "index.html"
-    tmp = path.with_name(".index.html.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return page.write("index.html")
 
 
 # ---------------------------------------------------------------- markdown
@@ -432,7 +418,8 @@ def campaign_summary_markdown(campaign_dir: Path) -> str:
 
 def publish(campaign_dir: Path, out: Path) -> Path:
     """Copy what a repository keeps of a campaign into ``out``: its settings and times, every row, each
-    cell's table and verdict (``cells/<cell>/compare.md``), and the page with its figures, drawn there.
+    cell's table and verdict (``cells/<cell>/compare.md``), the page with its figures, drawn there, and
+    its tables as markdown (``tables.md``).
 
     The models, searches and cell reports stay in the campaign directory (they weigh megabytes).
     """
@@ -453,4 +440,6 @@ def publish(campaign_dir: Path, out: Path) -> Path:
     stale = out / FIGURES
     if stale.is_dir():
         shutil.rmtree(stale)  # figures of comparisons the page no longer draws
-    return write_page(out)
+    page = write_page(out)
+    (out / "tables.md").write_text(campaign_summary_markdown(out) + "\n")  # the same tables, for GitHub
+    return page

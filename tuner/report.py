@@ -59,14 +59,15 @@ class Page:
         self.parts.append(f'<figure><img src="{FIGURES}/{path.name}" alt="{alt}">'
                           f"<figcaption>{html.escape(reason or '')}</figcaption></figure>")
 
-    def write(self) -> Path:
+    def write(self, name: str = "report.html") -> Path:
+        """The page as ``DIR/NAME``, written atomically."""
         body = "\n".join(self.parts)
         page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
                 f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
                 f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>"
                 f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
-        path = self.directory / "report.html"
-        tmp = path.with_name(".report.html.tmp")
+        path = self.directory / name
+        tmp = path.with_name(f".{name}.tmp")
         tmp.write_text(page)
         tmp.replace(path)
         return path

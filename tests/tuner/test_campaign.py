@@ -168,6 +168,7 @@ def test_smoke_campaign_is_interrupted_resumed_and_its_page_opens_in_a_browser(s
     published = tmp_path / "published"
     assert (published / "index.html").is_file() and (published / "results.parquet").is_file()
     assert (published / "cells" / "tiny-b20" / "compare.md").read_text().startswith("| model")
+    assert "effnet\\_cls (tuned)" in (published / "tables.md").read_text()
     assert not list(published.rglob("*.safetensors"))  # the models stay in the campaign
 
     spec_path = Path(__file__).with_name("test_report.py")

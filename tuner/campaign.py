@@ -110,7 +110,10 @@ def _check_comparison(path: Path, index: int, comparison: Any) -> None:
 
 
 def cell_name(label: str, budget: str) -> str:
-    return f"{label}-b{budget}"
+    """A cell's directory name under ``CAMP/cells/`` (the page finds it by :func:`tuner.companion.cell_dir`)."""
+    from tuner.companion import cell_dir
+
+    return cell_dir(Path(), label, budget).name
 
 
 def expand(spec: dict, root: Path) -> dict[str, dict]:
@@ -319,3 +322,33 @@ def record_times(root: Path, wall: float, data: float, cells: dict[str, dict]) -
     state["overhead_s"] = state["wall_s"] - state["data_s"] - state["cell_s"]
     write_json(path, state)
     return state
+
+
+def publish(campaign_dir: Path, out: Path) -> Path:
+    """Copy what a repository keeps of a campaign into ``out``: its settings and times, every row, each
+    cell's table and verdict (``cells/<cell>/compare.md``), the page with its figures, drawn there, and
+    its tables as markdown (``tables.md``).
+
+    The models, searches and cell reports stay in the campaign directory (they weigh megabytes).
+    """
+    import shutil
+
+    from tuner.companion import campaign_summary_markdown, write_page
+    from tuner.report import FIGURES
+
+    if not (campaign_dir / "campaign.json").is_file():
+        raise ConfigError(f"{campaign_dir} is not a campaign directory (campaign.json); give the directory a "
+                          "campaign run wrote (--storage and --name as it ran)")
+    state = json.loads((campaign_dir / "campaign.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(campaign_dir / "campaign.json", out / "campaign.json")
+    gather(campaign_dir, state["cells"], out / "results.parquet")  # the cells as they are now, running or not
+    for table in sorted((campaign_dir / "cells").glob("*/compare.md")):
+        (out / "cells" / table.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(table, out / "cells" / table.parent.name / "compare.md")
+    stale = out / FIGURES
+    if stale.is_dir():
+        shutil.rmtree(stale)  # figures of comparisons the page no longer draws
+    page = write_page(out)
+    (out / "tables.md").write_text(campaign_summary_markdown(out) + "\n")  # the same tables, for GitHub
+    return page

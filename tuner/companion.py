@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from tuner.errors import ConfigError
-from tuner.report import FIGURES, Page
+from tuner.report import Page
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -415,31 +415,3 @@ def campaign_summary_markdown(campaign_dir: Path) -> str:
                              f"{markdown_text(a.source)}" for a in used.values()))
     return "\n\n".join(out) + "\n"
 
-
-def publish(campaign_dir: Path, out: Path) -> Path:
-    """Copy what a repository keeps of a campaign into ``out``: its settings and times, every row, each
-    cell's table and verdict (``cells/<cell>/compare.md``), the page with its figures, drawn there, and
-    its tables as markdown (``tables.md``).
-
-    The models, searches and cell reports stay in the campaign directory (they weigh megabytes).
-    """
-    import shutil
-
-    from tuner.campaign import gather
-
-    if not (campaign_dir / "campaign.json").is_file():
-        raise ConfigError(f"{campaign_dir} is not a campaign directory (campaign.json); give the directory a "
-                          "campaign run wrote (--storage and --name as it ran)")
-    state = json.loads((campaign_dir / "campaign.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(campaign_dir / "campaign.json", out / "campaign.json")
-    gather(campaign_dir, state["cells"], out / "results.parquet")  # the cells as they are now, running or not
-    for table in sorted((campaign_dir / "cells").glob("*/compare.md")):
-        (out / "cells" / table.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(table, out / "cells" / table.parent.name / "compare.md")
-    stale = out / FIGURES
-    if stale.is_dir():
-        shutil.rmtree(stale)  # figures of comparisons the page no longer draws
-    page = write_page(out)
-    (out / "tables.md").write_text(campaign_summary_markdown(out) + "\n")  # the same tables, for GitHub
-    return page

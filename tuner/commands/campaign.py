@@ -23,7 +23,7 @@ def campaign_command(args: argparse.Namespace) -> int:
                             "--storage DIR (a local or shared path)")
     root = Path(storage) / (args.name or spec["name"])
     if args.publish:  # read only: it may run while the campaign does, and shows what has finished
-        from tuner.companion import publish
+        from tuner.campaign import publish
 
         print(f"page: {publish(root, Path(args.publish).expanduser())}")
         return 0

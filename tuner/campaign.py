@@ -228,6 +228,7 @@ def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally
     pending: dict[Any, str] = {}
     outcomes = tally.setdefault("cells", {})
     tally.setdefault("data_s", 0.0)
+    started: dict[str, float] = {}
     try:
         while todo or pending:
             while todo and len(pending) < parallel:
@@ -237,6 +238,7 @@ def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally
                 tally["data_s"] += time.perf_counter() - start
                 print(f"cell {name}: running", flush=True)
                 pending[remote.remote(str(root / CELLS / name), settings)] = name
+                started[name] = time.perf_counter()
             done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)  # a timeout lets Ctrl-C in
             for ref in done:
                 name = pending.pop(ref)
@@ -250,6 +252,8 @@ def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally
         for ref in pending:
             ray.cancel(ref)  # the cell's search takes it as its own Ctrl-C: it saves its state and returns
         ray.wait(list(pending), num_returns=len(pending), timeout=STOP_S)
+        for name in pending.values():  # their time is the cells', not the runner's overhead
+            outcomes[name] = {"status": "interrupted", "wall_s": time.perf_counter() - started[name]}
         raise
 
 

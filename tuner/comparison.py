@@ -92,7 +92,7 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
     ``seeds``: how many times each model's final training runs, with seeds ``seed .. seed+K-1``;
     ``init_from``: a trained model whose backbone every model starts from (``train --init-from``).
     """
-    from lensdata.budgets import budget_name, parse_budgets
+    from lensdata.budgets import budget_name, check_budget, parse_budgets
     from search_spaces import compared_spaces, get_space, space_names, task_names
     from search_spaces.plugins import loaded
 
@@ -114,6 +114,9 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds must be a whole number >= 1, got {seeds!r}")
     budgets = None if train_per_class is None else [budget_name(b) for b in parse_budgets(train_per_class)]
+    if budgets and data:  # before Ray starts, and without simulating (the preset's data is checked later)
+        for budget in parse_budgets(train_per_class):
+            check_budget(data, budget)
     if init_from is not None:
         init_from = str(Path(init_from).expanduser().resolve())
     root = local_storage(storage, "compare keeps its lock, settings, models and table in a local directory",

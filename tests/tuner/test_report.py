@@ -284,6 +284,7 @@ def test_a_row_of_several_seeds_reports_their_mean_and_an_interval_holding_their
     (["--train-per-class", "100,ten"], "bad label budget 'ten'"),
     (["--train-per-class", "100,100"], "named twice"),
     (["--seeds", "0"], "--seeds must be a whole number >= 1"),
+    (["--train-per-class", "90", "--data", "sim:model2:300"], "more than class no_sub has in sim:model2:300: 85"),
 ])
 def test_compare_refuses_bad_budgets_and_seeds_in_one_line(argv, says, tmp_path, capsys):
     assert main(["compare", "--task", "classification", *argv, "--storage", str(tmp_path)]) == 2

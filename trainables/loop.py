@@ -31,7 +31,7 @@ from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.cost import LATENCY_BATCH, model_cost
 from trainables.report import Reporter
 from trainables.settings import check_config
-from trainables.transfer import init_backbone
+from trainables.transfer import init_backbone, pin_architecture
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -249,6 +249,11 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
     val = task.rows(data, "val") if (data.splits == "val").any() else None  # a final model trains on train+val
     config = {**config, **task.data_config(train)}
     accelerator = make_accelerator(config)
+    if config.get("init_from"):  # the source's architecture, so that its whole backbone is copied
+        config, changed = pin_architecture(config)
+        if changed and accelerator.is_main_process:
+            print("init_from sets the architecture: " + ", ".join(
+                f"{key} {theirs} (not {ours})" for key, (ours, theirs) in changed.items()), flush=True)
     side = input_side(config)
     modules = task.build(config, side)
     # A resumed run's checkpoint holds its weights already; configs made before init_from have none.

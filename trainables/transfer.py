@@ -12,9 +12,13 @@ its head: exactly the tensors the builder makes when asked for no outputs, its p
 target shift and scale).
 
 Refused, in one line (:class:`InitError`): a directory that holds no trained model, a source of
-another backbone family or image side, and a source that shares no weight with the new model. The
-family's own keys (depth, width...) may differ: then only the tensors that still match are copied,
-and the count says so.
+another backbone family or image side, and a source that shares no weight with the new model.
+
+Training (:func:`trainables.loop.fit`) first takes the family's own keys (``<arch>_*``: depth,
+width, stem...) from the source (:func:`pin_architecture`), so the whole backbone is copied: a search
+that starts from one model tunes its training, not its architecture (a trial's sampled architecture
+keys are overridden, and the change is printed). Built outside training with other keys, a model gets
+only the tensors that still match, and the count says so.
 """
 
 from __future__ import annotations
@@ -48,6 +52,20 @@ def source_config(directory: str | Path) -> dict:
         raise InitError(f"init_from {directory / 'config.json'} is not a trained model's config "
                         "(it needs task, arch and image_size)")
     return config
+
+
+def pin_architecture(config: dict) -> tuple[dict, dict]:
+    """``config`` with its backbone family's own keys (``<arch>_*``) taken from the ``init_from`` source.
+
+    Returns the config and the keys that changed, as ``{key: (ours, theirs)}``. Raises
+    :class:`InitError` for a source that cannot start this model (:func:`check_source`).
+    """
+    source = source_config(config["init_from"])
+    check_source(source, config)
+    prefix = f"{config['arch']}_"
+    theirs = {key: value for key, value in source.items() if key.startswith(prefix)}
+    changed = {key: (config.get(key), value) for key, value in theirs.items() if config.get(key) != value}
+    return {**config, **theirs}, changed
 
 
 def check_source(source: dict, config: dict) -> None:

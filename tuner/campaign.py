@@ -25,6 +25,13 @@ campaign directory. A finished cell is never run again; ``--resume`` continues t
 where they stopped (the comparison's own resume), and refuses a spec that changed, naming the
 cells that differ. ``CAMP/results.parquet`` gathers every cell's rows and ``CAMP/index.html``
 (:mod:`tuner.companion`) draws them.
+
+A comparison's ``init_from`` may name a model of another cell of the same campaign, as a path under
+``cells/`` (``init_from = "cells/model2-b500/models/resnet_cls"``): its cells then run after that one.
+
+``--publish DIR`` copies what a repository keeps (rows, page, each cell's table and state) and
+``--from DIR`` starts a campaign on another machine from such a copy: its finished cells are kept, the
+rest run, and the wall time adds up across the machines.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ COMPARISON_KEYS = {"label", "task", "data", "spaces", "budgets", "anchors", "not
                    "num_samples", "max_epochs", "final_epochs", "time_budget", "concurrency", "init_from"}
 SHARED_KEYS = ("preset", "seed", "seeds", "num_samples", "max_epochs", "final_epochs", "time_budget", "concurrency")
 CELLS = "cells"
+CELL_STATE = ("compare.json", "compare.parquet", "compare.md")  # what a published cell keeps: enough to resume
+ROOT_KEYS = ("storage", "init_from")  # a cell's settings that name the campaign's directory, not what it computes
 WAIT_S = 1.0  # the runner's poll of its cells: how soon it notices Ctrl-C
 STOP_S = 120.0  # how long an interrupted cell may take to save its searches before the runner leaves
 
@@ -126,6 +135,8 @@ def expand(spec: dict, root: Path) -> dict[str, dict]:
     cells = {}
     for comparison in spec["comparison"]:
         shared = {key: comparison.get(key, spec.get(key)) for key in SHARED_KEYS}
+        source = comparison.get("init_from")
+        init_cell = _init_cell(source)
         for budget in parse_budgets(comparison.get("budgets", ["all"])):
             name = cell_name(comparison["label"], budget_name(budget))
             try:
@@ -134,13 +145,35 @@ def expand(spec: dict, root: Path) -> dict[str, dict]:
                     data=comparison["data"], num_samples=shared["num_samples"], max_epochs=shared["max_epochs"],
                     time_budget=shared["time_budget"], concurrency=shared["concurrency"],
                     seed=shared["seed"] or 0, storage=str(root / CELLS), name=name, seeds=shared["seeds"] or 1,
-                    init_from=comparison.get("init_from"), final_epochs=shared["final_epochs"])
+                    init_from=None if init_cell else source, final_epochs=shared["final_epochs"])
             except (ConfigError, SpaceError, DataError) as err:
                 raise ConfigError(f"comparison {comparison['label']}: {err}") from None
+            if init_cell:  # a model still to be trained: checked when the cell runs, after the one that makes it
+                settings["init_from"] = str(root / source)
             settings.update({"budget": budget_name(budget), "budget_source": comparison["data"],
-                             "comparison": comparison["label"]})
+                             "comparison": comparison["label"], "init_source": source, "init_cell": init_cell})
             cells[name] = settings
+    for name, settings in cells.items():
+        source = settings["init_cell"]
+        if source is not None and source not in cells:
+            raise ConfigError(f"comparison {settings['comparison']}: init_from names cell {source}, which this spec "
+                              f"does not make; its cells are {', '.join(cells)}")
+        if source == name:
+            raise ConfigError(f"comparison {settings['comparison']}: init_from names its own cell {name}")
     return cells
+
+
+def _init_cell(init_from: str | None) -> str | None:
+    """The cell an ``init_from`` of the form ``cells/<cell>/models/<model>`` names, else None (a path)."""
+    if not init_from:
+        return None
+    parts = Path(init_from).parts
+    if parts[0] != CELLS:
+        return None
+    if len(parts) != 4 or parts[2] != "models":
+        raise ConfigError(f"init_from {init_from!r}: a model of another cell is named cells/<cell>/models/<model> "
+                          "(for example cells/model2-b500/models/resnet_cls)")
+    return parts[1]
 
 
 def check_resume(saved: dict[str, dict], cells: dict[str, dict]) -> None:
@@ -152,7 +185,8 @@ def check_resume(saved: dict[str, dict], cells: dict[str, dict]) -> None:
         elif name not in saved:
             differ.append(f"{name} (new)")
         else:
-            keys = sorted(k for k in {*saved[name], *cells[name]} if saved[name].get(k) != cells[name].get(k))
+            keys = sorted(k for k in {*saved[name], *cells[name]}
+                          if k not in ROOT_KEYS and saved[name].get(k) != cells[name].get(k))
             if keys:
                 differ.append(f"{name} ({', '.join(keys)})")
     if differ:
@@ -232,13 +266,23 @@ def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally
     try:
         while todo or pending:
             while todo and len(pending) < parallel:
-                name = todo.pop(0)
+                name = _next_ready(root, cells, todo, pending.values())
+                if name is None:
+                    break  # every cell left waits for a running one's model
+                todo.remove(name)
                 start = time.perf_counter()
                 settings = cell_data(cells[name])
                 tally["data_s"] += time.perf_counter() - start
                 print(f"cell {name}: running", flush=True)
                 pending[remote.remote(str(root / CELLS / name), settings)] = name
                 started[name] = time.perf_counter()
+            if not pending:  # nothing runs and nothing can start: the cells they need did not finish
+                for name in todo:
+                    source = cells[name]["init_cell"]
+                    outcomes[name] = {"status": "failed", "wall_s": None,
+                                      "reason": f"init_from's cell {source} has no finished model"}
+                    print(f"cell {name}: not run, its init_from cell {source} did not finish", flush=True)
+                break
             done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)  # a timeout lets Ctrl-C in
             for ref in done:
                 name = pending.pop(ref)
@@ -255,6 +299,18 @@ def run_cells(root: Path, cells: dict[str, dict], parallel: int, ray: Any, tally
         for name in pending.values():  # their time is the cells', not the runner's overhead
             outcomes[name] = {"status": "interrupted", "wall_s": time.perf_counter() - started[name]}
         raise
+
+
+def _next_ready(root: Path, cells: dict[str, dict], todo: list[str], running: Any) -> str | None:
+    """The first cell to run whose ``init_from`` cell, if any, has finished (its model is there)."""
+    running = set(running)
+    for name in todo:
+        source = cells[name].get("init_cell")
+        if source is None or finished(root / CELLS / source):
+            return name
+        if source not in running and source not in todo:
+            return name  # its source will not run here: let it run and say what is missing
+    return None
 
 
 def gather(root: Path, cells: dict[str, dict], out: Path | None = None) -> Any:
@@ -293,9 +349,9 @@ def gather(root: Path, cells: dict[str, dict], out: Path | None = None) -> Any:
 
 
 def _space(model: str) -> str | None:
-    """``swin_cls (tuned)`` -> ``swin_cls``; a baseline has no space."""
+    """``swin_cls (tuned)`` (or ``(tuned, from scratch)``) -> ``swin_cls``; a baseline has no space."""
     name, _, kind = model.rpartition(" (")
-    return name if kind in ("tuned)", "hand-set)") else None
+    return name if kind.rstrip(")").split(",")[0] in ("tuned", "hand-set") else None
 
 
 def campaign_state(root: Path, spec: dict, cells: dict[str, dict], resume: bool) -> dict:
@@ -330,8 +386,8 @@ def record_times(root: Path, wall: float, data: float, cells: dict[str, dict]) -
 
 def publish(campaign_dir: Path, out: Path) -> Path:
     """Copy what a repository keeps of a campaign into ``out``: its settings and times, every row, each
-    cell's table and verdict (``cells/<cell>/compare.md``), the page with its figures, drawn there, and
-    its tables as markdown (``tables.md``).
+    cell's table and verdict (``cells/<cell>/compare.md``, and for a finished cell the state :func:`adopt`
+    resumes from), the page with its figures, drawn there, and its tables as markdown (``tables.md``).
 
     The models, searches and cell reports stay in the campaign directory (they weigh megabytes).
     """
@@ -347,12 +403,58 @@ def publish(campaign_dir: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(campaign_dir / "campaign.json", out / "campaign.json")
     gather(campaign_dir, state["cells"], out / "results.parquet")  # the cells as they are now, running or not
-    for table in sorted((campaign_dir / "cells").glob("*/compare.md")):
-        (out / "cells" / table.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(table, out / "cells" / table.parent.name / "compare.md")
+    for cell in sorted(path.parent for path in (campaign_dir / CELLS).glob("*/compare.md")):
+        (out / CELLS / cell.name).mkdir(parents=True, exist_ok=True)
+        kept = CELL_STATE if finished(cell) else ("compare.md",)  # a running cell's state is still changing
+        for name in kept:
+            if (cell / name).is_file():
+                shutil.copy2(cell / name, out / CELLS / cell.name / name)
     stale = out / FIGURES
     if stale.is_dir():
         shutil.rmtree(stale)  # figures of comparisons the page no longer draws
     page = write_page(out)
     (out / "tables.md").write_text(campaign_summary_markdown(out) + "\n")  # the same tables, for GitHub
     return page
+
+
+def adopt(root: Path, published: Path, spec: dict, cells: dict[str, dict]) -> list[str]:
+    """Start the campaign directory ``root`` from a published copy (``--publish DIR``, ``--from DIR``).
+
+    Every finished cell the copy holds is kept, when the spec still makes it with the same settings
+    (a cell that differs, or that the spec dropped, is refused in one line, naming it); the copy's times
+    carry over, so the campaign's wall time adds up across machines. Cells the spec adds, and those the
+    copy holds unfinished, run as new. Returns the kept cells.
+    """
+    import shutil
+
+    if (root / "campaign.json").exists():
+        raise ConfigError(f"campaign {root} already exists; continue it with --resume (without --from), "
+                          "or choose another --name")
+    path = published / "campaign.json"
+    if not path.is_file():
+        raise ConfigError(f"{published} holds no published campaign (campaign.json); give the directory that "
+                          "campaign --publish wrote (e.g. docs/results)")
+    try:
+        state = json.loads(path.read_text())
+        saved = state["cells"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is not a campaign's state; publish the campaign again") from None
+    kept = [name for name in saved if finished(published / CELLS / name)]
+    check_resume({name: saved[name] for name in kept}, {name: cells[name] for name in kept if name in cells})
+    if (root / CELLS).exists():
+        raise ConfigError(f"{root / CELLS} exists but no campaign.json beside it (an earlier --from that stopped "
+                          "part way?); remove that directory, or choose another --name")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{CELLS}.adopting"  # the cells appear whole, then campaign.json marks the campaign
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name in kept:
+        (tmp / name).mkdir()
+        for file in CELL_STATE:
+            if (published / CELLS / name / file).is_file():
+                shutil.copy2(published / CELLS / name / file, tmp / name / file)
+    tmp.rename(root / CELLS)
+    write_json(root / "campaign.json", {**state, "spec": spec, "cells": cells,
+                                        "adopted_from": str(published.resolve()), "adopted_cells": kept})
+    return kept

@@ -184,6 +184,9 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     camp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
     camp.add_argument("--publish", default=None, metavar="DIR",
                       help="run nothing: copy the campaign's page, rows and cell tables into DIR (e.g. docs/results)")
+    camp.add_argument("--from", dest="from_published", default=None, metavar="DIR",
+                      help="start this campaign from a published copy (--publish DIR): its finished cells are kept, "
+                           "the rest run")
     camp.set_defaults(handler=_cmd_campaign)
 
     base = sub.add_parser("baseline", help="classical baselines of a task: fast models on hand-made features")

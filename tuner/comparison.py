@@ -205,7 +205,10 @@ def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
                     return
                 if status != 0 or not (exp.run_dir / "best.json").is_file():
                     raise ConfigError(f"its search ended with status {status} and no usable trial")
-            yield tuned_row(run_dir, exp, data, settings.get("seeds", 1))
+            row = tuned_row(run_dir, exp, data, settings.get("seeds", 1))
+            yield row
+            if exp.init_from:
+                yield scratch_row(run_dir, row, data, settings.get("seeds", 1))
         except Exception as err:  # noqa: BLE001 - one architecture failing leaves the others standing
             if interrupts.received:
                 return
@@ -214,7 +217,10 @@ def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
         if get_space(name).handset is None:
             continue  # no hand-set point registered: no row, rather than the space's defaults under that name
         try:
-            yield handset_row(run_dir, exp, data, settings.get("seeds", 1))
+            row = handset_row(run_dir, exp, data, settings.get("seeds", 1))
+            yield row
+            if exp.init_from:
+                yield scratch_row(run_dir, row, data, settings.get("seeds", 1))
         except Exception as err:  # noqa: BLE001
             yield Scored(model=f"{name} (hand-set)", kind="hand-set", space=name, status="failed",
                          reason=str(err).splitlines()[0] if str(err) else type(err).__name__)
@@ -313,6 +319,18 @@ def handset_row(run_dir: Path, exp: Experiment, data: LensingData, seeds: int = 
              "trial_epochs": int(config["epochs"]), "trials": 1, "search_wall_s": 0.0}
     return Scored(model=f"{exp.space} (hand-set)", kind="hand-set", space=exp.space, status="ok", config=config,
                   predictions=runs[0], runs=runs, reason="; ".join(departures), extra=extra)
+
+
+def scratch_row(run_dir: Path, started: Scored, data: LensingData, seeds: int = 1) -> Scored:
+    """``started`` (a model that began from ``init_from``) trained again from scratch: the same configuration,
+    architecture, epochs and seeds, so the pair answers whether starting from the other model paid."""
+    config = {key: value for key, value in started.config.items() if key != "init_tensors"}
+    config["init_from"] = None
+    name = f"{started.space}-handset-scratch" if started.kind == "hand-set" else f"{started.space}-scratch"
+    config, runs = seed_runs(run_dir, name, config, data, seeds)
+    extra = {**started.extra, **model_cost_columns(run_dir / "models" / name, config)}
+    return Scored(model=f"{started.model[:-1]}, from scratch)", kind=started.kind, space=started.space,
+                  status="ok", config=config, predictions=runs[0], runs=runs, reason=started.reason, extra=extra)
 
 
 def handset_params(space: str, size: str, image_size: int) -> tuple[dict, list[str]]:

@@ -125,6 +125,23 @@ def test_other_architecture_keys_of_the_family_copy_what_still_matches(classifie
     assert 0 < copied < total  # timm's ResNet stem is 64 wide whatever the stages' width: only it matches
 
 
+def test_training_takes_the_sources_architecture_so_the_whole_backbone_is_copied(classifier, data, tmp_path,
+                                                                                 capsys):
+    source = load_model(classifier)[1]
+    config = tiny_config("resnet_reg", data, profile_features=False, resnet_width=16, init_from=str(classifier))
+    assert source["resnet_width"] != 16
+    reporter = Reporter(tmp_path)
+    try:
+        _, _, config = fit(get_task("regression"), config, data, reporter)
+    finally:
+        reporter.close()
+    out = capsys.readouterr().out
+    assert config["resnet_width"] == source["resnet_width"]
+    assert f"init_from sets the architecture: resnet_width {source['resnet_width']} (not 16)" in out
+    copied = config["init_tensors"]
+    assert f"{copied} of the backbone's {copied} tensors copied" in out
+
+
 def test_a_directory_without_a_model_is_refused(data, tmp_path):
     config = tiny_config("resnet_reg", data, init_from=str(tmp_path))
     with pytest.raises(InitError, match="holds no trained model"):

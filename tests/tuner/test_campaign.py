@@ -114,6 +114,13 @@ data = "{data}"
 spaces = ["effnet_cls"]
 budgets = [10, 20]
 anchors = ["lejepa-model2"]
+[[comparison]]
+label = "transfer"
+task = "regression"
+data = "{data}"
+spaces = ["effnet_reg"]
+budgets = [10]
+init_from = "cells/tiny-b20/models/effnet_cls"
 """
 
 
@@ -154,9 +161,22 @@ def test_smoke_campaign_is_interrupted_resumed_and_its_page_opens_in_a_browser(s
     status, out = run_campaign([*args, "--resume"], env)
     assert status == 0, out
     assert "cell tiny-b10: finished before, kept" in out and "cell tiny-b20: ok" in out
+    assert out.index("cell tiny-b20: ok") < out.index("cell transfer-b10: running")  # its init_from cell first
     assert first.stat().st_mtime_ns == stamp  # a finished cell is never recomputed
     results = pd.read_parquet(root / "results.parquet")
     assert set(results["budget"]) == {"10", "20"}
+    transfer = results[results["comparison"] == "transfer"].set_index("model")
+    assert {"effnet_reg (tuned)", "effnet_reg (tuned, from scratch)", "effnet_reg (hand-set)",
+            "effnet_reg (hand-set, from scratch)"} <= set(transfer.index)
+    assert (transfer.loc[["effnet_reg (tuned)", "effnet_reg (tuned, from scratch)"], "status"] == "ok").all()
+    models = root / "cells" / "transfer-b10" / "models"
+    started = json.loads((models / "effnet_reg" / "config.json").read_text())
+    scratch = json.loads((models / "effnet_reg-scratch" / "config.json").read_text())
+    assert started["init_tensors"] > 0 and started["init_from"].endswith("cells/tiny-b20/models/effnet_cls")
+    assert scratch["init_from"] is None and "init_tensors" not in scratch
+    assert {k: v for k, v in started.items() if k.startswith("effnet_")} == \
+        {k: v for k, v in scratch.items() if k.startswith("effnet_")}  # the same architecture, from scratch
+    results = results[results["comparison"] == "tiny"]
     tuned = results[results["kind"] == "tuned"]
     assert (tuned["seeds"] == 2).all() and (tuned["ci_low"] <= tuned["value"]).all()
     assert (tuned["value"] <= tuned["ci_high"]).all() and tuned["test_accuracy"].notna().all()
@@ -171,6 +191,13 @@ def test_smoke_campaign_is_interrupted_resumed_and_its_page_opens_in_a_browser(s
     assert "effnet\\_cls (tuned)" in (published / "tables.md").read_text()
     assert not list(published.rglob("*.safetensors"))  # the models stay in the campaign
 
+    # Another machine continues from the published copy: every finished cell kept, nothing run again.
+    status, out = run_campaign([str(spec), "--storage", str(tmp_path / "elsewhere"), "--from", str(published)], env)
+    assert status == 0, out
+    assert "3 finished cell(s) kept" in out and "running" not in out, out
+    moved = json.loads((tmp_path / "elsewhere" / "smoke" / "campaign.json").read_text())
+    assert moved["wall_s"] >= state["wall_s"]  # the time adds up across machines
+
     spec_path = Path(__file__).with_name("test_report.py")
     loader = importlib.util.spec_from_file_location("report_browser", spec_path)
     report_tests = importlib.util.module_from_spec(loader)
@@ -181,3 +208,88 @@ def test_smoke_campaign_is_interrupted_resumed_and_its_page_opens_in_a_browser(s
         assert complete and width > 0, f"broken image {src}"
     assert all(url.startswith(root.as_uri() + "/") for url in seen["fetched"]), seen["fetched"]
     assert not [entry for entry in seen["console"] if entry["level"] == "SEVERE"], seen["console"]
+
+
+TRANSFER = GOOD + """
+[[comparison]]
+label = "reg"
+task = "regression"
+data = "sim:model2:300"
+spaces = ["effnet_reg"]
+budgets = [20]
+init_from = "cells/m2-b40/models/effnet_cls"
+"""
+
+
+def test_init_from_may_name_a_model_of_another_cell_which_then_runs_first(tmp_path):
+    from tuner.campaign import CELLS, _next_ready
+
+    cells = expand(load_spec_text(TRANSFER), tmp_path)
+    assert cells["reg-b20"]["init_cell"] == "m2-b40"
+    assert cells["reg-b20"]["init_from"] == str(tmp_path / "cells" / "m2-b40" / "models" / "effnet_cls")
+    assert cells["m2-b20"]["init_cell"] is None
+    todo = ["m2-b20", "reg-b20", "m2-b40"]  # the runner's order: smallest budget first
+    assert _next_ready(tmp_path, cells, todo, []) == "m2-b20"
+    assert _next_ready(tmp_path, cells, ["reg-b20", "m2-b40"], []) == "m2-b40"
+    assert _next_ready(tmp_path, cells, ["reg-b20"], ["m2-b40"]) is None  # waits for the running source
+    source = tmp_path / CELLS / "m2-b40"
+    source.mkdir(parents=True)
+    (source / "compare.parquet").write_bytes(b"")
+    (source / "compare.json").write_text(json.dumps({"verdict": "done"}))
+    assert _next_ready(tmp_path, cells, ["reg-b20"], []) == "reg-b20"
+
+
+@pytest.mark.parametrize(("init_from", "message"), [
+    ("cells/m2-b80/models/effnet_cls", "init_from names cell m2-b80, which this spec does not make"),
+    ("cells/m2-b40/effnet_cls", "is named cells/<cell>/models/<model>"),
+])
+def test_init_from_naming_a_cell_the_spec_does_not_make_is_refused(init_from, message):
+    with pytest.raises(ConfigError, match=message.replace("<", ".").replace(">", ".")):
+        expand(load_spec_text(TRANSFER.replace("cells/m2-b40/models/effnet_cls", init_from)), Path("/c"))
+
+
+def test_a_campaign_moved_to_another_directory_still_resumes():
+    check_resume(expand(load_spec_text(TRANSFER), Path("/c")), expand(load_spec_text(TRANSFER), Path("/d")))
+
+
+def published_copy(tmp_path: Path) -> Path:
+    """A published campaign as ``--publish`` leaves it: m2-b20 finished, m2-b40 still running."""
+    out = tmp_path / "published"
+    cells = expand(load_spec_text(GOOD), Path("/laptop/runs/t"))
+    (out / "cells" / "m2-b20").mkdir(parents=True)
+    (out / "cells" / "m2-b40").mkdir(parents=True)
+    pd.DataFrame({"model": ["effnet_cls (tuned)"], "status": ["ok"]}).to_parquet(
+        out / "cells" / "m2-b20" / "compare.parquet")
+    (out / "cells" / "m2-b20" / "compare.json").write_text(json.dumps({"verdict": "effnet leads"}))
+    (out / "cells" / "m2-b40" / "compare.md").write_text("| model |\n")
+    (out / "campaign.json").write_text(json.dumps({"cells": cells, "wall_s": 100.0, "data_s": 10.0,
+                                                   "cell_s": 85.0, "overhead_s": 5.0}))
+    return out
+
+
+def test_a_campaign_starts_from_its_published_copy_keeping_the_finished_cells(tmp_path):
+    from tuner.campaign import adopt, finished
+
+    published = published_copy(tmp_path)
+    root = tmp_path / "cluster" / "t"
+    spec = load_spec_text(GOOD)
+    kept = adopt(root, published, spec, expand(spec, root))
+    assert kept == ["m2-b20"]
+    assert finished(root / "cells" / "m2-b20") and not (root / "cells" / "m2-b40").exists()
+    state = json.loads((root / "campaign.json").read_text())
+    assert state["wall_s"] == 100.0 and state["cells"]["m2-b40"]["storage"] == str(root / "cells")
+    with pytest.raises(ConfigError, match="already exists; continue it with --resume"):
+        adopt(root, published, spec, expand(spec, root))
+
+
+def test_starting_from_a_copy_the_spec_no_longer_matches_is_refused_and_writes_nothing(tmp_path):
+    from tuner.campaign import adopt
+
+    published = published_copy(tmp_path)
+    root = tmp_path / "cluster" / "t"
+    spec = load_spec_text(GOOD.replace("preset = \"smoke\"", "preset = \"smoke\"\nseeds = 3"))
+    with pytest.raises(ConfigError, match=r"cells that differ: m2-b20 \(seeds\)"):
+        adopt(root, published, spec, expand(spec, root))
+    assert not (root / "campaign.json").exists() and not (root / "cells").exists()
+    with pytest.raises(ConfigError, match="holds no published campaign"):
+        adopt(root, tmp_path / "nowhere", spec, expand(spec, root))

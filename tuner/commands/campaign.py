@@ -13,6 +13,7 @@ def campaign_command(args: argparse.Namespace) -> int:
     from tuner.campaign import campaign_state, check_budgets, expand, gather, load_spec, record_times, run_cells
     from tuner.companion import write_page
     from tuner.driver import quiet_libraries
+    from tuner.errors import ConfigError
     from tuner.preflight import connect_ray
     from tuner.runlock import run_lock
     from tuner.storage import local_storage
@@ -22,6 +23,8 @@ def campaign_command(args: argparse.Namespace) -> int:
     storage = local_storage(args.storage, "a campaign keeps its lock, cells and page in a local directory",
                             "--storage DIR (a local or shared path)")
     root = Path(storage) / (args.name or spec["name"])
+    if args.publish and args.from_published:
+        raise ConfigError("--publish copies a campaign out and --from starts one from a copy; give one of them")
     if args.publish:  # read only: it may run while the campaign does, and shows what has finished
         from tuner.campaign import publish
 
@@ -34,7 +37,13 @@ def campaign_command(args: argparse.Namespace) -> int:
 
     with run_lock(root):
         check_budgets(cells)
-        campaign_state(root, spec, cells, args.resume)
+        if args.from_published:
+            from tuner.campaign import adopt
+
+            kept = adopt(root, Path(args.from_published).expanduser(), spec, cells)
+            print(f"campaign {root} started from {args.from_published}: {len(kept)} finished cell(s) kept"
+                  + (f" ({', '.join(kept)})" if kept else ""), flush=True)
+        campaign_state(root, spec, cells, args.resume or bool(args.from_published))
         tally: dict = {"cells": {}, "data_s": 0.0}
         started = connect_ray(args.address, args.verbose)
         # Ctrl-C, and a batch scheduler's SIGTERM, stop the cells gracefully: set after Ray's own handlers,

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lensdata.checks import MANIFEST, verify_dataset
+from lensdata.dataset import LensingData
 from lensdata.errors import DatasetError
 
 VAL_EVERY = 5
@@ -85,6 +86,26 @@ def check_budget(source: str | os.PathLike, budget: int | None) -> None:
         if have < budget:
             raise DatasetError(f"label budget {budget} per class is more than class {name} has in {source}: "
                                f"{have} train+val images; use a budget of at most {have}, or a larger set")
+
+
+def budget_outline(source: str | os.PathLike, budget: int) -> LensingData:
+    """What a budget of ``source`` will hold, without making it: per class, ``budget`` rows split as
+    :func:`budget_rows` splits them, a finite target for the classes whose images carry one, and 1x1
+    blank images. A task's data check reads it to refuse, before anything is simulated, a budget it
+    cannot learn from (regression on classes with no parameter, anomaly detection without no_sub)."""
+    from lensdata.checks import read_manifest
+    from lensdata.sources import parse_sim_spec
+    from lensdata.substructure import targets
+
+    sim = parse_sim_spec(os.fspath(source))
+    classes = tuple(sim[2] if sim is not None else read_manifest(Path(source).expanduser())["classes"])
+    labels = np.repeat(np.arange(len(classes)), budget)
+    with_target = set(targets())
+    return LensingData(
+        images=np.zeros((labels.size, 1, 1, 1), np.float32), labels=labels,
+        targets=np.array([0.0 if classes[i] in with_target else np.nan for i in labels], np.float32),
+        splits=np.tile(np.where(np.arange(budget) % VAL_EVERY == VAL_EVERY - 1, "val", "train"), len(classes)),
+        classes=classes, manifest={})
 
 
 def budget_rows(labels: np.ndarray, splits: np.ndarray, classes: tuple[str, ...], budget: int,

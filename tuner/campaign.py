@@ -195,13 +195,14 @@ def check_resume(saved: dict[str, dict], cells: dict[str, dict]) -> None:
 
 
 def check_budgets(cells: dict[str, dict]) -> None:
-    """Every cell's budget against its data's classes, before anything is simulated or run."""
-    from lensdata.budgets import check_budget, parse_budgets
+    """Every cell's budget against its data's classes and its task, before anything is simulated or run."""
+    from lensdata.budgets import parse_budgets
     from lensdata.errors import DataError
+    from tuner.comparison import check_task_budget
 
     for name, settings in cells.items():
         try:
-            check_budget(settings["budget_source"], parse_budgets(settings["budget"])[0])
+            check_task_budget(settings["task"], settings["budget_source"], parse_budgets(settings["budget"])[0])
         except DataError as err:
             raise ConfigError(f"cell {name}: {err}") from None
 

@@ -92,7 +92,7 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
     ``seeds``: how many times each model's final training runs, with seeds ``seed .. seed+K-1``;
     ``init_from``: a trained model whose backbone every model starts from (``train --init-from``).
     """
-    from lensdata.budgets import budget_name, check_budget, parse_budgets
+    from lensdata.budgets import budget_name, parse_budgets
     from search_spaces import compared_spaces, get_space, space_names, task_names
     from search_spaces.plugins import loaded
 
@@ -116,7 +116,7 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
     budgets = None if train_per_class is None else [budget_name(b) for b in parse_budgets(train_per_class)]
     if budgets and data:  # before Ray starts, and without simulating (the preset's data is checked later)
         for budget in parse_budgets(train_per_class):
-            check_budget(data, budget)
+            check_task_budget(task, data, budget)
     if init_from is not None:
         init_from = str(Path(init_from).expanduser().resolve())
     root = local_storage(storage, "compare keeps its lock, settings, models and table in a local directory",
@@ -128,6 +128,24 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
                 "final_epochs": final_epochs}
     check_overrides(names[0], search_overrides(settings))  # the searches' budget, before Ray starts
     return settings
+
+
+def check_task_budget(task: str, data: str, budget: int | None) -> None:
+    """Refuse, in one line and before anything is simulated, a label budget of ``data`` that ``task`` cannot
+    learn from: a class with fewer images than the budget, or a budget the task's own data check refuses
+    (regression on classes without a parameter, anomaly detection without no_sub), read on its outline."""
+    from lensdata.budgets import budget_outline, check_budget
+    from lensdata.errors import DatasetError
+    from trainables import get_task
+
+    if budget is None:
+        return
+    check_budget(data, budget)
+    try:
+        get_task(task).check(budget_outline(data, budget), ("train", "val"))
+    except DatasetError as err:
+        raise DatasetError(f"a budget of {budget} labelled images per class of {data} cannot serve {task}: "
+                           f"{err}") from None
 
 
 def saved_settings(run_dir: Path, settings: dict, resume: bool) -> dict:

@@ -73,6 +73,30 @@ def test_a_budget_larger_than_a_class_is_refused_before_anything_is_simulated(tm
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize(("task", "space", "data", "says"), [
+    ("regression", "effnet_reg", "sim:model2:300:no_sub,cdm", "has no regression targets"),
+    ("regression", "effnet_reg", "sim:model2:500:axion,wdm", "different quantities"),
+    ("anomaly", "ae_anom", "sim:model2:300:cdm,axion", "has no no_sub images"),
+    ("classification", "effnet_cls", "sim:model2:300:axion", "holds one class"),
+])
+def test_a_budget_the_task_cannot_learn_from_is_refused_before_anything_is_simulated(tmp_path, monkeypatch, task,
+                                                                                     space, data, says):
+    monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
+    text = GOOD.replace("classification", task).replace("effnet_cls", space).replace("sim:model2:300", data)
+    cells = expand(load_spec(spec_file(tmp_path, text.replace("[20, 40]", "[20]"))), tmp_path / "camp")
+    with pytest.raises(ConfigError) as err:
+        check_budgets(cells)
+    assert f"cell m2-b20: a budget of 20 labelled images per class of {data} cannot serve {task}" in str(err.value)
+    assert says in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_budget_the_task_can_learn_from_passes_the_outline_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPLENSE_TUNER_CACHE", str(tmp_path / "cache"))
+    text = GOOD.replace("classification", "regression").replace("effnet_cls", "effnet_reg")
+    check_budgets(expand(load_spec(spec_file(tmp_path, text)), tmp_path / "camp"))  # axion carries the target
+
+
 def test_cells_are_one_per_comparison_and_budget():
     cells = expand(load_spec_text(GOOD.replace("budgets = [20, 40]", "budgets = [40, 20, \"all\"]")), Path("/c"))
     assert list(cells) == ["m2-b20", "m2-b40", "m2-ball"]

@@ -76,7 +76,7 @@ def fix_hint(manifest: dict | None, root: Path) -> str:
     if "import" in source:
         extra = manifest.get("extra")
         src = extra.get("src", "SRC") if isinstance(extra, dict) else "SRC"
-        return f"re-import it: python -m tuner data import {src} --out {root}"
+        return f"re-import it: python -m tuner data import {src} --out {root} --overwrite"
     return ("regenerate it (python -m tuner data simulate --instrument ...) or re-import it "
             "(python -m tuner data import SRC --out DIR)")
 
@@ -132,14 +132,43 @@ def check_columns(
     return images, labels, splits, targets, params
 
 
+def holds_dataset(path: Path) -> bool:
+    """Whether a directory holds a dataset's manifest (this version or version 1)."""
+    return (path / MANIFEST).is_file() or (path / LEGACY_MANIFEST).is_file()
+
+
 def check_replaceable(out: Path) -> None:
-    """Refuse to overwrite anything that is not a dataset (this version or version 1) or an empty directory."""
+    """Refuse to overwrite anything that is not a dataset (this version or version 1) or an empty directory.
+
+    A dataset is its manifest and its ``split=`` folders: anything else beside them (a model or a table
+    written into it) would be deleted with it, so it is refused too.
+    """
     if not out.exists() and not out.is_symlink():
         return
-    if out.is_dir() and not out.is_symlink() and (
-            (out / MANIFEST).is_file() or (out / LEGACY_MANIFEST).is_file() or not any(out.iterdir())):
-        return
-    raise DatasetError(f"{out} exists and is not a dataset; choose another output directory or remove it")
+    if not out.is_dir() or out.is_symlink() or not (holds_dataset(out) or not any(out.iterdir())):
+        raise DatasetError(f"{out} exists and is not a dataset; choose another output directory or remove it")
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in (MANIFEST, LEGACY_MANIFEST) and not p.name.startswith("split="))
+    if foreign:
+        raise DatasetError(f"{out} holds a dataset and other files ({', '.join(foreign[:3])}); replacing it would "
+                           f"delete them; move them out of {out} or choose another output directory")
+
+
+def check_vacant(out: Path, *, overwrite: bool) -> None:
+    """Refuse an output that is not free for a new dataset: one that holds other files, or a dataset
+    (unless ``overwrite``). Run before the work and again, under the writer's lock, at the swap."""
+    check_replaceable(out)
+    if not overwrite and holds_dataset(out):
+        raise DatasetError(f"{out} already holds a dataset; pass --overwrite to replace it, or choose "
+                           "another output directory")
+
+
+def check_not_a_dataset(out: Path, what: str) -> None:
+    """Refuse to write ``what`` (a model, a table) into a dataset directory: its files would read as damage
+    there, and replacing the dataset would delete them."""
+    if holds_dataset(out):
+        raise DatasetError(f"{out} holds a dataset; {what} written there would mix with its files; "
+                           "choose another --out")
 
 
 # ---------------------------------------------------------------- before and while writing
@@ -161,10 +190,7 @@ def check_output(out: Path, *, overwrite: bool, disk_bytes: int = 0) -> None:
     if not base.is_dir():
         raise DataError(f"cannot write a dataset at {out}: {base} is a file, not a folder; "
                         "choose another output directory")
-    check_replaceable(out)
-    if not overwrite and ((out / MANIFEST).is_file() or (out / LEGACY_MANIFEST).is_file()):
-        raise DatasetError(f"{out} already holds a dataset; pass --overwrite to replace it, or choose "
-                           "another output directory")
+    check_vacant(out, overwrite=overwrite)
     try:
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base))
     except OSError as err:
@@ -290,16 +316,42 @@ def _check_types(root: Path, manifest: dict) -> None:
             raise refuse(f'"files"[{i}]."path"', path, "a relative path inside the dataset")
         if entry.get("split") not in SPLITS:
             raise refuse(f'"files"[{i}]."split"', entry.get("split"), f"one of {', '.join(SPLITS)}")
+        if not _in_partition(path, entry["split"]):  # Arrow readers take the split from the folder
+            raise refuse(f'"files"[{i}]."path"', path, f"a .parquet file in split={entry['split']}/, the folder "
+                                                       "Arrow readers take its split from")
         for key in ("rows", "bytes"):
             if not _whole(entry.get(key)):
                 raise refuse(f'"files"[{i}]."{key}"', entry.get(key), "a whole number")
         if not isinstance(entry.get("sha256"), str):
             raise refuse(f'"files"[{i}]."sha256"', entry.get("sha256"), "a hex sha256 string")
+    _check_listed_once(root, manifest)
     params, stats = manifest.get("params", {}), manifest.get("stats", {})
     if not (isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
         raise refuse('"params"', params, "an object of column name -> Arrow type")
     if not (isinstance(stats, dict) and all(v is None or _real(v) for v in stats.values())):
         raise refuse('"stats"', stats, "an object of name -> number or null")
+
+
+def _in_partition(path: str, split: str) -> bool:
+    """A part file sits directly in its split's hive folder, under a name Arrow readers do not skip."""
+    parts = Path(path).parts
+    return (len(parts) == 2 and parts[0] == f"split={split}" and parts[1].endswith(".parquet")
+            and not parts[1].startswith(("_", ".")))
+
+
+def _check_listed_once(root: Path, manifest: dict) -> None:
+    """Every file, and every file's bytes, listed once: a copy of a part file listed again puts the same
+    images in two places (the test split would hold training images)."""
+    by_path: set[str] = set()
+    by_hash: dict[str, str] = {}
+    for entry in manifest["files"]:
+        if entry["path"] in by_path:
+            raise damaged(root, f"{MANIFEST} lists {entry['path']} twice", manifest)
+        by_path.add(entry["path"])
+        first = by_hash.setdefault(entry["sha256"], entry["path"])
+        if first != entry["path"]:
+            raise damaged(root, f"{MANIFEST} lists {first} and {entry['path']} with the same bytes (sha256): "
+                                "the same images twice, in one split or two", manifest)
 
 
 def _whole(value: object, least: int = 0) -> bool:
@@ -357,11 +409,25 @@ def verify_dataset(path: str | os.PathLike, *, full: bool = False) -> dict:
 
 def _check_no_strays(root: Path, manifest: dict) -> None:
     """Every file an Arrow tool would read as data (no part of its path starts with ``_`` or ``.``)
-    must be listed: a stray part file changes the counts, any other file breaks those tools."""
+    must be listed: a stray part file changes the counts, any other file breaks those tools. No
+    directory may be a link: Arrow readers follow it (a link to a folder of part files adds its
+    rows, a link to ``..`` reads the set forty times over), which the manifest cannot describe."""
     listed = {f["path"] for f in manifest["files"]}
-    seen = (p.relative_to(root) for p in root.rglob("*") if not p.is_dir())
+    seen = []
+    for folder, dirs, names in os.walk(root):  # does not follow links to directories
+        here = Path(folder)
+        for name in dirs:
+            if (here / name).is_symlink():
+                rel = (here / name).relative_to(root)
+                raise DatasetError(f"{root} holds {rel}, a link to the directory {os.readlink(here / name)}; Arrow "
+                                   "readers follow it and read what it holds as part of the dataset: remove the link")
+        seen.extend((here / name).relative_to(root) for name in names)
     data = {p.as_posix() for p in seen if not any(part.startswith(("_", ".")) for part in p.parts)}
     extra = sorted(data - listed)
+    beside = [rel for rel in extra if "/" not in rel]  # not in a split folder: someone else's file, not a leftover
+    if beside:  # rebuilding the dataset (the advice below) would delete it
+        raise DatasetError(f"{root}: {beside[0]} is not listed in {MANIFEST} and is not part of a dataset (a model "
+                           f"or a table written into it?); move it out of {root}")
     if extra:
         raise damaged(root, f"{extra[0]} is not listed in {MANIFEST} (a stray or leftover file)", manifest)
 

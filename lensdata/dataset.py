@@ -120,6 +120,15 @@ def normalize_images(images: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
+def finite_images(images: np.ndarray) -> np.ndarray:
+    """(N,) whether each image's pixels are all finite; in chunks, so the temporaries stay small."""
+    out = np.empty(len(images), dtype=bool)
+    for start in range(0, len(images), STATS_CHUNK):
+        part = images[start : start + STATS_CHUNK]
+        out[start : start + len(part)] = np.isfinite(part).reshape(len(part), -1).all(axis=1)
+    return out
+
+
 def check_splits(splits: Sequence[str]) -> list[str]:
     wanted = list(splits)
     bad = [s for s in wanted if s not in SPLITS]

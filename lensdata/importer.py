@@ -25,9 +25,11 @@ numpy arrays and scalars and nothing else, so a file that asks for anything else
 before any of its code can run. The mass is kept as ``axion_mass`` and as the regression target
 ``log10(mass)``; other images have NaN there.
 
-Refused in one line, and nothing written: a split that would lack a class (checked before any image
-is read), a pixel that is NaN or infinite once stored as float32 (naming the file), and a set that
-would not fit in memory or on the output's disk.
+Refused in one line, and nothing written: a split that would lack a class, a file name that is not
+UTF-8 and a link to a file outside its set's folder (all checked before any image is read), a pixel
+that is NaN or infinite once stored as float32 (naming the file), a set that would not fit in memory
+or on the output's disk, and an output that already holds a dataset (unless ``overwrite``). A
+message names the file and never shows what it holds.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from lensdata.checks import check_memory, check_output, human_size
 from lensdata.dataset import assign_splits
 from lensdata.errors import DatasetError
 from lensdata.names import CLASSES, SPLITS
-from lensdata.store import write_dataset
+from lensdata.store import dataset_lock, write_dataset
 
 MODEL_FOLDERS = {"no_sub": "no_sub", "cdm": "cdm", "axion": "axion"}
 OLD_FOLDERS = {"no": "no_sub", "sphere": "cdm", "vort": "axion"}
@@ -157,8 +159,11 @@ def read_npy_safely(path: Path) -> tuple[np.ndarray, float]:
             return _as_image(path, array), float("nan")
     except DatasetError:
         raise
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DatasetError(f"{path} is not a readable .npy file ({type(err).__name__}: {err})") from None
+    except OSError as err:
+        raise DatasetError(f"{path} is not a readable .npy file ({err.strerror or type(err).__name__})") from None
+    except (ValueError, SyntaxError):  # their text quotes the file's first bytes: never shown
+        raise DatasetError(f"{path} is not a readable .npy file (no valid NumPy header); remove or replace it") \
+            from None
 
 
 def _read_header(fh: BinaryIO, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -269,36 +274,57 @@ def _common_base(groups: list[tuple[dict[str, Path], str]]) -> Path:
 
 
 def _list_files(groups: list[tuple[dict[str, Path], str]]) -> list[tuple[Path, int, str]]:
-    """(file, label, role) for every .npy file, classes in label order, names sorted."""
+    """(file, label, role) for every .npy file, classes in label order, names sorted.
+
+    Each file must be inside its set's folder once links are followed: a link (or a linked class
+    folder) to a file elsewhere would import whatever it points at.
+    """
     files = []
     for folders, role in groups:
+        set_dir = next(iter(folders.values())).parent.resolve()
         for cls, folder in sorted(folders.items(), key=lambda kv: CLASSES.index(kv[0])):
             names = sorted(p for p in folder.iterdir() if p.suffix == ".npy" and p.is_file())
             if not names:
                 raise DatasetError(f"empty class folder {folder}: no .npy files")
+            for p in names:
+                if not p.resolve().is_relative_to(set_dir):
+                    raise DatasetError(f"{p} links to {p.resolve()}, outside the source folder {set_dir}; copy the "
+                                       "file into it, or import the folder that holds it")
             files.extend((p, CLASSES.index(cls), role) for p in names)
     return files
+
+
+def _file_names(files: list[tuple[Path, int, str]], base: Path) -> np.ndarray:
+    """Each file's name relative to ``base`` (the ``source_file`` column): UTF-8 text, as Parquet stores it."""
+    names = [str(p.relative_to(base)) for p, _, _ in files]
+    for name, (p, _, _) in zip(names, files):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # a name of bytes that are not UTF-8 (surrogate escapes)
+            shown = os.fsencode(p).decode("utf-8", "backslashreplace")
+            raise DatasetError(f"{shown}: its name is not valid UTF-8 (the dataset keeps file names as UTF-8 "
+                               "text); rename it, e.g. with convmv, and import again") from None
+    return np.array(names)
 
 
 # ---------------------------------------------------------------- the import
 
 
 def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, overwrite: bool = False) -> Path:
     """Import a DeepLense folder (see the module docstring for layouts) into a dataset at ``out``.
 
     Args:
         src: the set's folder (``Model_II``, ``dataset``, the folder holding no/sphere/vort) or
             its parent.
-        out: output dataset directory (written atomically).
+        out: output dataset directory (written atomically, under its lock from the first file read).
         seed: seed of the train/val(/test) assignment of files that are not held out.
         progress: show a progress bar and a summary line on stderr.
+        overwrite: replace a dataset already at ``out`` (else refused before the images are read).
 
     Returns:
         The dataset directory.
     """
-    from tqdm.auto import tqdm
-
     root = Path(src).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder; {_LAYOUTS_HELP}")
@@ -308,11 +334,37 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
     roles = np.array([role for _, _, role in files])
     splits = _assign(labels, roles, seed)
     _check_every_class(labels, splits, roles, groups)
+    base = _common_base(groups)
+    names = _file_names(files, base)
     first, _ = read_npy_safely(files[0][0])
     height, width = first.shape
     image_bytes = len(files) * height * width * 4
-    check_output(Path(out), overwrite=True, disk_bytes=image_bytes + len(files) * _ROW_BYTES)
+    check_output(Path(out), overwrite=overwrite, disk_bytes=image_bytes + len(files) * _ROW_BYTES)
     check_memory(image_bytes, f"{len(files)} images of {height}x{width}", "import a smaller set")
+    with dataset_lock(out):
+        images, masses = _read_images(files, height, width, progress)
+        columns = {
+            "image": images,
+            "label": labels,
+            "split": splits,
+            "target": np.log10(masses).astype(np.float32),
+            "axion_mass": masses,
+            "source_file": names,
+        }
+        extra = {"src": str(root.resolve()), "layout": layout}
+        path = write_dataset(out, columns, classes=CLASSES, source="deeplense-import", instrument=instrument,
+                             seed=seed, extra_meta=extra, overwrite=overwrite)
+    if progress:
+        counts = ", ".join(f"{s} {int(np.sum(splits == s))}" for s in ("train", "val", "test"))
+        print(f"imported {len(files)} images ({layout}): {counts}", file=sys.stderr)
+    return path
+
+
+def _read_images(files: list[tuple[Path, int, str]], height: int, width: int,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every file's image as float32 (N, H, W) and its axion mass (NaN where none), each file checked."""
+    from tqdm.auto import tqdm
+
     images = np.empty((len(files), height, width), dtype=np.float32)
     masses = np.full(len(files), np.nan)
     for i, (path, _, _) in enumerate(tqdm(files, desc="import", unit="file", disable=not progress)):
@@ -324,22 +376,7 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
             images[i] = image
         if not np.isfinite(images[i]).all():
             raise DatasetError(_not_finite(path, image, images[i]))
-    base = _common_base(groups)
-    columns = {
-        "image": images,
-        "label": labels,
-        "split": splits,
-        "target": np.log10(masses).astype(np.float32),
-        "axion_mass": masses,
-        "source_file": np.array([str(p.relative_to(base)) for p, _, _ in files]),
-    }
-    extra = {"src": str(root.resolve()), "layout": layout}
-    path = write_dataset(out, columns, classes=CLASSES, source="deeplense-import", instrument=instrument,
-                         seed=seed, extra_meta=extra)
-    if progress:
-        counts = ", ".join(f"{s} {int(np.sum(splits == s))}" for s in ("train", "val", "test"))
-        print(f"imported {len(files)} images ({layout}): {counts}", file=sys.stderr)
-    return path
+    return images, masses
 
 
 def _not_finite(path: Path, image: np.ndarray, stored: np.ndarray) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 
 from lensdata import substructure
 from lensdata.errors import DataError
-from lensdata.instruments import INSTRUMENTS, get_instrument  # noqa: F401 - re-exported
+from lensdata.instruments import INSTRUMENTS, Instrument, get_instrument  # noqa: F401 - re-exported
 from lensdata.names import CLASSES
 from lensdata.recipe import physics_summary
 from lensdata.render import render
@@ -169,11 +169,11 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
 
     Everything that can be checked is checked before the first image is simulated: the arguments, the
     output directory (a dataset already there is replaced only with ``overwrite``), and that the images
-    fit in memory and on the output's disk.
+    fit in memory and on the output's disk. The output's lock (:func:`lensdata.store.dataset_lock`) is
+    held from then to the end, so a second writer of ``out`` is refused at once.
     """
     from lensdata.checks import check_memory, check_output
-    from lensdata.dataset import splits_by_identity
-    from lensdata.store import write_dataset
+    from lensdata.store import dataset_lock
 
     spec = get_instrument(instrument)
     classes = check_classes(classes)
@@ -182,8 +182,18 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
     image_bytes = n * spec.pixels**2 * 4
     check_output(pathlib.Path(out), overwrite=overwrite, disk_bytes=image_bytes + n * _ROW_BYTES)
     check_memory(image_bytes, f"{n} {spec.name} images", "simulate fewer images (--n)")
-    columns = simulate(instrument, n, seed, batch_size=batch_size, workers=workers,
-                       progress=progress, address=address, classes=classes, ranges=ranges)
+    with dataset_lock(out):
+        columns = simulate(instrument, n, seed, batch_size=batch_size, workers=workers,
+                           progress=progress, address=address, classes=classes, ranges=ranges)
+        return _write_simulated(out, columns, spec, seed, classes, ranges, overwrite)
+
+
+def _write_simulated(out: str | pathlib.Path, columns: dict[str, np.ndarray], spec: Instrument, seed: int,
+                     classes: Sequence[str], ranges: dict, overwrite: bool) -> pathlib.Path:
+    """Write the simulated columns as a dataset, with their splits and what made them in the manifest."""
+    from lensdata.dataset import splits_by_identity
+    from lensdata.store import write_dataset
+
     run = substructure.names()  # the run cycle
     k = len(run)
     index = columns["run_index"]
@@ -209,7 +219,7 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
         extra.update(describe({c.parameter.key: list(ranges[c.parameter.key])
                                for c in chosen if c.manifest is describe and c.parameter}))
     return write_dataset(out, columns, classes=classes, source="simulate",
-                         instrument=spec.name, seed=seed, extra_meta=extra)
+                         instrument=spec.name, seed=seed, extra_meta=extra, overwrite=overwrite)
 
 
 RECIPE_NOTES = {

@@ -118,8 +118,6 @@ def _cached_sim(instrument: str, n: int, classes: tuple[str, ...] = CLASSES, *, 
             if progress:
                 print(f"{path} is incomplete or damaged; simulating it again", file=sys.stderr)
             _remove(path)
-        for stale in root.glob(f".{path.name}.tmp-*"):  # left by an interrupted write
-            shutil.rmtree(stale, ignore_errors=True)
         if progress:
             kinds = "" if classes == CLASSES else f" of {', '.join(classes)}"
             print(f"simulating the standard {instrument} set ({n} images{kinds}, seed {SIM_SEED}) into {path}",

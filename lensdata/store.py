@@ -27,7 +27,12 @@ The manifest's name starts with ``_``, which Arrow tools skip, so they read the 
 ``ignore_prefixes`` default is what skips the manifest.)
 
 Writes are atomic: everything goes into a hidden temporary sibling directory, the manifest last,
-and the directory is renamed into place, so an interrupted write never looks like a dataset.
+and the directory is renamed into place, so an interrupted write never looks like a dataset. A
+writer holds the destination's lock (:func:`dataset_lock`, a ``flock`` on the hidden sibling
+``.NAME.write.lock``) for its whole write, so a second writer of the same directory is refused in
+one line naming the first, and the output is checked again at the swap. Holding the lock also
+proves that no live writer owns a ``.NAME.tmp-*`` directory there, so the ones a killed writer
+left are removed.
 
 Loading checks the dataset first (:mod:`lensdata.checks`). ``verify=True`` (the default, "fast")
 costs milliseconds even for large sets: every listed file must exist with its recorded size, its
@@ -48,14 +53,19 @@ row groups, so beyond the result at most two groups (:data:`_GROUP_BYTES` each) 
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
+import socket
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +78,7 @@ from lensdata.checks import (
     SCHEMA_VERSION,
     check_columns,
     check_replaceable,
+    check_vacant,
     column_types,
     damaged,
     image_type,
@@ -78,13 +89,13 @@ from lensdata.checks import (
     write_error,
 )
 from lensdata.dataset import LensingData, check_splits
-from lensdata.errors import DataError
+from lensdata.errors import DataError, DatasetError
 from lensdata.files import write_json
 from lensdata.info import image_stats
 from lensdata.names import SPLITS
 
-__all__ = ["FORMAT_NAME", "MANIFEST", "SCHEMA_VERSION", "arrow_dataset", "load_dataset", "read_manifest",
-           "verify_dataset", "write_dataset"]
+__all__ = ["FORMAT_NAME", "MANIFEST", "SCHEMA_VERSION", "arrow_dataset", "dataset_lock", "load_dataset",
+           "read_manifest", "verify_dataset", "write_dataset"]
 
 _FILE_BYTES = 256 * 2**20  # image bytes per part file: several files for big sets, one for small
 _GROUP_BYTES = 2 * 2**20  # image bytes per row group; a load holds two beside its result (bench/load.py)
@@ -94,6 +105,71 @@ _MEMORY_MAP = True
 
 
 # ---------------------------------------------------------------- writing
+
+_held = threading.local()  # the destinations this thread holds the lock of: the lock is re-entrant per thread
+
+
+@contextlib.contextmanager
+def dataset_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold the one-writer lock of the dataset directory ``out`` (re-entrant within a thread).
+
+    A command takes it before its slow work (simulating, reading files) and :func:`write_dataset`
+    takes it again, so one lock covers the whole write. The lock is a ``flock`` on the hidden sibling
+    ``.NAME.write.lock``, which the kernel drops when its holder ends, however it ends; the file holds
+    the holder's process id and host, and goes when the lock is let go. While it is held, every
+    ``.NAME.tmp-*`` directory there is a dead writer's, and is removed.
+
+    Raises:
+        DatasetError: another live writer holds the lock (naming it).
+        DataError: the folder that holds ``out`` cannot be written.
+    """
+    out, key = Path(out).expanduser(), Path(out).expanduser().absolute()
+    held = _held.__dict__.setdefault("paths", set())
+    if key in held:
+        yield
+        return
+    path = key.parent / f".{out.name}.write.lock"
+    try:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        fh = _take_lock(path, out)
+    except OSError as err:
+        raise write_error(out, err) from None
+    held.add(key)
+    try:
+        fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        for stale in key.parent.glob(f".{glob.escape(out.name)}.tmp-*"):  # a dead writer's: this one holds the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        held.discard(key)
+        path.unlink(missing_ok=True)  # before the lock goes: a writer that opened it meanwhile sees a new file
+        fh.close()
+
+
+def _take_lock(path: Path, out: Path) -> IO[str]:
+    """The lock file ``path``, open, emptied and exclusively locked; a DatasetError naming its holder if taken."""
+    import fcntl
+
+    while True:
+        fh = open(path, "a+")  # noqa: SIM115 - the caller closes it
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise DatasetError(f"{out} is being written by {holder}; wait for it to end, or write the dataset "
+                               "elsewhere") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            fh.seek(0)
+            fh.truncate()
+            return fh
+        fh.close()  # its holder removed it as this one opened it: lock the file there now
 
 
 def write_dataset(
@@ -105,13 +181,16 @@ def write_dataset(
     instrument: str | None,
     seed: int | None,
     extra_meta: dict | None = None,
+    overwrite: bool = True,
 ) -> Path:
-    """Write a dataset directory atomically and return its path.
+    """Write a dataset directory atomically, under its lock (:func:`dataset_lock`), and return its path.
 
     Args:
-        out: target directory. An existing dataset there (of any version) is replaced; an empty
-            directory is used; any other existing path is refused (never deletes user files).
-            A write that fails (a full disk) is one DataError line and leaves ``out`` as it was.
+        out: target directory. An existing dataset there (of any version) is replaced when
+            ``overwrite`` (else refused); an empty directory is used; any other existing path, or a
+            dataset with other files beside its own, is refused (never deletes user files). This is
+            checked again at the swap. A write that fails (a full disk) is one DataError line and
+            leaves ``out`` as it was.
         columns: ``image`` (N, H, W) or (N, 1, H, W) float; ``label`` (N,) int in
             ``range(len(classes))``; ``split`` (N,) of train/val/test; optional ``target`` (N,)
             float (NaN is stored as null); any other 1-D (N,) arrays are kept as parameter columns.
@@ -120,31 +199,32 @@ def write_dataset(
         instrument: simulator instrument or instrument model (``"model2"``), if any.
         seed: seed that made the data or split, if any.
         extra_meta: more JSON-serialisable facts, stored under ``"extra"`` in the manifest.
+        overwrite: whether a dataset already at ``out`` may be replaced.
 
     Rows are grouped by split (train, val, test); within a split the given order is kept.
     """
     out = Path(out).expanduser()
     images, labels, splits, targets, params = check_columns(columns, classes)
-    parent = out.absolute().parent
-    tmp = parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        check_replaceable(out)
-        tmp.mkdir()
-    except OSError as err:  # not writable, or under a file
-        raise write_error(out, err) from None
-    try:
-        files = _write_parts(tmp, images, labels, splits, targets, params)
-        facts = {"source": source, "instrument": instrument, "seed": seed}
-        write_json(tmp / MANIFEST, _manifest(images, labels, splits, targets, params, classes, files, facts,
-                                             extra_meta))
-        _swap_into_place(tmp, out)
-    except OSError as err:  # a full disk, most often: one line, and the temporary directory goes
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise write_error(out, err) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    tmp = out.absolute().parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    with dataset_lock(out):
+        try:
+            check_replaceable(out)
+            tmp.mkdir()
+        except OSError as err:  # not writable
+            raise write_error(out, err) from None
+        try:
+            files = _write_parts(tmp, images, labels, splits, targets, params)
+            facts = {"source": source, "instrument": instrument, "seed": seed}
+            write_json(tmp / MANIFEST, _manifest(images, labels, splits, targets, params, classes, files, facts,
+                                                 extra_meta))
+            check_vacant(out, overwrite=overwrite)  # again: a writer that takes no lock may have been here
+            _swap_into_place(tmp, out)
+        except OSError as err:  # a full disk, most often: one line, and the temporary directory goes
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise write_error(out, err) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from lensdata import LensingData, normalize_images
 from lensdata.dataset import STATS_CHUNK
+from trainables.datachecks import check_finite
 
 if TYPE_CHECKING:
     from trainables.loop import Task
@@ -267,6 +268,7 @@ def fit_baselines(task: str, data: LensingData, fit_splits: Sequence[str] = ("tr
         raise ValueError(f"task {task!r} has no classical baselines; give its Task some (trainables.loop.Task)")
     if score_split in fit_splits:
         raise ValueError(f"the scored split {score_split!r} is one the baselines are fitted on")
+    check_finite(data, [*fit_splits, score_split], "the baselines")
     train, scored = fit_rows(task_spec, data, fit_splits, max_fit_rows), task_spec.rows(data, score_split)
     config = {"task": task, "classes": list(data.classes), "head": "point"}  # what the metrics read
     truth = {"label": torch.from_numpy(scored.labels), "target": torch.from_numpy(scored.targets)}

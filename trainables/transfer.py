@@ -124,8 +124,12 @@ def source_tensors(directory: Path, source: dict) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     from trainables.augment import input_side
+    from trainables.checksums import intact
 
     path = directory / "model.safetensors"
+    if not intact(path, source):  # bytes changed inside a tensor: only the sha256 recorded at saving tells
+        raise InitError(f"init_from {path} is damaged (its sha256 is not the one config.json recorded when it was "
+                        "saved); retrain that model")
     try:
         weights = load_file(str(path))
     except (SafetensorError, OSError) as err:  # truncated or not a safetensors file

@@ -55,6 +55,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("src", help="folder holding Model_II/ (and Model_II_test/), or no/sphere/vort folders")
     imp.add_argument("--out", required=True, help="output dataset directory")
     imp.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    imp.add_argument("--overwrite", action="store_true", help="replace a dataset already at --out")
     imp.set_defaults(handler=_cmd_import)
 
     info = data_sub.add_parser("info", help="counts, shapes and value ranges of a dataset")
@@ -265,7 +266,7 @@ def _pair(text: str | None) -> tuple[str, ...] | None:
 def _cmd_import(args: argparse.Namespace) -> int:
     from lensdata import dataset_info, import_deeplense
 
-    import_deeplense(args.src, args.out, seed=args.seed)
+    import_deeplense(args.src, args.out, seed=args.seed, overwrite=args.overwrite)
     print(dataset_info(args.out))
     return 0
 

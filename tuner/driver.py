@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from lensdata.files import write_json
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
+from tuner.followup import resume_search, tuner_command
 from tuner.objectives import modes_of
 from tuner.preflight import TRIAL_ENV
 from tuner.storage import is_uri
@@ -128,7 +129,7 @@ def resume_settings(exp: Experiment, resume: bool) -> Experiment:
     if "verbose" not in stored:  # written before trials carried their run settings
         raise ConfigError(f"run {exp.name} was started by an older deeplense-tuner (0.1.0, before run "
                           "settings) and cannot be resumed by this one; its finished trials stay readable "
-                          f"with `python -m tuner best {exp.run_dir}`, or start a new search with another --name")
+                          f"with `{tuner_command('best', exp.run_dir)}`, or start a new search with another --name")
     saved_exp = dataclasses.replace(Experiment(**stored), verbose=exp.verbose)
     differ = [f"{f.name} {getattr(saved_exp, f.name)} (this command: {getattr(exp, f.name)})"
               for f in dataclasses.fields(Experiment) if getattr(saved_exp, f.name) != getattr(exp, f.name)]
@@ -184,7 +185,7 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
         except ModuleNotFoundError as err:  # Ray's saved state names our classes by module
             raise ConfigError(f"run {exp.name} was saved by a deeplense-tuner whose modules were laid out "
                               f"otherwise (it names {err.name}) and cannot be resumed by this one; its finished "
-                              f"trials stay readable with `python -m tuner best {exp.run_dir}`, or start a new "
+                              f"trials stay readable with `{tuner_command('best', exp.run_dir)}`, or start a new "
                               "search with another --name") from None
     else:
         write_json(exp.run_dir / "experiment.json", asdict(exp))
@@ -254,12 +255,12 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
     print(leaderboard(table, space.metric, space.mode, top=10))
     if len(exp.objectives) > 1:
         print(front_summary(exp.run_dir, exp.objectives, table))
-    resume = f"python -m tuner search --space {exp.space} --name {exp.name} --storage {exp.storage} --resume"
     if stuck:
         print(f"error: {stuck}; what finished is in {exp.run_dir / 'trials.parquet'}; the search was ended, not "
               "paused: once resources are free, run it again with another --name", file=sys.stderr)
         return 2
     if interrupted:
+        resume = resume_search(exp.space, exp.name, exp.storage)
         print(f"search interrupted after {seconds:.0f} s; resume it with:\n  {resume}")
         return 130
     failed = table[table["status"] == "error"]["trial_id"].tolist()
@@ -269,15 +270,16 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
         diverged = int((table["status"] == "diverged").sum())
         why = (f"every trial diverged ({diverged} of {len(table)}: NaN or inf loss)" if diverged == len(table) else
                f"no trial finished an epoch with a usable {space.metric} ({diverged} diverged, {len(failed)} failed)")
-        print(f"error: {why}; no best.json written. Check the data with `python -m tuner data info {exp.data}`, "
-              f"then try a lower learning rate, e.g. `python -m tuner train --space {exp.space} --data {exp.data} "
-              "--params '{\"lr\": 1e-4}'`, or grad clipping ('{\"grad_clip\": 1.0}')", file=sys.stderr)
+        check = tuner_command("data", "info", exp.data)
+        retry = tuner_command("train", "--space", exp.space, "--data", exp.data, "--params", '{"lr": 1e-4}')
+        print(f"error: {why}; no best.json written. Check the data with `{check}`, then try a lower learning rate, "
+              f"e.g. `{retry}`, or grad clipping ('{{\"grad_clip\": 1.0}}')", file=sys.stderr)
         return 1
     baselines = search_line(exp.run_dir, space.task, exp.data)  # seconds, once per run; a warning if they fail
     if baselines:
         print(baselines)
     print(f"done in {seconds:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
-          f"final model: python -m tuner train --from {exp.run_dir}")
+          f"final model: {tuner_command('train', '--from', exp.run_dir)}")
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
 from tuner.objectives import check_objectives, parse_objectives
-from tuner.storage import resolve_storage
+from tuner.storage import check_name, resolve_storage
 
 if TYPE_CHECKING:
     import argparse
@@ -185,6 +185,24 @@ SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "plugins": ((tuple, list), "a list of plugin files or modules"), "init_from": PATH,
 }
 PATHS = ("data", "storage", "warm_start", "init_from")  # kept as strings, as experiment.json holds them
+STORED = {**SETTINGS, "space": TEXT, "preset": TEXT}  # every field of experiment.json, by the types it may take
+
+
+def check_types(settings: Mapping[str, Any], types: Mapping[str, tuple[tuple[type, ...], str]] = SETTINGS) -> None:
+    """Refuse, in one line, the first value of ``settings`` of a type its key does not take (``types``).
+
+    A list (objectives, plugins) must hold strings. Keys ``types`` does not name are not checked here.
+    """
+    for key, value in settings.items():
+        if key not in types:
+            continue
+        allowed, what = types[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ConfigError(f"setting {key} must be {what}, not {type(value).__name__} {value!r}")
+        if isinstance(value, (tuple, list)):
+            for item in value:
+                if not isinstance(item, str):
+                    raise ConfigError(f"setting {key} must hold names, not {type(item).__name__} {item!r}")
 
 
 def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,25 +213,20 @@ def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     later sees one name; checking the result again changes nothing.
 
     Raises:
-        ConfigError: one line for an unknown key, a value of the wrong type, one out of range, or an
-            ``init_from`` that holds no trained model.
+        ConfigError: one line for an unknown key, a value of the wrong type, one out of range, an
+            ``init_from`` that holds no trained model, or a name that is not one folder name.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
-    for key, value in given.items():
+    for key in given:
         if key not in SETTINGS:
             raise ConfigError(f"unknown setting {key!r}; the settings are: {', '.join(SETTINGS)}")
-        types, what = SETTINGS[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ConfigError(f"setting {key} must be {what}, not {type(value).__name__} {value!r}")
+    check_types(given)
     for key in PATHS:
         if key in given:
             given[key] = os.fspath(given[key])
     if given.get("objectives"):  # () is the task metric alone, as in a saved experiment.json
         from search_spaces import get_space
 
-        for name in given["objectives"]:
-            if not isinstance(name, str):
-                raise ConfigError(f"setting objectives must hold names, not {type(name).__name__} {name!r}")
         given["objectives"] = check_objectives(tuple(given["objectives"]), get_space(space))
     check_limits(given)
     if "init_from" in given:  # absolute, for trials that run elsewhere; family and image side: tuner.preflight
@@ -221,7 +234,7 @@ def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
 
         given["init_from"] = source_model(given["init_from"])
     given["storage"] = resolve_storage(given.get("storage"))
-    given.setdefault("name", f"{space}-{time.strftime('%Y%m%d-%H%M%S')}")
+    given["name"] = check_name(given["name"]) if "name" in given else f"{space}-{time.strftime('%Y%m%d-%H%M%S')}"
     return given
 
 

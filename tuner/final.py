@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner.errors import ConfigError
+from tuner.followup import resume_search, tuner_command
 
 if TYPE_CHECKING:
     from lensdata import LensingData
@@ -36,12 +37,12 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     from lensdata.files import write_json
     from search_spaces.plugins import load_plugins
     from tuner.baselines import final_line
-    from tuner.training import build_config, evaluate_split, require_split, train_and_save, train_val
+    from tuner.training import build_config, evaluate_split, model_folder, require_split, train_and_save, train_val
 
     best_file = run_dir / "best.json"
     if not best_file.is_file():
         raise ConfigError(f"{run_dir} has no best.json (no trial finished yet?); "
-                          f"run `python -m tuner best {run_dir}` or let the search finish")
+                          f"run `{tuner_command('best', run_dir)}` or let the search finish")
     best = json.loads(best_file.read_text())
     load_plugins(_experiment_plugins(run_dir))  # the space may be a plugin's (runs made before plugins have none)
     chosen = best if pick is None else front_member(best, pick, run_dir)  # before any data is read
@@ -58,15 +59,16 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
     shown = ", ".join(f"{name} {value:.4g}" for name, value in scores.items())
     print(f"final model: {best['space']} trial {chosen['trial_id']} ({shown}) "
           f"retrained on train+val for {config['epochs']} epochs -> {target}")
-    modules, history, config = train_and_save(config, train_val(data), target)
-    if "diverged" in history[-1]:
-        print("the final training diverged; no test metrics written")
-        return 1
-    metrics = evaluate_split(modules, config, data, "test")
-    write_json(target / "test_metrics.json", metrics)
+    with model_folder(target) as staging:  # the old model stays whole until the new one is, tested
+        modules, history, config = train_and_save(config, train_val(data), staging)
+        if "diverged" in history[-1]:
+            print("the final training diverged; no test metrics written")
+            return 1
+        metrics = evaluate_split(modules, config, data, "test")
+        write_json(staging / "test_metrics.json", metrics)
+        baselines = final_line(staging, config["task"], data, best["data"], metrics)  # on the same test images
     for key, value in metrics.items():
         print(f"{key:28s} {value:.6g}")
-    baselines = final_line(target, config["task"], data, best["data"], metrics)  # on the same test images
     if baselines:
         print(baselines)
     return 0
@@ -81,7 +83,7 @@ def front_member(best: dict, pick: str, run_dir: Path) -> dict:
     front = best.get("front")
     if not front:
         raise ConfigError(f"--pick: {run_dir / 'best.json'} has no Pareto front (written by an older "
-                          f"deeplense-tuner); run `python -m tuner best {run_dir}` to rewrite it, then pick again")
+                          f"deeplense-tuner); run `{tuner_command('best', run_dir)}` to rewrite it, then pick again")
     if pick == "best":
         return front[0]
     if pick == "fastest":
@@ -90,10 +92,10 @@ def front_member(best: dict, pick: str, run_dir: Path) -> dict:
         rank = int(pick)
     except ValueError:
         raise ConfigError(f"--pick {pick!r}: give a front member's number (1..{len(front)}), best or fastest; "
-                          f"`python -m tuner best {run_dir}` lists them") from None
+                          f"`{tuner_command('best', run_dir)}` lists them") from None
     if not 1 <= rank <= len(front):
         raise ConfigError(f"--pick {rank} is out of range: the front of {run_dir} has {len(front)} member(s), "
-                          f"1..{len(front)}; `python -m tuner best {run_dir}` lists them")
+                          f"1..{len(front)}; `{tuner_command('best', run_dir)}` lists them")
     return front[rank - 1]
 
 
@@ -121,11 +123,10 @@ def run_warnings(run_dir: Path, data: LensingData) -> list[str]:
         finished = len(statuses) - unfinished
         planned = int(experiment.get("num_samples", 0))
         if unfinished or (finished < planned and not experiment.get("time_budget")):
+            resume = resume_search(experiment["space"], experiment["name"], experiment["storage"])
             warnings.append(
                 f"the search was interrupted ({finished} of {planned} trials finished, {unfinished} unfinished), "
-                "so its best configuration may not be final; resume it first with `python -m tuner search "
-                f"--space {experiment['space']} --name {experiment['name']} --storage {experiment['storage']} "
-                "--resume`")
+                f"so its best configuration may not be final; resume it first with `{resume}`")
     created = _created(data.manifest)
     if created is not None and created.timestamp() > experiment_file.stat().st_mtime:
         started = datetime.fromtimestamp(experiment_file.stat().st_mtime).astimezone()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from types import ModuleType
@@ -57,11 +58,27 @@ def connect_ray(address: str | None, verbose: bool) -> bool:
         else:
             ray.init(address="local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        where = address or "a new local instance"
-        raise ConfigError(f"cannot reach the Ray cluster at {where} ({str(err).splitlines()[0]}); "
+        where = redact(address) if address else "a new local instance"
+        why = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        raise ConfigError(f"cannot reach the Ray cluster at {where} ({why}); "
                           "check --address / RAY_ADDRESS, that the head is running, and RAY_AUTH_MODE=token "
                           "if the cluster uses token authentication") from None
     return True
+
+
+# user:password@ (or token@) after a scheme, and the value of a token-like query parameter or key=value.
+USERINFO = re.compile(r"(://|^|\s)[^/@\s]+@")
+SECRET_VALUE = re.compile(r"(?i)\b((?:auth|token|password|passwd|secret|api_?key|access_?key)[\w-]*=)[^&\s;,)]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials an address may carry replaced by ``***``.
+
+    ``ray://user:token@host:10001`` reads ``ray://***@host:10001``; ``?token=abc`` reads ``?token=***``.
+    Every message that shows a cluster address (``--address``, ``RAY_ADDRESS``) or Ray's error about
+    it goes through here, so a credential given on the command line never reaches a terminal or a log.
+    """
+    return SECRET_VALUE.sub(r"\1***", USERINFO.sub(r"\1***@", text))
 
 
 PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
@@ -76,7 +93,7 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """
     import socket
 
-    target = address.removeprefix("ray://")
+    target = address.removeprefix("ray://").rpartition("@")[2]  # the host, without any user:token@
     host, sep, port = target.rpartition(":")
     if address == "auto" or not sep or not port.isdigit():
         return
@@ -86,7 +103,7 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
             pass
     except OSError as err:
         why = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
-        raise ConfigError(f"nothing answers at Ray address {address} ({why} within {timeout:g} s); "
+        raise ConfigError(f"nothing answers at Ray address {redact(address)} ({redact(why)} within {timeout:g} s); "
                           "start the head (`ray start --head`) or fix --address / RAY_ADDRESS, "
                           "or leave both unset for a local Ray") from None
 

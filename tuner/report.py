@@ -3,17 +3,20 @@
 ``DIR`` is a search run (``experiment.json``), a comparison (``compare.json``) or a trained model
 (``config.json`` and ``model.safetensors``). The page is for reading offline: its images are local
 files beside it, it loads no script, and its Content-Security-Policy lets the browser fetch
-nothing but those images.
+nothing but those images. Everything it writes from a run (names, paths, messages) is escaped,
+in text and in attributes alike, and a figure's file name keeps only safe characters.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from tuner.errors import ConfigError
 
@@ -37,7 +40,8 @@ class Page:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
 
     def text(self, text: str, css: str = "") -> None:
-        self.parts.append(f'<p class="{css}">{html.escape(text)}</p>' if css else f"<p>{html.escape(text)}</p>")
+        self.parts.append(f'<p class="{html.escape(css)}">{html.escape(text)}</p>' if css
+                          else f"<p>{html.escape(text)}</p>")
 
     def table(self, frame: pd.DataFrame) -> None:
         self.parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0))
@@ -50,13 +54,14 @@ class Page:
             return
         import matplotlib.pyplot as plt
 
-        path = self.directory / FIGURES / f"{name}.png"
+        path = self.directory / FIGURES / f"{figure_stem(name)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=90)
         plt.close(figure)
         self.figures.append(path)
+        src = html.escape(f"{FIGURES}/{quote(path.name)}")
         alt = html.escape(name.replace("_", " "))
-        self.parts.append(f'<figure><img src="{FIGURES}/{path.name}" alt="{alt}">'
+        self.parts.append(f'<figure><img src="{src}" alt="{alt}">'
                           f"<figcaption>{html.escape(reason or '')}</figcaption></figure>")
 
     def write(self, name: str = "report.html") -> Path:
@@ -73,10 +78,32 @@ class Page:
         return path
 
 
+def figure_stem(name: str) -> str:
+    """``name`` (it holds the run's name) as a file name under ``figures/``.
+
+    Letters, digits and ``._+-`` only: no name reaches outside the folder, and the page only has to quote it.
+    """
+    return re.sub(r"[^\w.+-]", "_", name)
+
+
 STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
          "img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:90%}"
          "table{border-collapse:collapse;font-size:90%}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
          ".note{color:#8a5a00}.warn{color:#a00;font-weight:bold}")
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse, in one line and before anything is drawn, a directory the report cannot be written into."""
+    import shlex
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        copy = f"cp -r {shlex.quote(str(directory))} COPY"
+        raise ConfigError(f"cannot write the report into {directory} ({err.strerror}); copy it somewhere writable "
+                          f"(`{copy}`) and run `python -m tuner report COPY`") from None
 
 
 def report_kind(directory: Path) -> str:
@@ -100,11 +127,13 @@ def search_report(directory: Path, page: Page | None = None, prefix: str = "") -
     from search_spaces import get_space
     from tuner import figures
     from tuner.experiment import Experiment
+    from tuner.followup import resume_search
     from tuner.results import load_experiment, write_results
-    from tuner.study import load_study
+    from tuner.study import load_study, study_file
 
     exp = Experiment(**load_experiment(directory))
     space = get_space(exp.space)
+    study_file(directory)  # a directory in its place is refused before anything is written
     table = write_results(directory, exp, space)  # also refreshes the study file
     own_page = page is None
     page = page or Page(directory, f"Search {exp.name}: {exp.space} on {exp.data}")
@@ -114,8 +143,10 @@ def search_report(directory: Path, page: Page | None = None, prefix: str = "") -
               f"({space.mode}) on the validation split; ASHA grace {exp.grace_period}, "
               f"reduction {exp.reduction_factor}.")
     if counts.get("unfinished"):
+        how = (f"resume it with `{resume_search(exp.space, exp.name, exp.storage)}`" if own_page
+               else "resume the comparison with --resume")
         page.text(f"This search was interrupted: {counts['unfinished']} trial(s) had not finished. The figures show "
-                  "what finished; resume it with --resume.", css="warn")
+                  f"what finished; {how}.", css="warn")
     if (directory / "best.json").is_file():
         from tuner.baselines import search_line
 
@@ -159,11 +190,10 @@ def top_trials(table: pd.DataFrame, mode: str, top: int = 10) -> pd.DataFrame:
 def model_report(directory: Path, page: Page | None = None, name: str = "model") -> Path:
     """The model on its test split: ROC and confusion, mass scatter and coverage, or score histograms."""
     from lensdata import open_data
-    from trainables.saving import load_model
     from tuner import figures
-    from tuner.training import predict_split, require_split
+    from tuner.training import load_trained, predict_split, require_split
 
-    modules, config = load_model(directory)
+    modules, config = load_trained(directory)
     data = open_data(config["data"], splits=("test",))
     require_split(data, "test", config["data"], "report reads the test split")
     pred = predict_split(modules, config, data, "test")
@@ -201,23 +231,27 @@ def compare_report(directory: Path, page: Page | None = None) -> Path:
     """The comparison table, its figure, then each architecture's search and final model.
 
     A comparison over label budgets (``compare --train-per-class``) shows each budget's own
-    comparison in turn, smallest budget first.
+    comparison in turn, smallest budget first. A comparison interrupted before its first table is
+    refused in one line that says how to resume it.
     """
     import pandas as pd
 
     from tuner import figures
 
     own_page = page is None
-    summary = json.loads((directory / "compare.json").read_text())
-    budgets = summary.get("settings", {}).get("train_per_class")
+    summary = read_summary(directory)
+    settings = summary.get("settings") or {}
+    budgets = settings.get("train_per_class")
+    tabled = [b for b in budgets if has_table(directory / f"budget-{b}")] if budgets else []
+    if own_page and not (tabled if budgets else has_table(directory)):
+        raise ConfigError(f"comparison {directory} has no table yet: it was interrupted before its models were "
+                          f"tested; {how_to_resume(settings)}, then run report again")
     if own_page:
-        page = Page(directory, f"Comparison: {summary['task']} on {summary['data']}")
+        page = Page(directory, f"Comparison: {settings.get('task', '?')} on {settings.get('data') or 'preset'}")
     if budgets:
-        for budget in budgets:
-            sub = directory / f"budget-{budget}"
-            if (sub / "compare.parquet").is_file():
-                page.heading(f"{budget} labelled images per class")
-                compare_report(sub, page)
+        for budget in tabled:
+            page.heading(f"{budget} labelled images per class")
+            compare_report(directory / f"budget-{budget}", page)
         return page.write() if own_page else directory
     table = pd.read_parquet(directory / "compare.parquet")
     page.text(summary.get("verdict", ""))
@@ -237,6 +271,33 @@ def compare_report(directory: Path, page: Page | None = None) -> Path:
         page.heading(f"Model: {model.parent.name}")
         model_report(model.parent, page, name=f"{prefix}{model.parent.name}")
     return page.write() if own_page else directory
+
+
+def read_summary(directory: Path) -> dict:
+    """``compare.json``: the comparison's settings and, once its table is written, metric and verdict."""
+    path = directory / "compare.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} cannot be read ({getattr(err, 'strerror', None) or err}); it is the comparison's "
+                          "settings file: restore it from a backup, or run the comparison again") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{path} is not a comparison's settings file (not a JSON object); restore it from a backup")
+    return summary
+
+
+def has_table(directory: Path) -> bool:
+    """Whether a comparison (or one label budget of it) got as far as its table and verdict."""
+    return (directory / "compare.parquet").is_file() and "metric" in read_summary(directory)
+
+
+def how_to_resume(settings: dict) -> str:
+    """The resume command of a comparison, from its saved settings."""
+    from tuner.followup import resume_compare
+
+    if all(settings.get(key) for key in ("task", "name", "storage")):
+        return f"resume it with `{resume_compare(settings)}`"
+    return "resume it with `python -m tuner compare --resume` and its --task, --name and --storage"
 
 
 REPORTS: dict[str, Callable[[Path], Path]] = {"search": search_report, "model": model_report,

@@ -8,6 +8,7 @@ objectives also the Pareto front (:func:`pareto_front`), kept in ``best.json`` a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from lensdata.files import write_json
 from trainables.cost import COST_MODES
 from tuner.errors import ConfigError
+from tuner.followup import tuner_command
 from tuner.objectives import modes_of
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from tuner.experiment import Experiment
 
 STATUSES = ("completed", "stopped", "diverged", "error", "unfinished")
+FINAL = frozenset(STATUSES) - {"unfinished"}  # a recorded final status is never read back as unfinished
 
 
 def trial_status(result: dict, max_epochs: int, finished: bool, errored: bool = False) -> str:
@@ -57,9 +60,10 @@ def load_experiment(run_dir: Path) -> dict:
     """The settings saved when the search started (``experiment.json``), checked against Experiment.
 
     Raises:
-        ConfigError: no ``experiment.json``, or one that is not JSON or lacks a setting.
+        ConfigError: no ``experiment.json``, or one that is not JSON, lacks a setting, has one that
+            Experiment does not know, or one of the wrong type.
     """
-    from tuner.experiment import Experiment
+    from tuner.experiment import STORED, Experiment, check_types
 
     path = run_dir / "experiment.json"
     if not path.is_file():
@@ -77,6 +81,16 @@ def load_experiment(run_dir: Path) -> dict:
         missing = sorted(required - set(stored)) if isinstance(stored, dict) else ["(not a JSON object)"]
         raise ConfigError(f"{path} is not a run's settings file (missing {', '.join(missing)}); "
                           "give the directory printed as 'results:' when the search started")
+    unknown = sorted(set(stored) - {f.name for f in dataclasses.fields(Experiment)})
+    if unknown:
+        raise ConfigError(f"{path} has settings this deeplense-tuner does not know ({', '.join(unknown)}); it was "
+                          "written by another version or edited: read the run with the version that made it, "
+                          "or remove those keys")
+    try:
+        check_types({key: value for key, value in stored.items() if value is not None}, STORED)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}; restore the file from a backup, or start a new search with another "
+                          "--name") from None
     return stored
 
 
@@ -250,18 +264,24 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
 
     ``errored`` (trial ids) and ``finished`` come from the ``ResultGrid`` of a search that just
     ended and override the saved state: ``finished`` turns trials the state still calls unfinished
-    into stopped ones. A table with fewer trials than the one on disk never replaces it (the
+    into stopped ones. A later read (``finished`` None: ``best``, ``report``) never turns a final
+    status that ``trials.parquet`` records back into unfinished: Ray's last snapshot may predate a
+    trial's failure, and without it the trials' own result files cannot tell a stopped trial from
+    an unfinished one. A table with fewer trials than the one on disk never replaces it (the
     state it was read from is damaged or lost): the one on disk is kept and returned. A run that
     cannot be written (read-only) is still reported, with a warning.
     """
     rows = collect_trials(run_dir, exp.max_epochs, space.metric, space.mode)
+    path = run_dir / "trials.parquet"
+    kept = _read_table(path)
+    recorded = _statuses(kept) if finished is None else {}
     for row in rows:
         if row["trial_id"] in errored:
             row["status"] = "error"
         elif finished and row["status"] == "unfinished":
             row["status"] = "stopped"
-    path = run_dir / "trials.parquet"
-    kept = _read_table(path)
+        elif row["status"] == "unfinished" and recorded.get(row["trial_id"]) in FINAL:
+            row["status"] = recorded[row["trial_id"]]
     if kept is not None and kept.num_rows > len(rows):
         print(f"warning: read {len(rows)} trial(s) from {run_dir} but {path.name} holds {kept.num_rows}; "
               f"keeping {path.name} as it is (Ray's experiment state there is damaged or incomplete)",
@@ -290,7 +310,8 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
 
         write_study(run_dir, exp, space, rows)  # optuna-dashboard RUN_DIR/optuna.journal
     except OSError as err:
-        (run_dir / "trials.parquet.tmp").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system even removing a missing file fails
+            (run_dir / "trials.parquet.tmp").unlink(missing_ok=True)
         print(f"warning: cannot update the result files in {run_dir} ({err.strerror}); "
               "the leaderboard below is read from Ray's state and not saved", file=sys.stderr)
     return table.to_pandas()
@@ -302,6 +323,13 @@ def _read_table(path: Path) -> pa.Table | None:
         return pq.read_table(path)
     except (OSError, pa.ArrowException):
         return None
+
+
+def _statuses(table: pa.Table | None) -> dict[str, str]:
+    """Each trial's status as ``trials.parquet`` records it (none when there is no readable table)."""
+    if table is None or not {"trial_id", "status"} <= set(table.column_names):
+        return {}
+    return dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist()))
 
 
 def leaderboard(table: pd.DataFrame, metric: str, mode: str, top: int = 10) -> str:
@@ -327,7 +355,7 @@ def top_params(run_dir: Path, space: str, k: int) -> list[dict]:
     path = run_dir / "trials.parquet"
     if not path.is_file():
         raise ConfigError(f"--warm-start run {run_dir} has no trials.parquet yet; "
-                          f"run `python -m tuner best {run_dir}` first")
+                          f"run `{tuner_command('best', run_dir)}` first")
     from search_spaces import get_space
 
     table = pq.read_table(path).to_pandas()

@@ -4,7 +4,7 @@ A local root becomes an absolute path (Ray wants one, and a resume from another 
 the run); object storage (``s3://``, ``gs://``, any ``scheme://``) is kept as written, for Ray to
 reach with its own credentials. A command that writes a local directory itself (``train``,
 ``baseline``, ``compare``) refuses object storage in one line instead of writing a folder named
-``s3:`` into the working directory.
+``s3:`` into the working directory. A run's name is one folder inside the root (:func:`check_name`).
 """
 
 from __future__ import annotations
@@ -42,3 +42,17 @@ def local_storage(flag: str | None, what: str, instead: str) -> Path:
         said = f"--storage {storage} is" if flag else f"{RUNS_ENV} is {storage},"
         raise ConfigError(f"{said} object storage, but {what}; give {instead}")
     return Path(storage)
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """``name`` if it is one plain folder name, else refused in one line.
+
+    A run lives at ``STORAGE/NAME``: a name holding a ``/`` (``../x``, an absolute path) would put
+    it outside the storage root, and ``.`` would make it the root itself. ``what`` says where the
+    name came from, for the message.
+    """
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"{what} {name!r} is not a plain folder name: the run is made at STORAGE/NAME, and a "
+                          "name with '/' (or '.', '..') would put it outside the storage root or make it the root; "
+                          "give one name such as run1, and --storage for where it goes")
+    return name

@@ -26,11 +26,22 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuner.errors import ConfigError
+
 if TYPE_CHECKING:
     from search_spaces import Space
     from tuner.experiment import Experiment
 
 STUDY_FILE = "optuna.journal"
+
+
+def study_file(run_dir: Path) -> Path:
+    """``run_dir/optuna.journal``, refused in one line when a directory or anything but a file is in its place."""
+    path = run_dir / STUDY_FILE
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path} is not a file; it is the run's Optuna study, rebuilt from trials.parquet whenever "
+                          "results are written: move it aside and run the command again")
+    return path
 
 
 def write_study(run_dir: Path, exp: Experiment, space: Space, rows: list[dict]) -> Path:
@@ -42,6 +53,7 @@ def write_study(run_dir: Path, exp: Experiment, space: Space, rows: list[dict]) 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study and trial created
     objectives = study_objectives(exp, space)
+    path = study_file(run_dir)
     tmp = run_dir / f".{STUDY_FILE}.tmp-{os.getpid()}"
     tmp.unlink(missing_ok=True)
     try:
@@ -67,10 +79,10 @@ def write_study(run_dir: Path, exp: Experiment, space: Space, rows: list[dict]) 
                 user_attrs={"trial_id": row["trial_id"], "status": row["status"], "epochs": row["epochs"],
                             "wall_time_s": row["wall_time_s"]}))
         del storage, study
-        os.replace(tmp, run_dir / STUDY_FILE)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return run_dir / STUDY_FILE
+    return path
 
 
 def load_study(run_dir: Path):
@@ -79,7 +91,7 @@ def load_study(run_dir: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    storage = JournalStorage(JournalFileBackend(str(run_dir / STUDY_FILE)))
+    storage = JournalStorage(JournalFileBackend(str(study_file(run_dir))))
     (summary,) = optuna.get_all_study_summaries(storage)
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 

@@ -6,12 +6,16 @@ search (:mod:`tuner.final`) and the comparison's models (:mod:`tuner.comparison`
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lensdata.files import write_json
 from tuner.errors import ConfigError
+from tuner.followup import tuner_command
 
 if TYPE_CHECKING:
     from torch import nn
@@ -81,13 +85,16 @@ def check_init_from(config: dict) -> None:
 
 
 def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str, nn.Module], list[dict], dict]:
-    """Run the shared loop outside Ray and write the model, config and ``metrics.json`` to ``out``."""
+    """Run the shared loop outside Ray and write the model, config and ``metrics.json`` to ``out``
+    (refused in one line, before training, when ``out`` holds a dataset)."""
+    from lensdata.checks import check_not_a_dataset
     from trainables import get_task
     from trainables.loop import fit
     from trainables.report import Reporter
     from trainables.saving import save_model
     from trainables.transfer import InitError
 
+    check_not_a_dataset(out, "a model")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     reporter = Reporter(out, echo=True)
@@ -100,6 +107,52 @@ def train_and_save(config: dict, data: LensingData, out: Path) -> tuple[dict[str
     save_model(modules, config, out)
     write_json(out / "metrics.json", {"history": history, "final": history[-1]})
     return modules, history, config
+
+
+@contextlib.contextmanager
+def model_folder(target: Path) -> Iterator[Path]:
+    """A temporary sibling of ``target`` to write a whole model folder into, swapped in when the block ends.
+
+    Weights, config, metrics and test metrics are one unit: until the swap ``target`` is the old
+    model, untouched, and after it the new one, never new weights beside old metrics. A block that
+    fails or is interrupted leaves ``target`` as it was and removes the temporary folder. The swap
+    is two renames (the old folder aside to ``.NAME.old-PID``, the new one in) and then the old
+    folder's removal; only a crash between the two renames leaves no ``target``, and the old model
+    is then whole in ``.NAME.old-PID``. Since the old folder goes as a whole, ``target`` must be
+    new, empty or a model's folder (``config.json``): anything else is refused in one line.
+    """
+    from lensdata.checks import check_not_a_dataset
+
+    check_not_a_dataset(target, "a model")  # the swap would delete the dataset
+    target = target.expanduser().resolve()  # `--out .` too has a name and a parent
+    if target.exists() and not (target / "config.json").is_file() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"{target} holds files but no model (no config.json), and a new model replaces the whole "
+                          "folder; give a new folder, or a model's, with --out")
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_trained(directory: Path) -> tuple[dict[str, nn.Module], dict]:
+    """The saved model in ``directory`` (:func:`trainables.saving.load_model`), or one line saying to retrain it."""
+    from trainables.saving import WeightsError, load_model
+
+    try:
+        return load_model(directory)
+    except WeightsError as err:
+        retrain = tuner_command("train", "...", "--out", directory)
+        raise ConfigError(f"{err}; retrain the model with `{retrain}` (a search's final model: `train --from RUN`)") \
+            from None
 
 
 def train_val(data: LensingData) -> LensingData:

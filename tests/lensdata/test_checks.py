@@ -106,7 +106,8 @@ def test_a_version_1_simulated_set_is_refused_with_how_to_convert_it(dataset):
 def test_a_version_1_imported_set_is_told_to_re_import(dataset):
     to_version_1(dataset, source="deeplense-import", extra={"src": "/data/Model_II"})
     one_line_error(lambda: load_dataset(dataset),
-                   rf"version-1 dataset .*re-import it: python -m tuner data import /data/Model_II --out {dataset}$")
+                   rf"version-1 dataset .*re-import it: python -m tuner data import /data/Model_II --out {dataset} "
+                   "--overwrite$")
 
 
 def test_a_foreign_dataset_json_is_just_not_a_dataset(dataset):
@@ -118,8 +119,9 @@ def test_a_foreign_dataset_json_is_just_not_a_dataset(dataset):
 @pytest.mark.parametrize("manifest, hint", [
     ({"source": "simulate", "instrument": "model3", "n": 9, "seed": 4},
      "regenerate it: python -m tuner data simulate --instrument model3 --n 9 --seed 4 --out /d --overwrite"),
-    ({"source": "deeplense-import", "extra": {"src": "/in"}}, "re-import it: python -m tuner data import /in --out /d"),
-    ({"source": "deeplense-import"}, "re-import it: python -m tuner data import SRC --out /d"),
+    ({"source": "deeplense-import", "extra": {"src": "/in"}},
+     "re-import it: python -m tuner data import /in --out /d --overwrite"),
+    ({"source": "deeplense-import"}, "re-import it: python -m tuner data import SRC --out /d --overwrite"),
     (None, "regenerate it (python -m tuner data simulate --instrument ...) or re-import it "
            "(python -m tuner data import SRC --out DIR)"),
 ], ids=["simulated", "imported", "imported-unknown-src", "unknown"])

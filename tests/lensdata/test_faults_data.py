@@ -426,3 +426,201 @@ def test_hostile_protocol_5_pickles_are_still_refused(tmp_path, payload):
             pickle.dump(arr, fh, protocol=5)
     one_line(lambda: read_npy_safely(path), r"evil\.npy: unsafe or invalid pickle refused", DatasetError)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- 8. writers of one dataset, and what they leave
+
+
+def test_import_over_a_dataset_is_refused_without_overwrite(tmp_path, capsys):
+    fill_model(tmp_path / "Model_II")
+    src = str(tmp_path / "Model_II")
+    simulated = small_dataset(tmp_path / "simulated")
+    imported = import_deeplense(src, tmp_path / "imported", progress=False)
+    for out in (simulated, imported):
+        before = snapshot(out)
+        cli_error(capsys, ["data", "import", src, "--out", str(out)],
+                  rf"^error: {re.escape(str(out))} already holds a dataset; pass --overwrite to replace it")
+        assert snapshot(out) == before
+    assert main(["data", "import", src, "--out", str(simulated), "--overwrite"]) == 0
+    assert load_dataset(simulated, verify="full").manifest["source"] == "deeplense-import"
+
+
+HOLD_THE_LOCK = """
+import sys
+from lensdata.store import dataset_lock
+with dataset_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_writer_of_a_dataset_is_refused_naming_the_first(tmp_path, capsys, no_simulation):
+    fill_model(tmp_path / "Model_II")
+    out = tmp_path / "ds"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        alive = tmp_path / ".ds.tmp-alive0"  # the live writer's temporary directory: not for anyone else to remove
+        alive.mkdir()
+        match = rf"ds is being written by process {holder.pid} on .*; wait for it to end, or write the dataset else"
+        cli_error(capsys, ["data", "simulate", "--n", "6", "--out", str(out), "--no-progress"], match)
+        cli_error(capsys, ["data", "import", str(tmp_path / "Model_II"), "--out", str(out)], match)
+        assert not out.exists() and alive.is_dir()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    import_deeplense(tmp_path / "Model_II", out, progress=False)  # the lock went with its holder
+    assert not alive.exists()  # and its leftovers are now a dead writer's
+
+
+def test_a_dataset_written_meanwhile_is_not_replaced_at_the_swap(tmp_path, monkeypatch):
+    out = tmp_path / "ds"
+    real = sim.simulate
+
+    def another_writer_finishes_first(*args, **kwargs):
+        small_dataset(out)  # as a writer that takes no lock would
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim, "simulate", another_writer_finishes_first)
+    one_line(lambda: sim.simulate_to_dataset("model2", 6, 0, out, progress=False),
+             r"ds already holds a dataset; pass --overwrite to replace it", DatasetError)
+    assert verify_dataset(out, full=True)["n"] == 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+import numpy as np
+from lensdata import store
+real = store._write_parquet
+def write_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+store._write_parquet = write_then_die
+labels = np.arange(30) % 3
+store.write_dataset(sys.argv[1], {"image": np.zeros((30, 8, 8)), "label": labels, "split": np.repeat(
+    ["train", "val", "test"], 10)}, classes=["no_sub", "cdm", "axion"], source="test", instrument=None, seed=0)
+"""
+
+
+def test_a_killed_writers_temporary_directory_goes_with_the_next_write(tmp_path, capsys):
+    out = tmp_path / "ds"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(out)], env=env, cwd=ROOT, timeout=120)
+    assert run.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob(".ds.tmp-*")
+    assert list(left.rglob("*.parquet")) and not out.exists()
+    assert main(["data", "simulate", "--n", "6", "--out", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # neither its temporary directory nor its lock
+
+
+# ---------------------------------------------------------------- 9. what the manifest lists, and where
+
+
+def _list_a_copy(path: Path, copy: str) -> None:
+    """Copy the train part file to ``copy`` and list it as test, the counts made to agree."""
+    manifest = json.loads((path / MANIFEST).read_text())
+    (entry,) = [f for f in manifest["files"] if f["split"] == "train"]
+    (path / copy).parent.mkdir(exist_ok=True)
+    shutil.copyfile(path / entry["path"], path / copy)
+    manifest["files"].append({**entry, "path": copy, "split": "test"})
+    for cls, count in manifest["counts"]["train"].items():
+        manifest["counts"]["test"][cls] += count
+    manifest["n"] += entry["rows"]
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("copy, match", [
+    ("split=train/part-00001.parquet",
+     r'"files"\[3\]\."path" = "split=train/part-00001\.parquet", expected a \.parquet file in split=test/, the '
+     "folder Arrow readers take its split from"),
+    ("split=test/part-00001.parquet",
+     r"lists split=train/part-00000\.parquet and split=test/part-00001\.parquet with the same bytes \(sha256\)"),
+], ids=["under-another-split", "same-bytes-in-two-splits"])
+def test_a_copy_of_a_train_file_listed_as_test_is_refused(tmp_path, capsys, copy, match):
+    path = small_dataset(tmp_path / "ds")
+    _list_a_copy(path, copy)
+    for verify in ("fast", "full"):
+        cli_error(capsys, ["data", "info", str(path), "--verify", verify], match)
+
+
+def test_a_link_to_a_directory_inside_a_dataset_is_refused(tmp_path, capsys):
+    path = small_dataset(tmp_path / "ds")
+    (path / "split=train" / "more").symlink_to("../split=val", target_is_directory=True)
+    assert store.arrow_dataset(path).count_rows() > 60  # what the link does to every Arrow reader
+    cli_error(capsys, ["data", "info", str(path)],
+              r"ds holds split=train/more, a link to the directory \.\./split=val; Arrow readers follow it .*: "
+              "remove the link")
+
+
+# ---------------------------------------------------------------- 10. import: file names and links
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_image_is_read(tmp_path, capsys, monkeypatch):
+    fill_model(tmp_path / "Model_II")
+    with open(os.fsencode(tmp_path / "Model_II" / "cdm") + b"/cdm_sim_\xff.npy", "wb") as fh:
+        np.save(fh, np.zeros((SIDE, SIDE)))
+
+    def read(path):
+        raise AssertionError("an image was read before the names were checked")
+
+    monkeypatch.setattr("lensdata.importer.read_npy_safely", read)
+    cli_error(capsys, ["data", "import", str(tmp_path / "Model_II"), "--out", str(tmp_path / "ds")],
+              r"cdm/cdm_sim_\\xff\.npy: its name is not valid UTF-8 .*; rename it")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_link_to_a_file_outside_the_source_is_refused(tmp_path, capsys):
+    fill_model(tmp_path / "Model_II")
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.full((SIDE, SIDE), 7.0))
+    (tmp_path / "Model_II" / "cdm" / "cdm_sim_link.npy").symlink_to(secret)
+    err = cli_error(capsys, ["data", "import", str(tmp_path / "Model_II"), "--out", str(tmp_path / "ds")],
+                    r"cdm_sim_link\.npy links to .*secret\.npy, outside the source folder .*Model_II; copy the file")
+    assert not (tmp_path / "ds").exists() and "7.0" not in err
+
+
+def test_a_file_that_is_not_npy_is_refused_without_showing_its_bytes(tmp_path):
+    fill_model(tmp_path / "Model_II")
+    (tmp_path / "Model_II" / "cdm" / "notes.npy").write_text("password=hunter2\n")
+    err = one_line(lambda: import_deeplense(tmp_path / "Model_II", tmp_path / "ds", progress=False),
+                   r"notes\.npy is not a readable \.npy file \(no valid NumPy header\); remove or replace it$")
+    assert "hunter2" not in err
+
+
+# ---------------------------------------------------------------- 11. info on NaN pixels; models and datasets apart
+
+
+def test_info_counts_nan_and_infinite_pixels(tmp_path, capsys):
+    labels = np.repeat(np.arange(len(CLASSES)), 20)
+    images = np.random.default_rng(0).normal(size=(len(labels), 8, 8)).astype(np.float32)
+    images[0, 0, :3] = np.nan
+    images[1, 0, 0] = np.inf
+    images[2, 0, 0] = -np.inf
+    path = write_dataset(tmp_path / "ds", {"image": images, "label": labels, "split": assign_splits(labels, 0)},
+                         classes=CLASSES, source="test", instrument=None, seed=0)
+    assert main(["data", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning    3 NaN and 2 infinite pixels of {images.size}; the values above are of the finite pixels" in out
+    finite = images[np.isfinite(images)]
+    assert f"values     min {finite.min():.4g}, max {finite.max():.4g}, mean" in out
+
+
+def test_a_dataset_holding_a_model_is_not_replaced_and_reads_as_such(tmp_path, capsys):
+    path = small_dataset(tmp_path / "ds")
+    (path / "config.json").write_text("{}")  # a model written into it before models were kept out
+    before = snapshot(path)
+    err = cli_error(capsys, ["data", "info", str(path)],
+                    r"ds: config\.json is not listed in _dataset\.json and is not part of a dataset .*; move it out")
+    assert "--overwrite" not in err
+    cli_error(capsys, ["data", "simulate", "--n", "6", "--out", str(path), "--overwrite", "--no-progress"],
+              r"ds holds a dataset and other files \(config\.json\); replacing it would delete them; move them out")
+    assert snapshot(path) == before
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cli_error(capsys, ["data", "simulate", "--n", "6", "--out", str(model), "--no-progress"],
+              r"model exists and is not a dataset")
+    assert (model / "config.json").read_text() == "{}"

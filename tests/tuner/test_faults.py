@@ -27,6 +27,7 @@ import pytest
 import tuner.results
 from lensdata.store import load_dataset, write_dataset
 from tuner.cli import main
+from tuner.errors import ConfigError
 from tuner.experiment import PRESETS, Experiment, preset_data
 from tuner.preflight import check_resources, probe_address, trial_resources
 from tuner.results import _curve
@@ -397,3 +398,138 @@ def test_a_full_disk_anywhere_in_a_command_is_one_line(monkeypatch, capsys):
     assert main(["train", "--space", "swin_cls"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: No space left on device writing /data/x.parquet;") and len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------- run names, credentials, settings files
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/elsewhere", ".", ".."])
+def test_a_name_outside_the_storage_root_is_refused_for_search_compare_and_campaign(name, tmp_path, capsys):
+    storage = tmp_path / "runs"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"name = {json.dumps(name)}\npreset = \"smoke\"\n[[comparison]]\nlabel = \"m2\"\n"
+                    "task = \"classification\"\ndata = \"sim:model2:300\"\nspaces = [\"effnet_cls\"]\nbudgets = [20]\n")
+    for argv in (["search", "--space", "effnet_cls", "--smoke-test", "--storage", str(storage), "--name", name],
+                 ["compare", "--task", "classification", "--storage", str(storage), "--name", name],
+                 ["campaign", str(spec), "--storage", str(storage), "--name", name, "--publish", str(tmp_path / "p")],
+                 ["campaign", str(spec), "--storage", str(storage), "--publish", str(tmp_path / "p")]):  # the spec's
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "not a plain folder name" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]  # nothing made, inside or out
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_credentials_in_a_ray_address_are_never_echoed(how, monkeypatch):
+    import ray
+
+    import tuner.preflight
+
+    dead = f"ray://alice:s3cret-token@127.0.0.1:{closed_port()}"
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setenv("RAY_ADDRESS", dead if how == "env" else "")
+    with pytest.raises(ConfigError) as refused:  # the probe: nothing listens there
+        tuner.preflight.connect_ray(dead if how == "flag" else None, verbose=False)
+    assert "s3cret" not in str(refused.value) and f"ray://***@127.0.0.1:{dead.rsplit(':', 1)[1]}" in str(refused.value)
+
+    def init(address, **kwargs):
+        raise ConnectionError(f"could not connect to {address} (token={address.split(':')[2].split('@')[0]})")
+
+    monkeypatch.setattr(tuner.preflight, "probe_address", lambda address: None)  # past the probe: Ray's own error
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(ConfigError) as refused:
+        tuner.preflight.connect_ray(dead if how == "flag" else None, verbose=False)
+    assert "s3cret" not in str(refused.value) and "ray://***@127.0.0.1" in str(refused.value)
+
+
+def settings_file(tmp_path: Path, **changes) -> Path:
+    """A run directory holding only experiment.json: a smoke search's settings with ``changes``."""
+    exp = experiment(space="effnet_cls", storage=str(tmp_path), name="run", data="sim:model2:300")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.json").write_text(json.dumps({**exp.__dict__, **changes}))
+    return run
+
+
+@pytest.mark.parametrize("changes, says", [({"colour": "red"}, "does not know (colour)"),
+                                           ({"num_samples": "6"}, "setting num_samples must be a whole number"),
+                                           ({"objectives": [3]}, "setting objectives must hold names"),
+                                           ({"space": 7}, "setting space must be a string")])
+def test_best_and_report_on_an_experiment_json_of_unknown_key_or_wrong_type_are_one_line(changes, says, tmp_path,
+                                                                                         capsys):
+    run = settings_file(tmp_path, **changes)
+    for command in ("best", "report"):
+        assert main([command, str(run)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {run / 'experiment.json'}") and says in err and err.count("\n") == 1, err
+
+
+def test_report_with_a_directory_for_its_study_file_is_one_line(run_on_disk, capsys):
+    run = run_on_disk()
+    before = (run / "trials.parquet").read_bytes()
+    (run / "optuna.journal").unlink()
+    (run / "optuna.journal").mkdir()
+    for command in ("report", "best"):
+        assert main([command, str(run)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {run / 'optuna.journal'} is not a file") and err.count("\n") == 1, err
+    assert (run / "trials.parquet").read_bytes() == before and not (run / "report.html").exists()
+
+
+# ---------------------------------------------------------------- statuses only improve
+
+
+def test_a_recorded_final_status_is_never_read_back_as_unfinished(run_on_disk, capsys):
+    run = run_on_disk(trials={"done": 4, "failed": 1, "cut": 1}, errored=frozenset({"failed"}))
+    recorded = {"done": "completed", "failed": "error", "cut": "stopped"}  # what the search said when it ended
+
+    def statuses() -> dict[str, str]:
+        table = pq.read_table(run / "trials.parquet").to_pandas()
+        return dict(zip(table["trial_id"], table["status"]))
+
+    assert statuses() == recorded
+    # No experiment state (lost, or a snapshot from before the failure): the result files cannot tell these.
+    assert main(["best", str(run)]) == 0
+    assert statuses() == recorded and "unfinished" not in capsys.readouterr().out
+    assert main(["report", str(run)]) == 0
+    assert statuses() == recorded and "interrupted" not in (run / "report.html").read_text()
+    capsys.readouterr()
+
+
+def test_best_on_a_read_only_file_system_still_prints_the_leaderboard(run_on_disk, monkeypatch, capsys):
+    run = run_on_disk()
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    unlink = Path.unlink
+
+    def unlink_read_only(path, missing_ok=False):  # a read-only mount refuses even to remove a missing file
+        if run in Path(path).parents:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(tuner.results.pq, "write_table", read_only)
+    monkeypatch.setattr(Path, "unlink", unlink_read_only)
+    assert main(["best", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert "rank" in captured.out and "t1" in captured.out
+    assert "warning: cannot update the result files" in captured.err and "error" not in captured.err
+    assert all((run / name).read_bytes() == content for name, content in before.items())
+    assert not list(run.glob("*.tmp*"))
+
+
+def test_report_on_a_run_that_cannot_be_written_is_one_line(run_on_disk, monkeypatch, capsys):
+    import tempfile
+
+    run = run_on_disk()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write the report into {run} (Read-only file system); copy it")
+    assert err.count("\n") == 1 and not (run / "figures").exists()

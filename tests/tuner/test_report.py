@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -17,7 +18,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -370,3 +373,59 @@ def test_compare_smoke_tables_every_architecture_resumes_and_reports(ray_local, 
     assert main(["report", str(run)]) == 0
     assert (run / "figures" / "compare.png").is_file()
     assert_shows_its_figures(run, tmp_path, at_least=8)
+
+
+# ---------------------------------------------------------------- hostile names, interrupted comparisons
+
+
+class Tags(HTMLParser):
+    """Every start tag of a page with its attributes, and its text."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+HOSTILE = 'x"><img src=x onerror=alert(1)>'
+
+
+def test_a_run_name_with_markup_is_escaped_in_the_report(run_on_disk, capsys):
+    run = run_on_disk(name=HOSTILE)
+    assert main(["report", str(run)]) == 0
+    page = Tags((run / "report.html").read_text())
+    images = [attrs for tag, attrs in page.tags if tag == "img"]
+    assert len(images) >= 2 and all(set(attrs) == {"src", "alt"} for attrs in images), images
+    for attrs in images:  # every image is one of the report's own figures, under figures/
+        assert attrs["src"].startswith("figures/") and (run / unquote(attrs["src"])).is_file()
+    assert {tag for tag, _ in page.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p",
+                                             "figure", "img", "figcaption", "table", "thead", "tbody", "tr", "th",
+                                             "td"}
+    assert f"Search {HOSTILE}:" in "".join(page.text)  # shown as text, as it is
+    assert all(png.parent == run / "figures" for png in run.rglob("*.png"))  # none written outside figures/
+
+
+@pytest.mark.parametrize("budgets", [None, ["10", "20"]])
+def test_report_of_a_comparison_interrupted_before_its_table_says_how_to_resume(budgets, tmp_path, capsys):
+    run = tmp_path / "cmp $(x)"
+    settings = {"task": "classification", "name": run.name, "storage": str(tmp_path), "data": None,
+                "train_per_class": budgets}
+    run.mkdir()
+    (run / "compare.json").write_text(json.dumps({"settings": settings}))  # as compare leaves it before a table
+    for budget in budgets or []:
+        (run / f"budget-{budget}").mkdir()
+        (run / f"budget-{budget}" / "compare.json").write_text(json.dumps({"settings": settings}))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: comparison {run} has no table yet") and err.count("\n") == 1, err
+    command = err.split("`")[1]
+    assert shlex.split(command) == ["python", "-m", "tuner", "compare", "--task", "classification", "--name",
+                                    run.name, "--storage", str(tmp_path), "--resume"]
+    assert not (run / "report.html").exists()

@@ -199,3 +199,119 @@ def test_train_from_an_interrupted_run_warns_and_goes_on(sim_model2_tiny, tmp_pa
     err = capsys.readouterr().err.splitlines()
     assert len([line for line in err if line.startswith("warning: ")]) == 2
     assert "test_auroc" in json.loads((run / "final" / "test_metrics.json").read_text())
+
+
+# ---------------------------------------------------------------- models and datasets kept apart; bad pixels
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--space", "vit_cls", "--smoke-test", "--epochs", "1", "--data", "DATA"],
+    ["train", "--from", "RUN", "--epochs", "1"],
+    ["baseline", "--task", "classification", "--data", "DATA"],
+], ids=["train", "train-from", "baseline"])
+def test_a_model_is_never_written_into_a_dataset(command, sim_model2_tiny, tmp_path, capsys):
+    data = copy_dataset(sim_model2_tiny, tmp_path / "ds")
+    run = fake_run(tmp_path / "run", data)
+    before = snapshot(data)
+    argv = [{"DATA": str(data), "RUN": str(run)}.get(arg, arg) for arg in command]
+    assert main([*argv, "--out", str(data)]) == 2
+    err = one_error_line(capsys)
+    assert f"{data} holds a dataset;" in err and "written there would mix with its files; choose another --out" in err
+    assert snapshot(data) == before
+
+
+def test_baseline_on_nan_pixels_names_the_split_and_the_images(sim_model2_tiny, tmp_path, capsys):
+    source = load_dataset(sim_model2_tiny)
+    images = source.images[:, 0].copy()
+    train = np.flatnonzero(source.splits == "train")
+    images[train[0], 0, 0] = np.nan
+    images[train[5], 3, :] = np.inf
+    data = copy_dataset(sim_model2_tiny, tmp_path / "ds", image=images)
+    out = tmp_path / "out"
+    assert main(["baseline", "--task", "classification", "--data", str(data), "--out", str(out)]) == 2
+    err = one_error_line(capsys)
+    assert (f"the train split has 2 of {train.size} images with NaN or infinite pixels, which the baselines cannot "
+            "use; repair the images") in err
+    assert not (out / "baseline.json").exists()
+
+
+# ---------------------------------------------------------------- a model folder is one unit, and checked
+
+
+def test_train_from_killed_after_the_weights_are_written_keeps_the_old_model_whole(sim_model2_tiny, tmp_path,
+                                                                                   monkeypatch, capsys):
+    import trainables.saving
+
+    run = fake_run(tmp_path / "run", sim_model2_tiny)
+    final = run / "final"
+    assert main(["train", "--from", str(run), "--epochs", "1"]) == 0
+    old = {path.name: path.read_bytes() for path in final.iterdir() if path.is_file()}
+    assert {"model.safetensors", "config.json", "test_metrics.json"} <= set(old)
+
+    def killed(*args, **kwargs):  # the moment after model.safetensors is written, before its config.json
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainables.saving, "write_json", killed)
+        assert main(["train", "--from", str(run), "--epochs", "1", "--seed", "1"]) == 130
+    assert {path.name: path.read_bytes() for path in final.iterdir() if path.is_file()} == old
+    assert not list(run.glob(".final*"))  # no half-written folder left beside it
+
+    assert main(["train", "--from", str(run), "--epochs", "1", "--seed", "1"]) == 0  # finished: all of it new
+    config = json.loads((final / "config.json").read_text())
+    assert config["seed"] == 1 and (final / "model.safetensors").read_bytes() != old["model.safetensors"]
+    assert (final / "test_metrics.json").read_bytes() != old["test_metrics.json"]
+    assert main(["evaluate", str(final)]) == 0
+
+
+def test_train_from_never_replaces_a_folder_that_holds_no_model(sim_model2_tiny, tmp_path, capsys):
+    run = fake_run(tmp_path / "run", sim_model2_tiny)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["train", "--from", str(run), "--epochs", "1", "--out", str(mine)]) == 2
+    assert "holds files but no model" in one_error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not list(tmp_path.glob(".mine*"))
+
+
+def test_evaluate_refuses_weights_changed_in_place_and_keeps_the_test_metrics(model, capsys):
+    assert main(["evaluate", str(model)]) == 0
+    metrics = (model / "test_metrics.json").read_bytes()
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2  # inside a tensor: the safetensors header still reads
+    data[middle:middle + 1000] = bytes(1000)
+    weights.write_bytes(bytes(data))
+    assert main(["evaluate", str(model)]) == 2
+    err = one_error_line(capsys)
+    assert f"{weights} is damaged" in err and "sha256" in err and "retrain" in err
+    assert (model / "test_metrics.json").read_bytes() == metrics
+    assert main(["report", str(model)]) == 2  # the report refuses it the same way
+    assert f"{weights} is damaged" in one_error_line(capsys)
+
+
+def test_a_model_saved_before_checksums_still_loads(model, capsys):
+    config = json.loads((model / "config.json").read_text())
+    assert set(config["sha256"]) == {"model.safetensors"}
+    del config["sha256"]
+    (model / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(model)]) == 0
+
+
+@pytest.mark.parametrize("change", ["no task", "no arch", "not json"])
+def test_evaluate_on_a_config_that_cannot_describe_a_model_is_one_line(change, model, capsys):
+    path = model / "config.json"
+    config = json.loads(path.read_text())
+    if change == "not json":
+        path.write_text("{ half")
+    else:
+        del config[change.removeprefix("no ")]
+        path.write_text(json.dumps(config))
+    assert main(["evaluate", str(model)]) == 2
+    err = one_error_line(capsys)
+    assert str(path) in err and "retrain" in err
+    assert not (model / "test_metrics.json").exists()

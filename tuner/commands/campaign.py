@@ -14,15 +14,17 @@ def campaign_command(args: argparse.Namespace) -> int:
     from tuner.companion import write_page
     from tuner.driver import quiet_libraries
     from tuner.errors import ConfigError
+    from tuner.followup import tuner_command
     from tuner.preflight import connect_ray
     from tuner.runlock import run_lock
-    from tuner.storage import local_storage
+    from tuner.storage import check_name, local_storage
 
     start = time.perf_counter()
     spec = load_spec(args.spec)
     storage = local_storage(args.storage, "a campaign keeps its lock, cells and page in a local directory",
                             "--storage DIR (a local or shared path)")
-    root = Path(storage) / (args.name or spec["name"])
+    name = check_name(args.name, "--name") if args.name else check_name(spec["name"], f"the name in {args.spec}")
+    root = Path(storage) / name
     if args.publish and args.from_published:
         raise ConfigError("--publish copies a campaign out and --from starts one from a copy; give one of them")
     if args.publish:  # read only: it may run while the campaign does, and shows what has finished
@@ -54,7 +56,7 @@ def campaign_command(args: argparse.Namespace) -> int:
             run_cells(root, cells, spec["parallel_cells"], ray, tally)
         except KeyboardInterrupt:
             print(f"campaign interrupted; what finished is on {root / 'index.html'}; resume it with:\n"
-                  f"  python -m tuner campaign {args.spec} --name {root.name} --storage {storage} --resume")
+                  f"  {tuner_command('campaign', args.spec, '--name', root.name, '--storage', storage, '--resume')}")
             return 130
         finally:
             if started:

@@ -10,8 +10,10 @@ def compare_command(args: argparse.Namespace) -> int:
     """Search every architecture, retrain and test each winner, add the hand-set rows, write the table."""
     from tuner.comparison import budget_runs, compare_settings, run_architectures, saved_settings
     from tuner.driver import Interrupts, quiet_libraries
+    from tuner.followup import resume_compare, tuner_command
     from tuner.preflight import connect_ray
     from tuner.runlock import run_lock
+    from tuner.storage import check_name
     from tuner.verdict import markdown, write_budget_table, write_table
 
     settings = compare_settings(  # the spaces are checked against the task here, before Ray
@@ -19,7 +21,7 @@ def compare_command(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs, time_budget=args.time_budget, concurrency=args.concurrency, seed=args.seed,
         storage=args.storage, name=args.name, train_per_class=args.train_per_class, seeds=args.seeds,
         init_from=args.init_from)
-    run_dir = Path(settings["storage"]) / settings["name"]
+    run_dir = Path(settings["storage"]) / check_name(settings["name"])
     if not args.verbose:
         quiet_libraries()
     import ray
@@ -34,8 +36,7 @@ def compare_command(args: argparse.Namespace) -> int:
                 for budget, sub_dir, sub in budget_runs(run_dir, settings, has_gpu):
                     rows = [*run_architectures(sub_dir, sub, ray, interrupts)]
                     if interrupts.received:
-                        print(f"compare interrupted; resume it with:\n  python -m tuner compare --task "
-                              f"{settings['task']} --name {settings['name']} --storage {settings['storage']} --resume")
+                        print(f"compare interrupted; resume it with:\n  {resume_compare(settings)}")
                         return 130
                     table, verdict = write_table(sub_dir, sub, rows)
                     if budget is not None:
@@ -48,5 +49,5 @@ def compare_command(args: argparse.Namespace) -> int:
                 ray.shutdown()
     if settings.get("train_per_class"):
         table = write_budget_table(run_dir, settings, tables)
-    print(f"report: python -m tuner report {run_dir}")
+    print(f"report: {tuner_command('report', run_dir)}")
     return 0 if (table["status"] == "ok").any() else 1

@@ -16,18 +16,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """
     from lensdata import open_data
     from lensdata.files import write_json
-    from trainables.saving import WeightsError, load_model
     from tuner.dataspec import data_slug, same_data
-    from tuner.training import check_model_fits, evaluate_split, require_split
+    from tuner.training import check_model_fits, evaluate_split, load_trained, require_split
 
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"{model_dir} holds no trained model (config.json missing); "
                           "train one with `python -m tuner train`")
-    try:
-        modules, config = load_model(model_dir)
-    except WeightsError as err:
-        raise ConfigError(f"{err}; retrain the model with `python -m tuner train ... --out {model_dir}`") from None
+    modules, config = load_trained(model_dir)  # a damaged or incomplete model is refused before anything is written
     spec = args.data or config["data"]
     data = open_data(spec, splits=(args.split,))
     check_model_fits(config, data, spec)

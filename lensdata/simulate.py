@@ -40,6 +40,7 @@ from lensdata.errors import DataError
 from lensdata.instruments import INSTRUMENTS, Instrument, get_instrument  # noqa: F401 - re-exported
 from lensdata.names import CLASSES
 from lensdata.recipe import physics_summary
+from lensdata.redact import first_line, redact
 from lensdata.render import render
 from lensdata.substructure import DarkMatterClass
 
@@ -145,12 +146,23 @@ def check_classes(classes: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(c for c in known if c in names)
 
 
-def check_ranges(ranges: dict | None) -> dict:
-    """Every class's parameter range (defaults filled in), each inside its model's limits."""
+def check_ranges(ranges: dict | None, classes: Sequence[str] | None = None) -> dict:
+    """Every class's parameter range (defaults filled in), each inside its model's limits.
+
+    A range given for a class that is not among ``classes`` (the ones simulated, when given) would be
+    accepted and never drawn from, so it is refused.
+    """
     known = {r.key: r for r in substructure.parameter_ranges()}
     unknown = sorted(set(ranges or {}) - set(known))
     if unknown:
         raise DataError(f"unknown parameter range {unknown[0]!r}; choose from {', '.join(known)}")
+    owner = {c.parameter.key: c.name for c in substructure.classes() if c.parameter}
+    unused = [key for key, value in (ranges or {}).items() if value is not None and classes is not None
+              and owner[key] not in classes]
+    if unused:
+        flag, cls = known[unused[0]].flag, owner[unused[0]]
+        raise DataError(f"{flag} sets the range of the {cls} images, but the classes simulated ({','.join(classes)}) "
+                        f"have no {cls}; add {cls} to --classes, or drop {flag}")
     out = {key: r.default for key, r in known.items()}
     for key, value in (ranges or {}).items():
         if value is not None:
@@ -177,7 +189,7 @@ def simulate_to_dataset(instrument: str, n: int, seed: int, out: str | pathlib.P
 
     spec = get_instrument(instrument)
     classes = check_classes(classes)
-    ranges = check_ranges(ranges)
+    ranges = check_ranges(ranges, classes)
     _check_request(n, seed, workers, batch_size, len(classes))
     image_bytes = n * spec.pixels**2 * 4
     check_output(pathlib.Path(out), overwrite=overwrite, disk_bytes=image_bytes + n * _ROW_BYTES)
@@ -297,7 +309,11 @@ def _run_ray(instrument, seed, chunks, batch_size, device, address, bar, ranges,
 
     connected_here = not ray.is_initialized()
     if connected_here:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:  # Ray's text may repeat a token in the address
+            raise DataError(f"cannot reach the Ray cluster at {redact(address)} ({first_line(err)}); check --address, "
+                            "that the head is running, or leave --address out to simulate here") from None
     try:
         task = ray.remote(num_cpus=1)(_simulate_chunk)
         refs = [task.remote(instrument, seed, part, batch_size, device, ranges, cycle) for part in chunks]

@@ -12,6 +12,9 @@ from tuner.preflight import TRIAL_ENV
 # Keep every test quiet and local: no usage stats, no dashboard, no stray cluster attachment.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+# The trackers' libraries, imported by tests directly too: no MLflow telemetry, no wandb crash reports.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
 # What `tuner search` gives its trial processes; set before the shared Ray starts, so its workers inherit it.
 for _key, _value in TRIAL_ENV.items():
     os.environ.setdefault(_key, _value)

@@ -32,9 +32,24 @@ def load_checkpoint(accelerator: Accelerator, directory: Path) -> tuple[int, lis
 
 
 def copy_checkpoint(src: Path, dst: Path) -> None:
-    """Replace ``dst`` by a copy of ``src`` atomically (copy beside it, then rename)."""
+    """Replace ``dst`` by a copy of ``src`` atomically (copy beside it, then rename).
+
+    A copy that fails (a full disk) removes its half-written temporary folder and raises the
+    ``OSError`` itself, errno included, so the command can say the disk is full. (``shutil.copytree``
+    would gather the failures into a ``shutil.Error`` holding only their text.)
+    """
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
+    try:
+        tmp.mkdir(parents=True)
+        for path in sorted(src.rglob("*")):  # parents sort before what they hold
+            target = tmp / path.relative_to(src)
+            if path.is_dir():
+                target.mkdir()
+            else:
+                shutil.copy2(path, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)

@@ -1,4 +1,5 @@
-"""Tune callbacks of a search: one line per finished trial, and the watchdog of trials that never start.
+"""Tune callbacks of a search: one line per finished trial, the watchdog of trials that never start, and
+the experiment trackers asked for with ``--log`` (:func:`tracker_callbacks`, :func:`end_trackers`).
 
 Imports Ray when imported (the classes subclass Ray's), so it is imported only where a search runs,
 never by ``python -m tuner --help``.
@@ -6,7 +7,9 @@ never by ``python -m tuner --help``.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,7 @@ from ray import tune
 from lensdata.files import write_json
 from tuner.errors import ConfigError
 from tuner.results import short_params, trial_status
+from tuner.trackers import prepare_trackers, split
 
 if TYPE_CHECKING:
     from tuner.experiment import Experiment
@@ -56,6 +60,47 @@ class TrialLines(tune.Callback):
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "n/a"
         print(f"[{self.done}/{exp.num_samples}] {trial.trial_id}  {metric}={shown}  {how}  "
               f"{short_params(trial.config.get('params', {}))}  | best {best}", flush=True)
+
+
+class CheckpointsOnDisk(tune.Callback):
+    """When a trial (re)starts, Ray forgets those of its checkpoints that are no longer on disk.
+
+    Ray's snapshot of the experiment is up to 3 s old (``TUNE_GLOBAL_CHECKPOINT_S``), and Ray deletes
+    a trial's older checkpoints as it makes new ones (two are kept). A driver killed in between leaves
+    a snapshot that lists a checkpoint already deleted: resumed, Ray deleted it again at the trial's
+    next checkpoint (a ``FileNotFoundError`` traceback), and a trial whose newest listed checkpoint was
+    gone would have been restored from nothing. So before Ray restores a trial, its list is cut to
+    the checkpoints on disk: the trial resumes from the newest of them, or restarts, and one line
+    says which.
+    """
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        manager = getattr(getattr(trial, "run_metadata", None), "checkpoint_manager", None)
+        listed = getattr(manager, "_checkpoint_results", None)  # Ray's own bookkeeping; absent: nothing to do
+        latest = getattr(manager, "_latest_checkpoint_result", None)
+        if listed is None or latest is None:
+            return
+        kept = [result for result in listed if _on_disk(result.checkpoint)]
+        gone = [result for result in [*listed, latest] if not _on_disk(result.checkpoint)]
+        if not gone:
+            return
+        manager._checkpoint_results = kept
+        if not _on_disk(latest.checkpoint):
+            manager._latest_checkpoint_result = kept[-1] if kept else None
+        trial.run_metadata.invalidate_cache()  # the next snapshot holds the list as it is now
+        names = ", ".join(sorted({Path(result.checkpoint.path).name for result in gone}))
+        now = manager._latest_checkpoint_result
+        how = (f"it resumes from {Path(now.checkpoint.path).name} (epoch {now.metrics.get('training_iteration')})"
+               if now else "it restarts from its first epoch")
+        print(f"trial {trial.trial_id}: {names} no longer on disk; {how}",
+              flush=True)
+
+
+def _on_disk(checkpoint) -> bool:
+    """Whether a Ray checkpoint's directory is still there, on its own file system (local or object storage)."""
+    import pyarrow.fs
+
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
 
 
 def pending_limit_s() -> float:
@@ -115,3 +160,42 @@ class PendingWatchdog(tune.Callback, tune.stopper.Stopper):
 
     def stop_all(self) -> bool:
         return self.verdict is not None
+
+
+def tracker_callbacks(exp: Experiment) -> list:
+    """The Ray callbacks of the experiment trackers ``exp`` logs to (``exp.trackers``, :mod:`tuner.trackers`)."""
+    prepare_trackers(exp.trackers)  # before MLflow or wandb is imported
+    callbacks = []
+    for tracker in exp.trackers:
+        name, where = split(tracker)
+        if name == "mlflow":
+            from tuner.mlflow_tracker import MLflowTrials
+
+            callbacks.append(MLflowTrials(exp, where))
+        else:
+            from tuner.wandb_tracker import WandbTrials
+
+            callbacks.append(WandbTrials(exp, where))
+    return callbacks
+
+
+def end_trackers(exp: Experiment, ended: str) -> None:
+    """Log how the search ended, and its best configuration (``best.json``), to each of its trackers.
+
+    ``ended``: ``done``, ``interrupted`` or ``stuck``; done without a best configuration is ``failed``.
+    A tracker that cannot be reached costs a warning, not the results.
+    """
+    best_file = exp.run_dir / "best.json"
+    best = json.loads(best_file.read_text()) if best_file.is_file() else None
+    ended = "failed" if ended == "done" and best is None else ended
+    for tracker in exp.trackers:
+        name, where = split(tracker)
+        try:
+            if name == "mlflow":
+                from tuner.mlflow_tracker import end_search
+            else:
+                from tuner.wandb_tracker import end_search
+            end_search(exp, where, best, ended)
+        except Exception as err:  # the search's own results are written; the tracker's summary is extra
+            print(f"warning: could not log the end of the search to {name} ({type(err).__name__}: {err})",
+                  file=sys.stderr)

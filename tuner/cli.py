@@ -102,6 +102,8 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_search_commands(sub: argparse._SubParsersAction) -> None:
+    from tuner.trackers import TRACKERS  # names and help only: no tracker is imported
+
     s = sub.add_parser("search", help="tune a search space with Optuna TPE + ASHA on Ray Tune")
     s.add_argument("--space", required=True, help="search space name; see `python -m tuner spaces`")
     s.add_argument("--data", default=None, help="dataset directory or sim:INSTRUMENT[:N]")
@@ -140,6 +142,12 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
                    help="every trial, and the final model, starts from the backbone of this trained model")
     s.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
     s.add_argument("--verbose", action="store_true", help="Ray's own progress output")
+    s.add_argument("--log", dest="trackers", action="append", default=None, metavar="TRACKER[=WHERE]",
+                   help="also log every trial (parameters, metrics per epoch, how it ended) and the best "
+                        "configuration to an experiment tracker, beside TensorBoard; repeatable. "
+                        + "; ".join(text for text, _, _ in TRACKERS.values())
+                        + ". Each needs its extra, e.g. pip install \"deeplense-tuner[mlflow]\"; "
+                          "a resumed search keeps logging where it did (docs/usage.md, Trackers)")
     s.set_defaults(handler=_cmd_search)
 
     best = sub.add_parser("best", help="leaderboard of a finished or interrupted run")
@@ -361,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if err.errno not in NO_ROOM:
             raise
-        where = f" writing {err.filename}" if err.filename else ""
+        written = err.filename2 or err.filename  # a failed copy names its source first, its target second
+        where = f" writing {written}" if written else ""
         print(f"error: {err.strerror}{where}; free space (or pick a writable disk with --out / --storage / "
               "DEEPLENSE_TUNER_CACHE) and run the command again: finished results and datasets are kept",
               file=sys.stderr)

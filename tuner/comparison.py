@@ -148,23 +148,52 @@ def check_task_budget(task: str, data: str, budget: int | None) -> None:
                            f"{err}") from None
 
 
+def resumed_settings(run_dir: Path, settings: dict, resume: bool, given: Sequence[str] = ()) -> dict | None:
+    """The saved settings ``--resume`` continues with, or None for a new comparison; nothing is written.
+
+    Refused in one line: a comparison that exists without ``--resume``, ``--resume`` with nothing to
+    resume, and ``--resume`` with settings named in ``given`` (those the command line gave) that differ
+    from the saved ones, which would otherwise be ignored without a word.
+    """
+    path = run_dir / "compare.json"
+    if not path.is_file():
+        if resume:
+            raise ConfigError(f"nothing to resume at {run_dir}; check --name and --storage")
+        return None
+    if not resume:
+        raise ConfigError(f"comparison {run_dir} already exists; add --resume to continue it, "
+                          "or choose another --name")
+    saved = json.loads(path.read_text())["settings"]
+    differ = [f"{key} {_shown(saved.get(key))} (this command: {_shown(settings[key])})"
+              for key in given if saved.get(key) != settings[key]]
+    if differ:
+        raise ConfigError(f"comparison {run_dir} was started with other settings ({'; '.join(differ)}); "
+                          "resume it without those flags to continue with its saved settings, "
+                          "or start a new comparison with another --name")
+    return saved
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def saved_settings(run_dir: Path, settings: dict, resume: bool) -> dict:
     """A new comparison writes its settings; ``--resume`` continues with the saved ones."""
-    path = run_dir / "compare.json"
-    if path.is_file():
-        if not resume:
-            raise ConfigError(f"comparison {run_dir} already exists; add --resume to continue it, "
-                              "or choose another --name")
-        return json.loads(path.read_text())["settings"]
-    if resume:
-        raise ConfigError(f"nothing to resume at {run_dir}; check --name and --storage")
-    write_json(path, {"settings": settings})
-    return settings
+    saved = resumed_settings(run_dir, settings, resume)
+    if saved is None:
+        write_json(run_dir / "compare.json", {"settings": settings})
+    return settings if saved is None else saved
 
 
 def search_overrides(settings: dict) -> dict:
-    """What every architecture's search takes from the comparison: the same data, budget, seed and plugins."""
+    """What every architecture's search takes from the comparison: the same data, budget, seed and plugins.
+
+    The final models train for ``final_epochs`` when it is given, else for ``max_epochs`` when that is
+    (``--max-epochs`` is the budget of trials and final models alike), else for the preset's final epochs.
+    """
     extra = {key: settings[key] for key in ("init_from", "final_epochs") if settings.get(key)}
+    if settings.get("max_epochs") and not settings.get("final_epochs"):
+        extra["final_epochs"] = settings["max_epochs"]
     return {**{key: settings[key] for key in ("data", "num_samples", "max_epochs", "time_budget", "concurrency",
                                                "seed")},
             "plugins": tuple(settings.get("plugins", ())), **extra}  # older comparisons have neither
@@ -203,7 +232,7 @@ def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
     """Yield a scored row per tuned and hand-set model (and per extra source), resuming what exists."""
     from lensdata import open_data
     from search_spaces import get_space
-    from tuner.driver import resume_settings, run_search
+    from tuner.driver import driver_lock, resume_settings, run_search
 
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     data = None
@@ -213,17 +242,18 @@ def run_architectures(run_dir: Path, settings: dict, ray: Any, interrupts: Any):
             data = open_data(exp.data, splits=("train", "val", "test"))
         done = (exp.run_dir / "best.json").is_file() and (run_dir / "models" / name / "predictions.npz").is_file()
         try:
-            if not done:
-                exp = resume_settings(exp, resume=(exp.run_dir / "experiment.json").is_file())
-                start = time.perf_counter()
-                status = run_search(exp, get_space(name), ray, interrupts)
-                wall = time.perf_counter() - start
-                record_wall(run_dir, name, wall)
-                if interrupts.received:
-                    return
-                if status != 0 or not (exp.run_dir / "best.json").is_file():
-                    raise ConfigError(f"its search ended with status {status} and no usable trial")
-            row = tuned_row(run_dir, exp, data, settings.get("seeds", 1))
+            with driver_lock(exp.storage, exp.name):  # a `search --resume` of it is refused while compare drives it
+                if not done:
+                    exp = resume_settings(exp, resume=(exp.run_dir / "experiment.json").is_file())
+                    start = time.perf_counter()
+                    status = run_search(exp, get_space(name), ray, interrupts)
+                    wall = time.perf_counter() - start
+                    record_wall(run_dir, name, wall)
+                    if interrupts.received:
+                        return
+                    if status != 0 or not (exp.run_dir / "best.json").is_file():
+                        raise ConfigError(f"its search ended with status {status} and no usable trial")
+                row = tuned_row(run_dir, exp, data, settings.get("seeds", 1))
             yield row
             if exp.init_from:
                 yield scratch_row(run_dir, row, data, settings.get("seeds", 1))

@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lensdata.files import write_json
+from lensdata.redact import first_line
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
 from tuner.followup import resume_search, tuner_command
@@ -146,8 +147,8 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     """Preflight, then fit (or restore and continue) the experiment and write its results.
 
     Returns the exit status: 0 done, 1 no usable trial (every one failed or diverged), 2 a trial
-    waited for resources that never came (see :class:`~tuner.callbacks.PendingWatchdog`), 130 interrupted (the resume
-    command is printed).
+    waited for resources that never came (see :class:`~tuner.callbacks.PendingWatchdog`) or the results' disk
+    is full (:func:`storage_full`; the resume command is printed), 130 interrupted (the resume command is printed).
     """
     from ray import tune
 
@@ -179,6 +180,11 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     print(f"results: {exp.run_dir}" + ("  (resuming)" if resuming else ""), flush=True)
     (exp.run_dir / STUCK_FILE).unlink(missing_ok=True)
     if resuming:
+        damaged = damaged_state(exp.run_dir)
+        if damaged is not None:  # Ray would log a traceback and start the experiment afresh in the same folder
+            raise ConfigError(f"run {exp.name} cannot be resumed: Ray's saved state {damaged.name} was cut short (a "
+                              f"full disk, most likely); its finished trials stay readable with "
+                              f"`{tuner_command('best', exp.run_dir)}`; start a new search with another --name")
         try:
             tuner = tune.Tuner.restore(str(exp.run_dir), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
@@ -188,19 +194,80 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
                               f"trials stay readable with `{tuner_command('best', exp.run_dir)}`, or start a new "
                               "search with another --name") from None
     else:
-        write_json(exp.run_dir / "experiment.json", asdict(exp))
-        tuner = new_tuner(exp, space, ray, trainable, data.image_size, concurrency)
+        tuner = new_tuner(exp, space, ray, trainable, data.image_size, concurrency)  # a bad --warm-start fails here
+        write_json(exp.run_dir / "experiment.json", asdict(exp))  # after: a start that failed leaves no run
     interrupts = interrupts or Interrupts()
     start = time.perf_counter()
-    grid = None
+    grid, full = None, None
     try:
         interrupts.in_fit = True
         grid = tuner.fit()  # on the first Ctrl-C or SIGTERM Ray stops gracefully, saves, and returns
     except KeyboardInterrupt:
         pass
+    except Exception as err:
+        full = storage_full(exp.storage, err)
+        if full is None:
+            raise
     finally:
         interrupts.in_fit = False
-    return finish(exp, space, grid, time.perf_counter() - start, interrupted=interrupts.received is not None)
+    return finish(exp, space, grid, time.perf_counter() - start, interrupted=interrupts.received is not None,
+                  full=full)
+
+
+LOW_SPACE_BYTES = 64 * 2**20  # less free than this under the results: a trial's checkpoint may not fit
+
+
+def storage_full(storage: str, err: BaseException) -> str | None:
+    """Why ``fit`` failed, in a few words, when the disk under ``storage`` is full; None otherwise.
+
+    A full disk reaches ``fit`` in many shapes: an ``OSError`` (ENOSPC, EDQUOT) from a write of Ray's,
+    or, the one seen on a full tmpfs, an ``EOFError`` from unpickling a trial's ``error.pkl`` that the
+    full disk had cut short. So the error's chain is searched for the errno, and the disk itself is
+    asked how much is free. Object storage is Ray's to report.
+    """
+    import errno
+    import shutil
+
+    if is_uri(storage):
+        return None
+    chain, seen = [], err
+    while seen is not None and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    try:
+        free = shutil.disk_usage(storage).free
+    except OSError:
+        free = None
+    no_room = any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in chain)
+    if not no_room and (free is None or free >= LOW_SPACE_BYTES):
+        return None
+    left = "" if free is None else f", {_size(free)} free"
+    return f"the results storage {storage} is full{left} ({type(err).__name__}: {first_line(err)})"
+
+
+def damaged_state(run_dir: Path) -> Path | None:
+    """Ray's newest saved experiment state (what ``Tuner.restore`` reads) when it is not whole JSON; else None.
+
+    Ray writes the file in place, not through a temporary file, so a full disk can cut it short; Ray
+    then "restores" by logging a traceback and starting the experiment afresh in the same folder.
+    """
+    states = sorted(run_dir.glob("experiment_state-*.json"))  # Ray reads the newest by name
+    if not states:
+        return None
+    try:
+        json.loads(states[-1].read_bytes())
+    except (OSError, ValueError):
+        return states[-1]
+    return None
+
+
+def _size(n: float) -> str:
+    """``n`` bytes for a reader: ``512 bytes``, ``12.0 KiB``, ``3.5 GiB``."""
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, image_size: int,
@@ -208,7 +275,7 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
     """The ``tune.Tuner`` of a new search: TPE (starting from :func:`~tuner.wiring.starting_points`) and ASHA."""
     from ray import tune
 
-    from tuner.callbacks import PendingWatchdog, TrialLines, pending_limit_s
+    from tuner.callbacks import CheckpointsOnDisk, PendingWatchdog, TrialLines, pending_limit_s, tracker_callbacks
     from tuner.wiring import make_scheduler, make_searcher, starting_points
 
     points = starting_points(exp, image_size)
@@ -226,7 +293,8 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
             trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
         run_config=tune.RunConfig(
             name=exp.name, storage_path=exp.storage, verbose=2 if exp.verbose else 0,
-            callbacks=[TrialLines(exp, space.metric, space.mode), watchdog], stop=watchdog,
+            callbacks=[TrialLines(exp, space.metric, space.mode), watchdog, CheckpointsOnDisk(),
+                       *tracker_callbacks(exp)], stop=watchdog,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
             # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
@@ -236,28 +304,43 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
     )
 
 
-def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted: bool = False) -> int:
+def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted: bool = False,
+           full: str | None = None) -> int:
     """Write the results (whatever finished is kept, even when interrupted), print them; the exit status.
 
     Final statuses come from the ``ResultGrid`` that ``fit`` returned (``grid``; None when ``fit``
     itself was interrupted): a trial that failed past ``max_failures`` is an error there, whatever
-    the last experiment snapshot said. ``interrupted``: a signal stopped ``fit``.
+    the last experiment snapshot said. ``interrupted``: a signal stopped ``fit``. ``full``: ``fit``
+    failed because the results' disk is full (:func:`storage_full`); the search can be resumed once
+    there is room.
     """
     from tuner.baselines import search_line
-    from tuner.callbacks import STUCK_FILE
+    from tuner.callbacks import STUCK_FILE, end_trackers
     from tuner.results import front_summary, leaderboard, write_results
 
     stuck_file = exp.run_dir / STUCK_FILE
     stuck = json.loads(stuck_file.read_text())["error"] if stuck_file.is_file() else None
     interrupted = stuck is None and (interrupted or grid is None)
     errored = set() if grid is None else {_trial_id(exp, result) for result in grid if result.error is not None}
+    parquet = exp.run_dir / "trials.parquet"
+    before = parquet.stat().st_mtime_ns if parquet.is_file() else None
     table = write_results(exp.run_dir, exp, space, errored=errored, finished=not interrupted)
+    end_trackers(exp, "stuck" if stuck else "interrupted" if interrupted else "done")  # --log: the best, how it ended
     print(leaderboard(table, space.metric, space.mode, top=10))
     if len(exp.objectives) > 1:
         print(front_summary(exp.run_dir, exp.objectives, table))
     if stuck:
         print(f"error: {stuck}; what finished is in {exp.run_dir / 'trials.parquet'}; the search was ended, not "
               "paused: once resources are free, run it again with another --name", file=sys.stderr)
+        return 2
+    if full:
+        saved = parquet.is_file() and parquet.stat().st_mtime_ns != before
+        then = (f"free space, then resume the search with `{resume_search(exp.space, exp.name, exp.storage)}`"
+                if damaged_state(exp.run_dir) is None else
+                "Ray's saved state was cut short too, so the search cannot be resumed: free space, keep what "
+                f"finished with `{tuner_command('best', exp.run_dir)}` and start a new search with another --name")
+        print(f"error: {full}; what finished is {f'in {parquet}' if saved else 'listed above (not saved)'}; {then}",
+              file=sys.stderr)
         return 2
     if interrupted:
         resume = resume_search(exp.space, exp.name, exp.storage)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import ConfigError
 from tuner.objectives import check_objectives, parse_objectives
 from tuner.storage import check_name, resolve_storage
+from tuner.trackers import check_installed, resolve_trackers
 
 if TYPE_CHECKING:
     import argparse
@@ -71,6 +72,36 @@ def check_limits(settings: Mapping[str, Any]) -> None:
             raise ConfigError(message.format(settings[key]))
 
 
+def distinct_brackets(max_t: int, grace_period: int, reduction_factor: int) -> int:
+    """How many of Ray's asynchronous Hyperband brackets differ at these settings.
+
+    Ray gives bracket ``s`` the rungs ``grace_period * reduction_factor ** (k + s)`` for
+    ``k < int(log(max_t / grace_period) / log(reduction_factor) - s + 1)``: the brackets with rungs,
+    then one with none (it stops no trial); every bracket after that is the same as that one.
+    """
+    import math
+
+    levels = math.log(max_t / grace_period) / math.log(reduction_factor)
+    return sum(1 for s in range(int(levels) + 2) if int(levels - s + 1) > 0) + 1
+
+
+def check_strategy(exp: Experiment) -> None:
+    """Refuse, in one line, a new search's settings that contradict each other: a flag that would be
+    accepted, then ignored. Checked when a search is planned (not when a saved run is read back)."""
+    if exp.scheduler == "fifo" and exp.brackets > 1:
+        raise ConfigError(f"--brackets {exp.brackets} splits the trials among Hyperband brackets, but --scheduler "
+                          "fifo stops no trial; drop --brackets, or use --scheduler asha or reliable")
+    useful = distinct_brackets(exp.max_epochs, exp.grace_period, exp.reduction_factor)
+    if exp.scheduler != "fifo" and exp.brackets > useful:
+        raise ConfigError(f"--brackets {exp.brackets}: with --max-epochs {exp.max_epochs}, --grace-period "
+                          f"{exp.grace_period} and --reduction-factor {exp.reduction_factor} only {useful} brackets "
+                          f"differ (the last stops no trial); give --brackets {useful} or fewer, or more --max-epochs")
+    if exp.searcher == "gp" and len(exp.objectives) > 1:
+        raise ConfigError(f"--searcher gp proposes for one objective, but --objective names {len(exp.objectives)} "
+                          f"({','.join(exp.objectives)}); use --searcher tpe (multi-objective TPE) or random, "
+                          "or search one objective")
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Everything one search needs, validated on construction. Build one with :func:`plan`."""
@@ -100,6 +131,7 @@ class Experiment:
     brackets: int = 1  # Hyperband brackets of the asha / reliable schedulers
     plugins: tuple[str, ...] = ()  # files or modules that define the space (search_spaces.plugins), loaded first
     init_from: str | None = None  # a trained model (absolute) whose backbone every trial and the final model start from
+    trackers: tuple[str, ...] = ()  # --log: NAME=WHERE of each experiment tracker (tuner.trackers), resolved
 
     def __post_init__(self) -> None:
         check_limits(dataclasses.asdict(self))
@@ -107,6 +139,7 @@ class Experiment:
         from search_spaces.plugins import load_plugins
 
         object.__setattr__(self, "plugins", load_plugins(self.plugins))  # before the space they may define
+        object.__setattr__(self, "trackers", resolve_trackers(self.trackers, self.storage, self.name))
 
         # experiment.json holds a list, and none in runs made before --objective: the task metric alone.
         space = get_space(self.space)
@@ -170,7 +203,7 @@ def preset_settings(preset: str, task: str) -> dict:
 # The settings no preset sets, when the caller does not (storage: tuner.storage.resolve_storage;
 # name: the space and the time, see check_overrides).
 DEFAULTS: dict[str, Any] = dict(seed=0, workers_per_trial=1, warm_start=None, verbose=False, objectives=(),
-                                plugins=(), init_from=None)
+                                plugins=(), init_from=None, trackers=())
 
 # What a caller may override, each with the types it may take and how the refusal names them.
 # None, for any key, means "the preset's".
@@ -183,6 +216,7 @@ SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "warm_start": PATH, "verbose": ((bool,), "True or False"), "objectives": ((tuple, list), "a list of names"),
     "final_epochs": WHOLE, "searcher": TEXT, "scheduler": TEXT, "brackets": WHOLE,
     "plugins": ((tuple, list), "a list of plugin files or modules"), "init_from": PATH,
+    "trackers": ((tuple, list), "a list of trackers (NAME or NAME=WHERE)"),
 }
 PATHS = ("data", "storage", "warm_start", "init_from")  # kept as strings, as experiment.json holds them
 STORED = {**SETTINGS, "space": TEXT, "preset": TEXT}  # every field of experiment.json, by the types it may take
@@ -235,6 +269,9 @@ def check_overrides(space: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         given["init_from"] = source_model(given["init_from"])
     given["storage"] = resolve_storage(given.get("storage"))
     given["name"] = check_name(given["name"]) if "name" in given else f"{space}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "trackers" in given:  # an extra that is not installed is refused here, before Ray starts
+        given["trackers"] = resolve_trackers(given["trackers"], given["storage"], given["name"])
+        check_installed(given["trackers"])
     return given
 
 
@@ -260,14 +297,16 @@ def plan(space: str, *, preset: str | None = None, has_gpu: bool = False, **over
               "gpus_per_trial": 1.0 if has_gpu else 0.0, **preset_settings(preset, task), **given}
     if "grace_period" not in given:
         values["grace_period"] = min(values["grace_period"], values["max_epochs"])
-    return Experiment(space=space, preset=preset, **values)
+    exp = Experiment(space=space, preset=preset, **values)
+    check_strategy(exp)
+    return exp
 
 
 # The search's flags that are settings of the same name (the rest: --smoke-test, --preset, --objective,
-# --trials-per-gpu are read by flags_of; --space, --resume, --address are not settings).
+# --trials-per-gpu are read by flags_of; --space, --resume, --address are not settings; --log sets trackers).
 FLAGS = ("data", "num_samples", "max_epochs", "final_epochs", "grace_period", "reduction_factor", "searcher",
          "scheduler", "brackets", "concurrency", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
-         "time_budget", "seed", "storage", "name", "warm_start", "verbose", "init_from")
+         "time_budget", "seed", "storage", "name", "warm_start", "verbose", "init_from", "trackers")
 
 
 def flags_of(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:

@@ -87,6 +87,12 @@ def front_member(best: dict, pick: str, run_dir: Path) -> dict:
     if pick == "best":
         return front[0]
     if pick == "fastest":
+        objectives = best.get("objectives")
+        if objectives is not None and len(objectives) < 2:  # one objective: its front is its best trial
+            raise ConfigError(f"--pick fastest chooses the lowest-latency member of a Pareto front, but {run_dir} "
+                              f"searched one objective ({best['metric']}), so its front is its best trial; drop "
+                              "--pick, or search with a cost too, e.g. --objective "
+                              f"{best['metric']},latency_ms")
         return min(front, key=lambda member: member["cost"].get("latency_ms") or math.inf)
     try:
         rank = int(pick)

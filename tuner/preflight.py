@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from lensdata.redact import first_line, redact
 from tuner.errors import ConfigError
 from tuner.experiment import Experiment
 from tuner.storage import is_uri
@@ -59,37 +59,33 @@ def connect_ray(address: str | None, verbose: bool) -> bool:
             ray.init(address="local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = redact(address) if address else "a new local instance"
-        why = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        why = first_line(err)
         raise ConfigError(f"cannot reach the Ray cluster at {where} ({why}); "
                           "check --address / RAY_ADDRESS, that the head is running, and RAY_AUTH_MODE=token "
                           "if the cluster uses token authentication") from None
     return True
 
 
-# user:password@ (or token@) after a scheme, and the value of a token-like query parameter or key=value.
-USERINFO = re.compile(r"(://|^|\s)[^/@\s]+@")
-SECRET_VALUE = re.compile(r"(?i)\b((?:auth|token|password|passwd|secret|api_?key|access_?key)[\w-]*=)[^&\s;,)]+")
-
-
-def redact(text: str) -> str:
-    """``text`` with the credentials an address may carry replaced by ``***``.
-
-    ``ray://user:token@host:10001`` reads ``ray://***@host:10001``; ``?token=abc`` reads ``?token=***``.
-    Every message that shows a cluster address (``--address``, ``RAY_ADDRESS``) or Ray's error about
-    it goes through here, so a credential given on the command line never reaches a terminal or a log.
-    """
-    return SECRET_VALUE.sub(r"\1***", USERINFO.sub(r"\1***@", text))
-
-
-PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
+PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection, or answer on it, in this long is not there
+# The first line of an HTTP/2 client's preface. A gRPC server, Ray's GCS among them, greets every connection
+# with a SETTINGS frame (type 4: the fourth byte of the frame) whatever it is sent; an HTTP/1 server reads
+# this line as a whole request and answers "HTTP/1.x 505" (or 400). Sent whole, the preface would leave an
+# HTTP/1 server bytes it never reads, and its close would then reset the connection before its answer is read.
+HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\n"
+GRPC_UNIMPLEMENTED = 12  # the status a gRPC server gives a call to a service it does not have
+GCS_PORTS = "give the head's GCS port, 6379 by default, or ray://HOST:10001 for Ray Client"
 
 
 def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Refuse, within ``timeout`` seconds, a cluster address where nothing listens.
+    """Refuse, within ``timeout`` seconds, a cluster address where nothing listens or no Ray GCS answers.
 
-    ``ray.init(address=...)`` retries an unreachable GCS for ever, so a mistyped ``--address`` or a
-    stale ``RAY_ADDRESS`` would hang the search with no message. ``auto`` (Ray's own lookup of the
-    cluster last started here) and anything without a port are left to Ray.
+    ``ray.init(address=...)`` retries for ever (and, inside Ray's client, does not hear SIGTERM) a GCS
+    that does not answer, so a mistyped ``--address``, a stale ``RAY_ADDRESS`` or another Ray port (the
+    dashboard's 8265, Ray Client's 10001) would hang the search with no message. Three checks, each
+    bounded: a TCP connection; the HTTP/2 greeting every gRPC server answers (the dashboard answers
+    HTTP/1); and Ray's own GCS client, which another gRPC server (Ray Client's) answers "unimplemented".
+    ``auto`` (Ray's own lookup of the cluster last started here) and anything without a port are left
+    to Ray; a ``ray://`` address (Ray Client) and a TLS cluster (``RAY_USE_TLS``) get the TCP check only.
     """
     import socket
 
@@ -98,14 +94,60 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     if address == "auto" or not sep or not port.isdigit():
         return
     host = host.strip("[]") or "127.0.0.1"
+    plain_gcs = not address.startswith("ray://") and os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            answer = _greeting_answer(sock, timeout) if plain_gcs else b""
     except OSError as err:
         why = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
         raise ConfigError(f"nothing answers at Ray address {redact(address)} ({redact(why)} within {timeout:g} s); "
                           "start the head (`ray start --head`) or fix --address / RAY_ADDRESS, "
                           "or leave both unset for a local Ray") from None
+    if not plain_gcs:
+        return
+    if len(answer) < 4 or answer[3] != 4:  # no SETTINGS frame: not HTTP/2, so not gRPC
+        looks = ("it answers HTTP/1, so it looks like the dashboard's HTTP port" if answer.startswith((b"HTTP/", b"<"))
+                 else "it answers in another protocol than gRPC" if answer
+                 else f"it sent no gRPC greeting within {timeout:g} s")
+        raise ConfigError(f"{redact(address)} answers but is not a Ray GCS ({looks}); {GCS_PORTS}")
+    _check_gcs(address)
+
+
+def _greeting_answer(sock, timeout: float) -> bytes:
+    """The first bytes (up to a frame header's 9) a server sends back to the HTTP/2 greeting, within ``timeout``."""
+    answer = b""
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(HTTP2_GREETING)
+        while len(answer) < 9:
+            part = sock.recv(64)
+            if not part:
+                break
+            answer += part
+    except OSError:  # it reset the connection, or kept silent: what came before still tells
+        pass
+    return answer
+
+
+def _check_gcs(address: str) -> None:
+    """Refuse a gRPC server that is not a GCS: Ray's own GCS client asks it for the cluster's id.
+
+    A GCS answers at once. Another gRPC server answers "unimplemented" at once too, which is refused
+    here; any other failure (a token the cluster refuses, say) is left to ``ray.init``, which names it.
+    """
+    try:  # Ray's internal client: if a Ray release moves it, the check is skipped, not the search
+        from ray._raylet import GcsClient
+        from ray.exceptions import RpcError
+    except ImportError:
+        return
+    try:
+        GcsClient(address=address)
+    except RpcError as err:
+        if getattr(err, "rpc_code", None) == GRPC_UNIMPLEMENTED:
+            raise ConfigError(f"{redact(address)} answers gRPC but is not a Ray GCS (it looks like Ray Client's "
+                              f"port, 10001 by default, or another Ray process's); {GCS_PORTS}") from None
+    except Exception:  # noqa: BLE001, S110 - ray.init meets the same failure and says it in its own words
+        pass
 
 
 def trial_resources(exp: Experiment) -> dict:

@@ -63,7 +63,8 @@ def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[d
     supplies. Returns a :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
 
     With several objectives (``exp.objectives``: the task metric, then cost measures) the sampler is
-    TPE whatever ``exp.searcher`` says (random stays random), as Optuna's
+    TPE (random stays random; ``gp`` is refused when such a search is planned,
+    :func:`~tuner.experiment.check_strategy`, and runs saved before that get TPE), as Optuna's
     multi-objective TPE (MOTPE: good and bad trials split by non-domination rank, ties by
     hypervolume), with the same start-up trials and constant liar. NSGA-II, Optuna's other
     multi-objective sampler, is not used: its first generation is ``population_size`` (default 50)

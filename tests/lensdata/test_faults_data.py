@@ -624,3 +624,31 @@ def test_a_dataset_holding_a_model_is_not_replaced_and_reads_as_such(tmp_path, c
     cli_error(capsys, ["data", "simulate", "--n", "6", "--out", str(model), "--no-progress"],
               r"model exists and is not a dataset")
     assert (model / "config.json").read_text() == "{}"
+
+
+# ---------------------------------------------------------------- 12. flags that would be ignored; Ray's words redacted
+
+
+def test_a_range_for_a_class_that_is_not_simulated_is_refused(tmp_path, capsys, no_simulation):
+    out = tmp_path / "d"
+    cli_error(capsys, ["data", "simulate", "--n", "6", "--classes", "no_sub,cdm", "--wdm-log-mhm", "7,8", "--out",
+                       str(out), "--no-progress"],
+              r"^error: --wdm-log-mhm sets the range of the wdm images, but the classes simulated \(no_sub,cdm\) "
+              r"have no wdm; add wdm to --classes, or drop --wdm-log-mhm$")
+    assert not out.exists()
+
+
+def test_simulate_on_ray_never_echoes_the_credentials_in_rays_error(tmp_path, monkeypatch, capsys):
+    import ray
+
+    address = "ray://alice:s3cret-token@127.0.0.1:10001/?token=s3cret-token"
+
+    def init(address, **kwargs):  # Ray's own error text repeats the address it was given
+        raise ConnectionError(f"ray client connection to {address} failed")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    err = cli_error(capsys, ["data", "simulate", "--n", "6", "--classes", "no_sub,cdm", "--workers", "2", "--address",
+                             address, "--out", str(tmp_path / "d"), "--no-progress"],
+                    r"^error: cannot reach the Ray cluster at ray://\*\*\*@127\.0\.0\.1:10001/\?token=\*\*\* ")
+    assert "s3cret" not in err

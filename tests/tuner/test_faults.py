@@ -12,6 +12,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -533,3 +534,191 @@ def test_report_on_a_run_that_cannot_be_written_is_one_line(run_on_disk, monkeyp
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write the report into {run} (Read-only file system); copy it")
     assert err.count("\n") == 1 and not (run / "figures").exists()
+
+
+# ---------------------------------------------------------------- a full disk during a search
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("state", ["whole", "cut short"])
+def test_a_full_storage_during_a_search_is_one_line_that_keeps_what_finished_and_says_how_to_resume(
+        state, ray_local, sim_model2_tiny, tmp_path, monkeypatch, capsys):
+    from ray import tune
+
+    import trainables.trial
+
+    def two_epochs(config, data):
+        from ray import tune
+
+        for epoch in (1, 2):
+            tune.report({"val_auroc": 0.5 + 0.1 * epoch, "epoch": epoch})
+
+    fit = tune.Tuner.fit
+    run = tmp_path / "full"
+
+    def fit_on_a_full_disk(self):  # the trials run; then Ray reads back an error.pkl the full disk had cut short
+        fit(self)
+        if state == "cut short":  # Ray writes its experiment state in place: its last save, cut short too
+            saved = max(run.glob("experiment_state-*.json"))
+            saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+        raise EOFError("Ran out of input")
+
+    usage = shutil.disk_usage
+
+    def twelve_kib_free(path):
+        total = usage(path).total
+        return type(usage(path))(total, total - 12288, 12288)
+
+    monkeypatch.setattr(trainables.trial, "tune_trainable", two_epochs)
+    monkeypatch.setattr(tune.Tuner, "fit", fit_on_a_full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", twelve_kib_free)
+    assert main(search(sim_model2_tiny, tmp_path, "full", "--num-samples", "2")) == 2
+    out, err = capsys.readouterr()
+    storage = tmp_path.resolve()
+    assert "Traceback" not in out + err and "rank" in out  # the leaderboard of what finished
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert line.startswith(f"error: the results storage {storage} is full, 12.0 KiB free (EOFError: Ran out of "
+                           f"input); what finished is in {storage / 'full' / 'trials.parquet'}; ")
+    table = pq.read_table(run / "trials.parquet").to_pandas()
+    assert len(table) == 2 and (table["epochs"] == 2).all()
+    if state == "whole":
+        assert line.endswith(f"free space, then resume the search with `python -m tuner search --space effnet_cls "
+                             f"--name full --storage {storage} --resume`")
+        return
+    assert "Ray's saved state was cut short too, so the search cannot be resumed" in line
+    before = (run / "trials.parquet").read_bytes()
+    assert main(search(sim_model2_tiny, tmp_path, "full", "--resume")) == 2  # Ray would start it afresh
+    err = capsys.readouterr().err
+    assert err.startswith("error: run full cannot be resumed: Ray's saved state experiment_state-") and \
+        err.count("\n") == 1, err
+    assert (run / "trials.parquet").read_bytes() == before
+
+
+# ---------------------------------------------------------------- an address that answers, but not as Ray's GCS
+
+
+@pytest.mark.timeout(60)  # before, Ray's client waited for ever on such a port
+def test_an_address_where_the_dashboard_answers_is_refused_as_not_a_gcs():
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.RequestHandlerClass.log_message = lambda *args: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(ConfigError) as refused:
+            probe_address(address, timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(refused.value) == (
+        f"{address} answers but is not a Ray GCS (it answers HTTP/1, so it looks like the dashboard's HTTP port); "
+        "give the head's GCS port, 6379 by default, or ray://HOST:10001 for Ray Client")
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_a_ray_port_that_is_not_the_gcs_is_refused_and_the_gcs_is_not(ray_local):
+    node = next(node for node in ray_local.nodes() if node["Alive"])
+    raylet = f"127.0.0.1:{node['NodeManagerPort']}"  # gRPC, like Ray Client's port, but no GCS service
+    with pytest.raises(ConfigError) as refused:
+        probe_address(raylet, timeout=5)
+    assert str(refused.value).startswith(f"{raylet} answers gRPC but is not a Ray GCS (it looks like Ray Client's port")
+    probe_address(ray_local.get_runtime_context().gcs_address, timeout=5)  # the GCS itself passes
+
+
+# ---------------------------------------------------------------- checkpoints gone when a search resumes
+
+
+def counting_trial(fail_from: int | None):
+    """A trial of 4 epochs, one checkpoint each, that continues from its checkpoint; it fails at every epoch
+    from ``fail_from`` on (None: never)."""
+
+    def trial(config, data):
+        import json
+        import os
+        import tempfile
+
+        from ray import tune
+
+        start, checkpoint = 0, tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory, open(os.path.join(directory, "progress.json")) as fh:
+                start = json.load(fh)["epoch"]
+        for epoch in range(start + 1, 5):
+            if fail_from is not None and epoch >= fail_from:
+                raise RuntimeError("injected fault")
+            with tempfile.TemporaryDirectory() as directory:
+                with open(os.path.join(directory, "progress.json"), "w") as fh:
+                    json.dump({"epoch": epoch}, fh)
+                tune.report({"val_auroc": 0.5 + 0.1 * epoch, "epoch": epoch},
+                            checkpoint=tune.Checkpoint.from_directory(directory))
+
+    return trial
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("remove, says", [
+    (["checkpoint_000001"], "checkpoint_000001 no longer on disk; it resumes from checkpoint_000002 (epoch 3)"),
+    (["checkpoint_000002"], "checkpoint_000002 no longer on disk; it resumes from checkpoint_000001 (epoch 2)"),
+    (["checkpoint_000001", "checkpoint_000002"],
+     "checkpoint_000001, checkpoint_000002 no longer on disk; it restarts from its first epoch"),
+])
+def test_a_resumed_trial_whose_checkpoints_are_gone_resumes_from_the_last_one_left_or_restarts(
+        remove, says, ray_local, sim_model2_tiny, tmp_path, monkeypatch, capfd):
+    import trainables.trial
+
+    monkeypatch.setattr(trainables.trial, "tune_trainable", counting_trial(fail_from=4))
+    assert main(search(sim_model2_tiny, tmp_path, "gone", "--num-samples", "1")) == 1  # 3 epochs, then errors
+    trial_dir = next((tmp_path / "gone").glob("effnet_cls_*"))
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000001", "checkpoint_000002"]
+    for name in remove:  # removed after Ray's last snapshot of the experiment, as by a driver killed meanwhile
+        shutil.rmtree(trial_dir / name)
+    capfd.readouterr()
+
+    monkeypatch.setattr(trainables.trial, "tune_trainable", counting_trial(fail_from=None))
+    assert main(search(sim_model2_tiny, tmp_path, "gone", "--resume")) == 0
+    out, err = capfd.readouterr()
+    assert f"trial {trial_dir.name.removeprefix('effnet_cls_')}: {says}" in out
+    assert "Traceback" not in out + err and "FileNotFoundError" not in out + err
+    table = pq.read_table(tmp_path / "gone" / "trials.parquet").to_pandas()
+    assert list(table["status"]) == ["completed"]
+
+
+# ---------------------------------------------------------------- a start that failed, and flags that would be ignored
+
+
+@pytest.mark.ray
+def test_a_search_whose_start_failed_can_be_run_again_as_it_was(ray_local, sim_model2_tiny, tmp_path, capsys):
+    argv = search(sim_model2_tiny, tmp_path, "w", "--warm-start", str(tmp_path / "no-such-run"))
+    for _ in range(2):  # the same command again: refused for the same reason, not for what the first one left
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {tmp_path / 'no-such-run'} is not a search run") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder, not even one holding only its lock
+
+
+@pytest.mark.parametrize("flags, says", [
+    (dict(brackets=100), "--brackets 100: with --max-epochs 4, --grace-period 1 and --reduction-factor 2 only 4 "
+                         "brackets differ (the last stops no trial); give --brackets 4 or fewer"),
+    (dict(scheduler="fifo", brackets=3), "--brackets 3 splits the trials among Hyperband brackets, but --scheduler "
+                                         "fifo stops no trial; drop --brackets"),
+    (dict(searcher="gp", objectives=("val_auroc", "latency_ms")),
+     "--searcher gp proposes for one objective, but --objective names 2 (val_auroc,latency_ms); use --searcher tpe"),
+])
+def test_a_flag_the_search_would_accept_then_ignore_is_refused(flags, says, tmp_path):
+    from tuner.experiment import plan
+
+    with pytest.raises(ConfigError) as refused:
+        plan("effnet_cls", preset="smoke", storage=str(tmp_path), name="x", **flags)
+    assert str(refused.value).startswith(says) and "\n" not in str(refused.value)
+    plan("effnet_cls", preset="smoke", storage=str(tmp_path), name="x", brackets=4, scheduler="reliable")  # all differ
+
+
+def test_best_top_below_one_is_refused_not_a_board_without_its_last_trial(run_on_disk, capsys):
+    run = run_on_disk()
+    assert main(["best", str(run), "--top", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --top -1: give how many trials to show, at least 1\n"

@@ -315,3 +315,39 @@ def test_evaluate_on_a_config_that_cannot_describe_a_model_is_one_line(change, m
     err = one_error_line(capsys)
     assert str(path) in err and "retrain" in err
     assert not (model / "test_metrics.json").exists()
+
+
+# ---------------------------------------------------------------- a full disk while training; a pick that means nothing
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_temporary_checkpoint(sim_model2_tiny, tmp_path, monkeypatch,
+                                                                             capsys):
+    import errno
+
+    copyfile = shutil.copyfile
+
+    def full(src, dst, *args, **kwargs):  # the disk fills while the epoch's checkpoint is copied beside the model
+        if "checkpoint.tmp" not in str(dst):
+            return copyfile(src, dst, *args, **kwargs)
+        Path(dst).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), None, str(dst))  # as sendfile reports it
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    out = tmp_path / "model"
+    assert main(["train", "--space", "vit_cls", "--smoke-test", "--data", str(sim_model2_tiny), "--epochs", "1",
+                 "--out", str(out)]) == 2
+    err = one_error_line(capsys)
+    assert err.startswith(f"error: No space left on device writing {out / 'checkpoint.tmp'}"), err
+    assert not (out / "checkpoint.tmp").exists()
+
+
+def test_pick_fastest_on_a_single_objective_run_is_refused(sim_model2_tiny, tmp_path, capsys):
+    run = fake_run(tmp_path / "run", sim_model2_tiny)
+    best = json.loads((run / "best.json").read_text())
+    member = {"trial_id": "t0", "objectives": {"val_auroc": 0.6}, "cost": {"latency_ms": 1.0}, "params": {}}
+    write_json(run / "best.json", {**best, "objectives": ["val_auroc"], "front": [member]})
+    assert main(["train", "--from", str(run), "--pick", "fastest", "--epochs", "1"]) == 2
+    err = one_error_line(capsys)
+    assert err.startswith(f"error: --pick fastest chooses the lowest-latency member of a Pareto front, but {run} "
+                          "searched one objective (val_auroc)"), err
+    assert not list(run.glob("final*"))

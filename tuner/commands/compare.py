@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# The settings a resumed comparison must not be given anew: those whose flags default to None, and
+# --seed / --seeds when they differ from their defaults (0 and 1), which only a given flag can.
+RESUMED = ("spaces", "preset", "data", "num_samples", "max_epochs", "time_budget", "concurrency", "train_per_class",
+           "init_from")
+
 
 def compare_command(args: argparse.Namespace) -> int:
-    """Search every architecture, retrain and test each winner, add the hand-set rows, write the table."""
-    from tuner.comparison import budget_runs, compare_settings, run_architectures, saved_settings
+    """Search every architecture, retrain and test each winner, add the hand-set rows, write the table.
+
+    ``compare.json`` is written only once Ray is reached, so a start that fails (an unreachable
+    ``--address``) leaves nothing that refuses the same command next time.
+    """
+    from lensdata.files import write_json
+    from tuner.comparison import budget_runs, compare_settings, resumed_settings, run_architectures
     from tuner.driver import Interrupts, quiet_libraries
     from tuner.followup import resume_compare, tuner_command
     from tuner.preflight import connect_ray
@@ -21,29 +31,37 @@ def compare_command(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs, time_budget=args.time_budget, concurrency=args.concurrency, seed=args.seed,
         storage=args.storage, name=args.name, train_per_class=args.train_per_class, seeds=args.seeds,
         init_from=args.init_from)
+    given = [key for key in RESUMED if getattr(args, key) is not None]
+    given += [key for key, default in (("seed", 0), ("seeds", 1)) if getattr(args, key) != default]
     run_dir = Path(settings["storage"]) / check_name(settings["name"])
     if not args.verbose:
         quiet_libraries()
     import ray
 
     with run_lock(run_dir):
-        settings = saved_settings(run_dir, settings, args.resume)
+        saved = resumed_settings(run_dir, settings, args.resume, given)
         started = connect_ray(args.address, args.verbose)
         try:
+            if saved is None:
+                write_json(run_dir / "compare.json", {"settings": settings})
+            settings = saved or settings
             with Interrupts() as interrupts:
                 has_gpu = ray.cluster_resources().get("GPU", 0) > 0
                 tables = []
-                for budget, sub_dir, sub in budget_runs(run_dir, settings, has_gpu):
-                    rows = [*run_architectures(sub_dir, sub, ray, interrupts)]
-                    if interrupts.received:
-                        print(f"compare interrupted; resume it with:\n  {resume_compare(settings)}")
-                        return 130
-                    table, verdict = write_table(sub_dir, sub, rows)
-                    if budget is not None:
-                        print(f"\n{budget} labelled images per class:")
-                    print(markdown(table))
-                    print(verdict)
-                    tables.append((budget, table, verdict))
+                try:
+                    for budget, sub_dir, sub in budget_runs(run_dir, settings, has_gpu):
+                        rows = [*run_architectures(sub_dir, sub, ray, interrupts)]
+                        if interrupts.received:
+                            raise KeyboardInterrupt
+                        table, verdict = write_table(sub_dir, sub, rows)
+                        if budget is not None:
+                            print(f"\n{budget} labelled images per class:")
+                        print(markdown(table))
+                        print(verdict)
+                        tables.append((budget, table, verdict))
+                except KeyboardInterrupt:  # in a search, or (SIGTERM as Ctrl-C) while a final model trains
+                    print(f"compare interrupted; resume it with:\n  {resume_compare(settings)}", flush=True)
+                    return 130
         finally:
             if started:
                 ray.shutdown()

@@ -15,6 +15,7 @@ def search_command(args: argparse.Namespace) -> int:
     from tuner.driver import Interrupts, driver_lock, prepare_search, resume_settings, run_search
     from tuner.experiment import flags_of, plan
     from tuner.preflight import connect_ray
+    from tuner.trackers import prepare_trackers
 
     space = get_space(args.space)  # an unknown name fails here, listing the valid ones
     preset, overrides = flags_of(args)  # every flag is checked before Ray starts
@@ -27,6 +28,7 @@ def search_command(args: argparse.Namespace) -> int:
             with Interrupts() as interrupts:  # after ray.init, whose core installs its own SIGTERM handler
                 exp = plan(space.name, preset=preset, has_gpu=ray.cluster_resources().get("GPU", 0) > 0, **overrides)
                 exp = resume_settings(exp, args.resume)
+                prepare_trackers(exp.trackers)  # the saved ones on resume: it logs where it did
                 return run_search(exp, space, ray, interrupts)
         finally:
             if started:

@@ -1,7 +1,8 @@
 """Command line: ``python -m tuner {search,compare,campaign,baseline,train,evaluate,best,report,spaces,data}``.
 
 The parser is built from the standard library only. Every command imports its heavy machinery
-(torch, timm, ray, caustics) inside its handler, so ``--help`` and ``spaces`` stay fast.
+(torch, timm, ray, caustics) inside its handler, so ``--help`` and ``spaces`` stay fast. A command
+turns its flags into a call of the Python API (:mod:`tuner.api`) and prints what it returns.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from lensdata.errors import DataError
 from lensdata.instruments import INSTRUMENT_NAMES
 from lensdata.names import CLASSES
 from search_spaces.errors import SpaceError
-from tuner.errors import TunerError
+from tuner.errors import Interrupted, TunerError
 
 USER_ERRORS = (TunerError, DataError, SpaceError)  # printed as one line, exit status 2
 
@@ -181,6 +182,10 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--resume", action="store_true", help="continue an interrupted comparison of this name")
     cmp.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
     cmp.add_argument("--verbose", action="store_true", help="Ray's own progress output")
+    cmp.add_argument("--log", dest="trackers", action="append", default=None, metavar="TRACKER[=WHERE]",
+                     help="every architecture's search also logs to an experiment tracker, as `search --log` "
+                          "does (mlflow: a store in each search's directory unless given a URI; wandb: offline, "
+                          "grouped by architecture); repeatable; kept for --resume")
     cmp.set_defaults(handler=_cmd_compare)
 
     camp = sub.add_parser("campaign", help="a matrix of comparisons from a spec file (tasks x data x budgets), "
@@ -254,15 +259,13 @@ def _plugin_specs(argv: Sequence[str]) -> list[str]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from lensdata import simulate_to_dataset, substructure
+    from lensdata import substructure
+    from tuner import api
 
     ranges = {r.key: _pair(getattr(args, r.key, None)) for r in substructure.parameter_ranges()}
-    simulate_to_dataset(args.instrument, args.n, args.seed, args.out, workers=args.workers,
-                        batch_size=args.batch_size, progress=not args.no_progress,
-                        address=args.address, overwrite=args.overwrite, classes=args.classes, ranges=ranges)
-    from lensdata import dataset_info
-
-    print(dataset_info(args.out))
+    print(api.simulate(args.n, args.out, instrument=args.instrument, classes=args.classes, seed=args.seed,
+                       overwrite=args.overwrite, workers=args.workers, batch_size=args.batch_size,
+                       address=args.address, no_progress=args.no_progress, **ranges).info)
     return 0
 
 
@@ -272,10 +275,9 @@ def _pair(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from lensdata import dataset_info, import_deeplense
+    from tuner import api
 
-    import_deeplense(args.src, args.out, seed=args.seed, overwrite=args.overwrite)
-    print(dataset_info(args.out))
+    print(api.import_data(args.src, args.out, seed=args.seed, overwrite=args.overwrite).info)
     return 0
 
 
@@ -375,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "DEEPLENSE_TUNER_CACHE) and run the command again: finished results and datasets are kept",
               file=sys.stderr)
         return 2
+    except Interrupted:  # stopped gracefully; it printed how to resume
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

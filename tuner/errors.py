@@ -14,3 +14,12 @@ class TunerError(Exception):
 
 class ConfigError(TunerError):
     """A command-line option or experiment setting that cannot work."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or a notebook's interrupt stopped a search or comparison gracefully; what finished is kept.
+
+    A ``KeyboardInterrupt``, so that a notebook stops running the cells after it as it does for any
+    interrupt. The message says how to resume; it was printed when the run stopped, so the CLI
+    exits with status 130 without printing it again.
+    """

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import numbers
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ RUN_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "diverged": "FAILED"
 SEARCH_STATUS = {"done": "FINISHED", "failed": "FAILED", "stuck": "FAILED", "interrupted": "KILLED"}
 # A trial's "params" repeats its config's keys; verbose may change on resume; a tracker's URI may hold a password.
 NOT_PARAMS = ("params", "verbose", "trackers")
+URI_ENV = "MLFLOW_TRACKING_URI"  # where --log mlflow logs when given no URI (tuner.trackers)
 NOT_METRICS = ("config", "done", "should_checkpoint", "pid", "timestamp", "iterations_since_restore",
                "time_since_restore")  # Ray's bookkeeping in every result
 
@@ -66,7 +68,14 @@ class MLflowTrials(MLflowLoggerCallback):
             client.log_batch(search, params=[Param(key, _text(value)) for key, value in self.settings.items()])
         else:  # a resumed search
             client.update_run(search, status="RUNNING")
+        exported = os.environ.get(URI_ENV)
         super().setup(*args, **kwargs)
+        # MLflow exports the URI it is set to, and the next search of this process (a notebook's, a comparison's
+        # next architecture) would read it as the user's and log here: the environment is left as it was.
+        if exported is None:
+            os.environ.pop(URI_ENV, None)
+        else:
+            os.environ[URI_ENV] = exported
         self.tags = {"kind": "trial", MLFLOW_PARENT_RUN_ID: search}
 
     def log_trial_start(self, trial: Any) -> None:

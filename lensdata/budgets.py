@@ -44,6 +44,8 @@ def parse_budgets(text: str | int | list | tuple) -> list[int | None]:
         else:
             raise DatasetError(f"bad label budget {item!r}: give whole numbers of images per class >= {VAL_EVERY} "
                                "(one in five is the validation cut) or 'all', e.g. 100,500,1000")
+    if not budgets:  # an empty list (a spec's budgets = []): nothing would be compared, and nothing said
+        raise DatasetError("no label budget given; give whole numbers of images per class or 'all', e.g. 100,500,1000")
     if len(set(budgets)) != len(budgets):
         raise DatasetError(f"a label budget is named twice in {text!r}")
     return sorted(budgets, key=lambda b: float("inf") if b is None else b)

@@ -163,12 +163,31 @@ def check_vacant(out: Path, *, overwrite: bool) -> None:
                            "another output directory")
 
 
-def check_not_a_dataset(out: Path, what: str) -> None:
-    """Refuse to write ``what`` (a model, a table) into a dataset directory: its files would read as damage
-    there, and replacing the dataset would delete them."""
-    if holds_dataset(out):
-        raise DatasetError(f"{out} holds a dataset; {what} written there would mix with its files; "
-                           "choose another --out")
+def dataset_around(path: str | os.PathLike) -> Path | None:
+    """The dataset directory that ``path`` is, or lies inside (its nearest such ancestor), else None.
+
+    Every file under a dataset directory is part of it to its check (an unlisted one reads as damage), so
+    nothing of ours may be written there: a model, a table, a run, a cache, another dataset.
+    """
+    here = Path(path).expanduser().absolute()
+    for folder in (here, *here.parents):
+        try:
+            if holds_dataset(folder):
+                return folder
+        except OSError:  # a folder we may not look into: no dataset of ours
+            continue
+    return None
+
+
+def check_not_a_dataset(out: Path, what: str, flag: str = "--out") -> None:
+    """Refuse to write ``what`` (a model, a table, a run) into a dataset directory or any folder inside one:
+    its files would read as damage there, and replacing the dataset would delete them."""
+    around = dataset_around(out)
+    if around is not None:
+        here = Path(out).expanduser().absolute()
+        inside = "holds a dataset" if around == here else f"lies inside the dataset {around}"
+        raise DatasetError(f"{out} {inside}; {what} written there would mix with its files; "
+                           f"choose another {flag}, outside the dataset")
 
 
 # ---------------------------------------------------------------- before and while writing
@@ -179,8 +198,8 @@ _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 def check_output(out: Path, *, overwrite: bool, disk_bytes: int = 0) -> None:
     """Refuse, before any image is made, an output directory that cannot take a new dataset.
 
-    ``out`` must lie in a folder (not under a file), be absent, empty or a dataset (one only with
-    ``overwrite``), and its file system must take a new directory and ``disk_bytes`` more: the new
+    ``out`` must lie in a folder (not under a file, nor inside a dataset), be absent, empty or a dataset
+    (one only with ``overwrite``), and its file system must take a new directory and ``disk_bytes`` more: the new
     dataset is written beside an old one before it replaces it.
     """
     out = Path(out).expanduser().absolute()
@@ -190,6 +209,10 @@ def check_output(out: Path, *, overwrite: bool, disk_bytes: int = 0) -> None:
     if not base.is_dir():
         raise DataError(f"cannot write a dataset at {out}: {base} is a file, not a folder; "
                         "choose another output directory")
+    around = dataset_around(out.parent)
+    if around is not None:
+        raise DatasetError(f"cannot write a dataset at {out}: it lies inside the dataset {around}, which would "
+                           "then read as damaged; choose an output directory outside it")
     check_vacant(out, overwrite=overwrite)
     try:
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base))

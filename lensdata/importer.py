@@ -338,6 +338,9 @@ def import_deeplense(src: str | os.PathLike, out: str | os.PathLike, *, seed: in
     names = _file_names(files, base)
     first, _ = read_npy_safely(files[0][0])
     height, width = first.shape
+    if height != width:  # a dataset's images have one side (LensingData.image_size), which every model is built for
+        raise DatasetError(f"{files[0][0]} is {height}x{width}, not square; the models take square images of one "
+                           "side: crop or pad the images to a square before importing them")
     image_bytes = len(files) * height * width * 4
     check_output(Path(out), overwrite=overwrite, disk_bytes=image_bytes + len(files) * _ROW_BYTES)
     check_memory(image_bytes, f"{len(files)} images of {height}x{width}", "import a smaller set")

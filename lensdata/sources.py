@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from lensdata.checks import MANIFEST, SCHEMA_VERSION, read_manifest, verify_dataset
+from lensdata.checks import MANIFEST, SCHEMA_VERSION, dataset_around, read_manifest, verify_dataset
 from lensdata.dataset import LensingData
 from lensdata.errors import DataError, DatasetError
 from lensdata.instruments import INSTRUMENT_NAMES
@@ -38,9 +38,19 @@ _FORMS = ("a dataset directory (made by `python -m tuner data simulate|import`),
 
 
 def cache_dir() -> Path:
-    """Cache of standard simulated sets: ``$DEEPLENSE_TUNER_CACHE`` or ``~/.cache/deeplense-tuner``."""
+    """Cache of standard simulated sets: ``$DEEPLENSE_TUNER_CACHE`` or ``~/.cache/deeplense-tuner``.
+
+    Refused in one line when it is a dataset or lies inside one: the sets written into it would make
+    that dataset read as damaged (:func:`lensdata.checks.dataset_around`).
+    """
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "deeplense-tuner"
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "deeplense-tuner"
+    around = dataset_around(root)
+    if around is not None:
+        raise DatasetError(f"the simulated-set cache {root} ({CACHE_ENV if env else 'the default'}) is the dataset "
+                           f"{around} or lies inside it, whose check would read the cached sets as damage; set "
+                           f"{CACHE_ENV} to a folder of its own")
+    return root
 
 
 def parse_sim_spec(spec: str) -> tuple[str, int, tuple[str, ...]] | None:

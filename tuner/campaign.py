@@ -43,7 +43,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from lensdata.files import write_json
+from lensdata.files import write_json, write_text
 from tuner.errors import ConfigError
 
 SPEC_KEYS = {"name", "preset", "seed", "seeds", "num_samples", "max_epochs", "final_epochs", "time_budget",
@@ -67,6 +67,9 @@ def load_spec(path: str | Path) -> dict:
         raise ConfigError(f"no campaign spec at {path}; give a TOML file (see docs/results/companion.toml)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML ({err}); fix the file") from None
+    except OSError as err:  # a directory, or a file we may not read
+        raise ConfigError(f"cannot read the campaign spec {path} ({err.strerror or err}); give a TOML file "
+                          "(see docs/results/companion.toml)") from None
     unknown = set(spec) - SPEC_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; a spec has "
@@ -81,7 +84,7 @@ def load_spec(path: str | Path) -> dict:
             raise ConfigError(f"{path}: two comparisons are labelled {comparison['label']!r}; labels must differ")
         labels.add(comparison["label"])
     parallel = spec.get("parallel_cells", 1)
-    if not isinstance(parallel, int) or parallel < 1:
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
         raise ConfigError(f"{path}: parallel_cells must be a whole number >= 1, got {parallel!r}")
     return {"name": str(spec.get("name") or path.stem), "parallel_cells": parallel,
             **{key: spec[key] for key in SHARED_KEYS if key in spec}, "comparison": comparisons}
@@ -144,7 +147,8 @@ def expand(spec: dict, root: Path) -> dict[str, dict]:
                     comparison["task"], spaces=comparison.get("spaces"), preset=shared["preset"],
                     data=comparison["data"], num_samples=shared["num_samples"], max_epochs=shared["max_epochs"],
                     time_budget=shared["time_budget"], concurrency=shared["concurrency"],
-                    seed=shared["seed"] or 0, storage=str(root / CELLS), name=name, seeds=shared["seeds"] or 1,
+                    seed=0 if shared["seed"] is None else shared["seed"], storage=str(root / CELLS), name=name,
+                    seeds=1 if shared["seeds"] is None else shared["seeds"],  # a 0 given is refused, not made 1
                     init_from=None if init_cell else source, final_epochs=shared["final_epochs"])
             except (ConfigError, SpaceError, DataError) as err:
                 raise ConfigError(f"comparison {comparison['label']}: {err}") from None
@@ -160,7 +164,46 @@ def expand(spec: dict, root: Path) -> dict[str, dict]:
                               f"does not make; its cells are {', '.join(cells)}")
         if source == name:
             raise ConfigError(f"comparison {settings['comparison']}: init_from names its own cell {name}")
+        if source is not None:
+            _check_cell_model(settings, cells[source])
+    _check_no_cycle(cells)
     return cells
+
+
+def _check_cell_model(settings: dict, source: dict) -> None:
+    """Refuse, before anything runs, an ``init_from`` model that its cell does not train, or whose backbone
+    family differs from a space of the cell that starts from it (checked at run time, it failed every row)."""
+    from tuner.comparison import check_starts, space_family
+
+    model = Path(settings["init_source"]).name  # models/SPACE[-handset][-scratch][+seedK], as a comparison names them
+    match = re.fullmatch(r"(.+?)(-handset)?(-scratch)?(\+seed[1-9][0-9]*)?", model)
+    space = match.group(1)
+    where = f"comparison {settings['comparison']}: init_from {settings['init_source']}"
+    if space not in source["spaces"] or (match.group(3) and not source["init_from"]):
+        raise ConfigError(f"{where}: cell {settings['init_cell']} trains no model {model}; its models are "
+                          f"{', '.join(f'{s}, {s}-handset' for s in source['spaces'])} (and SPACE+seedK with seeds)")
+    seed = match.group(4)
+    if seed and int(seed.removeprefix("+seed")) >= source["seeds"]:
+        others = "" if source["seeds"] == 1 else f" (or +seed1 to +seed{source['seeds'] - 1})"
+        raise ConfigError(f"{where}: cell {settings['init_cell']} trains {source['seeds']} seed(s), so no model "
+                          f"{model}; name the model without +seed{others}")
+    try:
+        check_starts(space_family(space), settings["init_source"], settings["spaces"])
+    except ConfigError as err:
+        raise ConfigError(f"comparison {settings['comparison']}: {err}") from None
+
+
+def _check_no_cycle(cells: dict[str, dict]) -> None:
+    """Refuse cells whose ``init_from`` chain comes back to itself: none of them could ever run."""
+    for start in cells:
+        chain, name = [start], cells[start]["init_cell"]
+        while name is not None:
+            if name in chain:
+                loop = chain[chain.index(name):] + [name]
+                raise ConfigError(f"init_from runs in a circle: {' -> '.join(loop)} (each cell starts from the "
+                                  "next one's model, so none can run first); start one of them from scratch")
+            chain.append(name)
+            name = cells[name]["init_cell"]
 
 
 def _init_cell(init_from: str | None) -> str | None:
@@ -358,7 +401,7 @@ def _space(model: str) -> str | None:
 def campaign_state(root: Path, spec: dict, cells: dict[str, dict], resume: bool) -> dict:
     """A new campaign writes its spec and cells; ``--resume`` checks the spec still makes the same cells."""
     path = root / "campaign.json"
-    if path.is_file():
+    if path.is_file() and (resume or not never_ran(root)):
         if not resume:
             raise ConfigError(f"campaign {root} already exists; add --resume to continue it, or choose another --name")
         state = json.loads(path.read_text())
@@ -370,6 +413,18 @@ def campaign_state(root: Path, spec: dict, cells: dict[str, dict], resume: bool)
     state = {"spec": spec, "cells": cells, "wall_s": 0.0, "overhead_s": 0.0, "data_s": 0.0, "cell_s": 0.0}
     write_json(path, state)
     return state
+
+
+def never_ran(root: Path) -> bool:
+    """Whether the campaign at ``root`` wrote its state but then never started (its start failed, e.g. on an
+    unreachable ``--address``): no session's times recorded, no cell directory, nothing adopted. The same
+    command then starts it as new, corrected or not, as ``search`` and ``compare`` do after a failed start."""
+    try:
+        state = json.loads((root / "campaign.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return (isinstance(state, dict) and not state.get("wall_s") and "adopted_from" not in state
+            and not (root / CELLS).exists())
 
 
 def record_times(root: Path, wall: float, data: float, cells: dict[str, dict]) -> dict:
@@ -400,22 +455,58 @@ def publish(campaign_dir: Path, out: Path) -> Path:
     if not (campaign_dir / "campaign.json").is_file():
         raise ConfigError(f"{campaign_dir} is not a campaign directory (campaign.json); give the directory a "
                           "campaign run wrote (--storage and --name as it ran)")
+    check_publish_dir(campaign_dir, out)
     state = json.loads((campaign_dir / "campaign.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(campaign_dir / "campaign.json", out / "campaign.json")
+    _copy(campaign_dir / "campaign.json", out / "campaign.json")
     gather(campaign_dir, state["cells"], out / "results.parquet")  # the cells as they are now, running or not
     for cell in sorted(path.parent for path in (campaign_dir / CELLS).glob("*/compare.md")):
         (out / CELLS / cell.name).mkdir(parents=True, exist_ok=True)
         kept = CELL_STATE if finished(cell) else ("compare.md",)  # a running cell's state is still changing
         for name in kept:
             if (cell / name).is_file():
-                shutil.copy2(cell / name, out / CELLS / cell.name / name)
+                _copy(cell / name, out / CELLS / cell.name / name)
     stale = out / FIGURES
     if stale.is_dir():
-        shutil.rmtree(stale)  # figures of comparisons the page no longer draws
+        shutil.rmtree(stale)  # figures of comparisons the page no longer draws (out is a published copy)
     page = write_page(out)
-    (out / "tables.md").write_text(campaign_summary_markdown(out) + "\n")  # the same tables, for GitHub
+    write_text(out / "tables.md", campaign_summary_markdown(out) + "\n")  # the same tables, for GitHub
     return page
+
+
+def check_publish_dir(campaign_dir: Path, out: Path) -> None:
+    """Refuse, in one line and before anything is written, a ``--publish`` directory that is not ours to fill:
+    a file, the campaign itself, a dataset (or a folder inside one), or a folder holding other files but no
+    published campaign (``campaign.json``), where the copy would overwrite its ``index.html`` and the like
+    and delete its ``figures/``. A directory that ``--publish`` wrote, such as ``docs/results`` with its
+    README beside the copy, is refreshed."""
+    from lensdata.checks import check_not_a_dataset
+    from tuner.report import FIGURES
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--publish {out} is a file; give a directory (a new one, or one --publish wrote)")
+    if out.resolve() == campaign_dir.resolve():
+        raise ConfigError(f"--publish {out} is the campaign directory itself; give another directory, such as "
+                          "docs/results")
+    check_not_a_dataset(out, "a published campaign", "--publish directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "campaign.json").is_file():
+        raise ConfigError(f"--publish {out} holds other files and no published campaign (campaign.json); the copy "
+                          f"would overwrite its index.html and {FIGURES}/; give a new or empty directory, or one "
+                          "--publish wrote")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file so that ``dst`` is the old file or the new one, never a part (``--from`` reads these)."""
+    import os
+    import shutil
+
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copy2(src, tmp)
+        tmp.replace(dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def adopt(root: Path, published: Path, spec: dict, cells: dict[str, dict]) -> list[str]:

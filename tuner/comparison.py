@@ -34,8 +34,9 @@ import numpy as np
 
 from lensdata.files import write_json
 from tuner.errors import ConfigError
-from tuner.experiment import Experiment, check_overrides, plan
+from tuner.experiment import PRESETS, Experiment, check_overrides, plan
 from tuner.storage import local_storage
+from tuner.trackers import resolve_trackers
 
 if TYPE_CHECKING:
     from lensdata import LensingData
@@ -80,7 +81,8 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
                      time_budget: float | None = None, concurrency: int | None = None, seed: int = 0,
                      storage: str | None = None, name: str | None = None,
                      train_per_class: str | Sequence | None = None, seeds: int = 1,
-                     init_from: str | None = None, final_epochs: int | None = None) -> dict:
+                     init_from: str | None = None, final_epochs: int | None = None,
+                     trackers: Sequence[str] = ()) -> dict:
     """The comparison's settings (what ``compare.json`` keeps), checked before anything runs.
 
     ``spaces``: the task's architecture spaces (a list, or comma-separated), each checked against the
@@ -90,7 +92,10 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
     them. ``storage`` must be local (:func:`~tuner.storage.local_storage`). ``train_per_class``: label
     budgets (``"100,500,all"``, :func:`lensdata.budgets.parse_budgets`), each compared on its own;
     ``seeds``: how many times each model's final training runs, with seeds ``seed .. seed+K-1``;
-    ``init_from``: a trained model whose backbone every model starts from (``train --init-from``).
+    ``init_from``: a trained model whose backbone every model starts from (``train --init-from``);
+    ``trackers``: what every search logs to (``--log``, :mod:`tuner.trackers`), kept as given and
+    resolved by each search: MLflow's default store is then the search's own (``RUN/searches/SPACE/mlflow.db``),
+    so that no two searches of one comparison (a space at two label budgets) share an MLflow experiment.
     """
     from lensdata.budgets import budget_name, parse_budgets
     from search_spaces import compared_spaces, get_space, space_names, task_names
@@ -111,8 +116,12 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
                               f"the {task} spaces are {', '.join(compared_spaces(task))}")
     if len(set(names)) != len(names):
         raise ConfigError(f"--spaces names a space twice: {shown}")
-    if not isinstance(seeds, int) or seeds < 1:
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigError(f"--seeds must be a whole number >= 1, got {seeds!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:  # numpy's seeds: the trials' and the budgets'
+        raise ConfigError(f"--seed must be a whole number >= 0, got {seed!r}")
+    if preset is not None and preset not in PRESETS:  # checked again by each search, only once Ray runs it
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     budgets = None if train_per_class is None else [budget_name(b) for b in parse_budgets(train_per_class)]
     if budgets and data:  # before Ray starts, and without simulating (the preset's data is checked later)
         for budget in parse_budgets(train_per_class):
@@ -121,13 +130,42 @@ def compare_settings(task: str, *, spaces: str | Sequence[str] | None = None, pr
         init_from = str(Path(init_from).expanduser().resolve())
     root = local_storage(storage, "compare keeps its lock, settings, models and table in a local directory",
                          "--storage DIR (a local or shared path)")
+    name = name or f"compare-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    resolve_trackers(trackers, str(root), name)  # an unknown tracker, or one named twice: one line, now
     settings = {"task": task, "spaces": list(names), "preset": preset, "data": data, "num_samples": num_samples,
                 "max_epochs": max_epochs, "time_budget": time_budget, "concurrency": concurrency, "seed": seed,
-                "storage": str(root), "name": name or f"compare-{task}-{time.strftime('%Y%m%d-%H%M%S')}",
+                "storage": str(root), "name": name, "trackers": [t.strip() for t in trackers],
                 "plugins": list(loaded()), "train_per_class": budgets, "seeds": seeds, "init_from": init_from,
                 "final_epochs": final_epochs}
     check_overrides(names[0], search_overrides(settings))  # the searches' budget, before Ray starts
+    if init_from is not None:  # its family against every space, before Ray starts (the image side: each search's)
+        from trainables.transfer import source_config
+
+        check_starts(source_config(init_from)["arch"], init_from, names)
     return settings
+
+
+def space_family(space: str) -> str:
+    """The backbone family (``arch``) of the models ``space`` builds at its default point."""
+    from search_spaces import config_from_params
+
+    return config_from_params(space, {}, size="tiny", image_size=64)["arch"]
+
+
+def check_starts(family: str, source: str, spaces: Sequence[str]) -> None:
+    """Refuse, in one line, spaces that a model of backbone ``family`` (at ``source``) cannot start: a task
+    without a registered backbone, or a space of another family (every model of it would fail)."""
+    from search_spaces import get_space
+    from trainables import get_task
+
+    for space in spaces:
+        task = get_space(space).task
+        if get_task(task).backbone is None:
+            raise ConfigError(f"init_from: task {task} has no registered backbone to start from ({space}); "
+                              "train its models from scratch")
+        if space_family(space) != family:
+            raise ConfigError(f"init_from {source} is a {family} model but {space} builds {space_family(space)} "
+                              f"models; start from a {space_family(space)} model, or compare {family} spaces only")
 
 
 def check_task_budget(task: str, data: str, budget: int | None) -> None:
@@ -191,12 +229,13 @@ def search_overrides(settings: dict) -> dict:
     The final models train for ``final_epochs`` when it is given, else for ``max_epochs`` when that is
     (``--max-epochs`` is the budget of trials and final models alike), else for the preset's final epochs.
     """
-    extra = {key: settings[key] for key in ("init_from", "final_epochs") if settings.get(key)}
-    if settings.get("max_epochs") and not settings.get("final_epochs"):
+    extra = {key: settings[key] for key in ("init_from", "final_epochs") if settings.get(key) is not None}
+    if settings.get("max_epochs") and settings.get("final_epochs") is None:  # a 0 given is refused, not ignored
         extra["final_epochs"] = settings["max_epochs"]
     return {**{key: settings[key] for key in ("data", "num_samples", "max_epochs", "time_budget", "concurrency",
                                                "seed")},
-            "plugins": tuple(settings.get("plugins", ())), **extra}  # older comparisons have neither
+            "plugins": tuple(settings.get("plugins", ())), "trackers": tuple(settings.get("trackers", ())),
+            **extra}  # older comparisons have no plugins nor trackers
 
 
 def budget_runs(run_dir: Path, settings: dict, has_gpu: bool) -> list[tuple[str | None, Path, dict]]:

@@ -25,10 +25,17 @@ def is_uri(storage: str) -> bool:
 def resolve_storage(flag: str | None = None) -> str:
     """The results root: ``flag`` (``--storage``), else ``$DEEPLENSE_TUNER_RUNS``, else ``./runs``.
 
-    A local root comes back absolute, a URI as it is.
+    A local root comes back absolute, a URI as it is. A local root that is a dataset, or lies inside
+    one, is refused in one line: the runs written there would make the dataset read as damaged.
     """
+    from lensdata.checks import check_not_a_dataset
+
     storage = flag or os.environ.get(RUNS_ENV) or "runs"
-    return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+    if is_uri(storage):
+        return storage
+    root = Path(storage).expanduser().resolve()
+    check_not_a_dataset(root, "a run", "--storage" if flag else RUNS_ENV)
+    return str(root)
 
 
 def local_storage(flag: str | None, what: str, instead: str) -> Path:

@@ -102,6 +102,15 @@ def test_epochs_below_one_are_refused_before_anything_is_written(epochs, sim_mod
     assert "--epochs" in one_error_line(capsys)
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_numpy_cannot_take_is_refused_before_anything_is_written(seed, sim_model2_tiny, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", "--space", "vit_cls", "--smoke-test", "--data", str(sim_model2_tiny),
+                 "--seed", seed, "--out", str(out)]) == 2
+    assert "--seed" in one_error_line(capsys)
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------- damaged model, empty split
 
 

@@ -16,7 +16,8 @@ default the ``long`` preset (up to an hour a row: a 30-minute search budget, the
 30 epochs on 10,200 images). ``--tasks`` and ``--recipes`` pick rows.
 
 The printed table has, per row: the tuned test metric, each baseline's, whether the tuned model beats
-the best baseline and by how much, and the wall time. The last line is the JSON result: ``ratio`` is
+the best baseline and by how much, the search's trials and trial-epochs (its training work: a search the
+machine starved shows here), and the wall time. The last line is the JSON result: ``ratio`` is
 the share of rows where the tuned model beats every baseline (target 1).
 """
 
@@ -63,7 +64,8 @@ def run_row(task: str, recipe: str, preset: str, root: Path) -> dict:
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
             return {"task": task, "recipe": recipe, "space": space, "data": spec, "status": "failed",
-                    "reason": f"{' '.join(command[3:5])}: exit {done.returncode}: {tail[0]}"}
+                    "reason": f"{' '.join(command[3:5])}: exit {done.returncode}: {tail[0]}",
+                    **search_work(root / "runs" / name)}
     wall = time.perf_counter() - start
     final = root / "runs" / name / "final"
     metrics = json.loads((final / "test_metrics.json").read_text())
@@ -75,20 +77,32 @@ def run_row(task: str, recipe: str, preset: str, root: Path) -> dict:
     margin = (baselines[best_name] - tuned) if mode == "min" else (tuned - baselines[best_name])
     return {"task": task, "recipe": recipe, "space": space, "data": spec, "status": "ok", "metric": metric,
             "tuned": tuned, "baselines": baselines, "best_baseline": best_name, "margin": margin,
-            "beats": margin > 0, "wall_s": wall}
+            "beats": margin > 0, "wall_s": wall, **search_work(root / "runs" / name)}
+
+
+def search_work(run: Path) -> dict:
+    """The search's trials and trial-epochs (its ``trials.parquet``); None for each when it wrote none."""
+    import pandas as pd
+
+    path = run / "trials.parquet"
+    if not path.is_file():
+        return {"trials": None, "trial_epochs": None}
+    trials = pd.read_parquet(path, columns=["epochs"])
+    return {"trials": len(trials), "trial_epochs": int(trials["epochs"].sum())}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| task | data | space | metric | tuned (test) | baselines (test) | tuned - best baseline | wall |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | data | space | metric | tuned (test) | baselines (test) | tuned - best baseline | trials "
+             "| trial-epochs | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        work = " | ".join("n/a" if r.get(key) is None else str(r[key]) for key in ("trials", "trial_epochs"))
         if r["status"] != "ok":
-            lines.append(f"| {r['task']} | `{r['data']}` | {r['space']} | | failed: {r['reason']} | | | |")
+            lines.append(f"| {r['task']} | `{r['data']}` | {r['space']} | | failed: {r['reason']} | | | {work} | |")
             continue
         shown = ", ".join(f"{k} {v:.4f}" for k, v in r["baselines"].items())
         sign = "better" if r["beats"] else "worse"
         lines.append(f"| {r['task']} | `{r['data']}` | {r['space']} | {r['metric']} | {r['tuned']:.4f} | {shown} "
-                     f"| {abs(r['margin']):.4f} {sign} | {r['wall_s'] / 60:.1f} min |")
+                     f"| {abs(r['margin']):.4f} {sign} | {work} | {r['wall_s'] / 60:.1f} min |")
     return "\n".join(lines)
 
 

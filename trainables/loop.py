@@ -63,6 +63,9 @@ class Task:
     figures: tuple[str, ...] = ()  # a trained model's report figures, by name (tuner.figures.MODEL_FIGURES)
     # The registered backbone inside its modules (trainables.backbones), which init_from starts; None: none.
     backbone: Callable[[Modules], nn.Module] | None = None
+    # (standardised profiles, training rows, head width) -> the (weight, bias) a profile head starts from when the
+    # config asks (profile_init): a closed-form linear fit such as trainables.models.logistic_head; None: none.
+    start_head: Callable[[np.ndarray, LensingData, int], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def objective(self) -> str:
@@ -229,6 +232,27 @@ def evaluate(task: Task, modules: Modules, data: LensingData, config: dict, devi
     return task.metrics(predict(task, modules, data, config, device), split, config, prefix)
 
 
+def start_from_profile_fit(task: Task, model: nn.Module, train: LensingData, config: dict) -> bool:
+    """Start a profile head (:class:`~trainables.models.WithProfile`) at the task's linear fit of its profile.
+
+    The profile of every training row as the model sees it (normalised and fitted, not augmented) is
+    standardised, and the task's closed-form linear model (:attr:`Task.start_head`, e.g. a logistic
+    regression) fitted to it: the untrained model then predicts what that classical baseline does,
+    and training starts there. Whether a model started so (False: no profile head, or a task without
+    a linear start).
+    """
+    if task.start_head is None or not hasattr(model, "start_from_linear"):  # a WithProfile (no import: a circle)
+        return False
+    rows = chunks(np.arange(len(train.labels)), 256)
+    with torch.no_grad():
+        profiles = torch.cat([model.profile(b["x"]) for b in batches(train, config, rows, torch.device("cpu"))])
+    mean, var = profiles.mean(0), profiles.var(0, unbiased=False)
+    standard = ((profiles - mean) / torch.sqrt(var + model.norm.eps)).double().numpy()
+    weight, bias = task.start_head(standard, train, model.head.out_features)
+    model.start_from_linear(mean, var, torch.from_numpy(weight).float(), torch.from_numpy(bias).float())
+    return True
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -256,6 +280,8 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
                 f"{key} {theirs} (not {ours})" for key, (ours, theirs) in changed.items()), flush=True)
     side = input_side(config)
     modules = task.build(config, side)
+    if config.get("profile_init") and resume is None:  # a resumed run's checkpoint holds its weights already
+        start_from_profile_fit(task, modules["model"], train, config)
     # A resumed run's checkpoint holds its weights already; configs made before init_from have none.
     if config.get("init_from") and resume is None:
         copied, total = init_backbone(task.backbone(modules) if task.backbone else None, config)

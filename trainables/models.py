@@ -14,12 +14,18 @@ does not divide that side (the spaces choose such grids only for sides no grid d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trainables.backbones import get_backbone
 from trainables.backbones.tiling import PadInput
+
+if TYPE_CHECKING:
+    from lensdata import LensingData
 
 
 def _input_side(config: dict, image_size: int) -> int:
@@ -89,9 +95,49 @@ class WithProfile(nn.Module):
         self.norm = nn.BatchNorm1d(self.rings.shape[0])
         self.head = nn.Linear(features + self.rings.shape[0], num_outputs)
 
+    def profile(self, x: torch.Tensor) -> torch.Tensor:
+        """The input's azimuthal profile, before its normalisation: (B, bins)."""
+        return x.flatten(1) @ self.rings.t()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        profile = self.norm(x.flatten(1) @ self.rings.t())
+        profile = self.norm(self.profile(x))
         return self.head(torch.cat([self.backbone(x), profile], dim=1))
+
+    @torch.no_grad()
+    def start_from_linear(self, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor) -> None:
+        """Start as a linear model of the standardised profile: ``weight @ (profile - mean) / std + bias``.
+
+        The profile's normalisation takes ``mean`` and ``var`` as its running statistics, the head's
+        profile columns take ``weight`` and its bias ``bias``; the backbone's columns start at zero,
+        so the untrained model predicts exactly what the linear model does, and the backbone only
+        has to learn what the profile misses (its columns get gradients from the first step).
+        """
+        bins = self.rings.shape[0]
+        self.norm.reset_parameters()
+        self.norm.running_mean.copy_(mean)
+        self.norm.running_var.copy_(var)
+        self.head.weight.zero_()
+        self.head.weight[:, -bins:] = weight.to(self.head.weight)
+        self.head.bias.copy_(bias.to(self.head.bias))
+
+
+def logistic_head(profiles: np.ndarray, rows: LensingData, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (weight, bias) of a classifier head equal to a logistic regression of the labels on ``profiles``.
+
+    scikit-learn's multinomial fit (the ``logistic`` baseline's model, on the model's own profile); a
+    class the rows never show gets zero weight and a bias far below the others.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression(max_iter=2000).fit(profiles, rows.labels)
+    coef, intercept = fit.coef_, fit.intercept_
+    if len(fit.classes_) == 2:  # scikit-learn keeps one row for two classes: the log-odds of the second
+        coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = np.zeros((width, profiles.shape[1]))
+    bias = np.full(width, intercept.min() - 10.0)
+    weight[fit.classes_], bias[fit.classes_] = coef, intercept
+    return weight, bias
 
 
 # ------------------------------------------------------------------------------ autoencoders
@@ -219,4 +265,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["build_backbone", "build_autoencoder", "build_discriminator", "count_parameters", "backbone_of",
-           "ConvAutoencoder", "PadInput"]
+           "ConvAutoencoder", "PadInput", "logistic_head"]

@@ -1,5 +1,6 @@
 """Tune callbacks of a search: one line per finished trial, the watchdog of trials that never start, and
 the experiment trackers asked for with ``--log`` (:func:`tracker_callbacks`, :func:`end_trackers`).
+The budget's callbacks are :mod:`tuner.budget`.
 
 Imports Ray when imported (the classes subclass Ray's), so it is imported only where a search runs,
 never by ``python -m tuner --help``.
@@ -29,10 +30,16 @@ PENDING_LIMIT_S = 600.0
 
 
 class TrialLines(tune.Callback):
-    """Prints one line per finished trial (its metric, how it ended, its parameters) and the best so far."""
+    """Prints one line per finished trial (its metric, how it ended, its parameters) and the best so far.
 
-    def __init__(self, exp: Experiment, metric: str, mode: str) -> None:
-        self.exp, self.metric, self.mode = exp, metric, mode
+    Trials the wall-time cap cut (``cap``, a :class:`~tuner.budget.TimeCap`) end without Ray's
+    completion callback; they get their line, "cut by the budget", when the search ends. The best
+    so far is the best value any finished trial reported; the search's best is chosen on equal
+    footing when it ends (:func:`tuner.results.choose_best`).
+    """
+
+    def __init__(self, exp: Experiment, metric: str, mode: str, cap: Any = None) -> None:
+        self.exp, self.metric, self.mode, self.cap = exp, metric, mode, cap
         self.done = 0
         self.best: tuple[float, str] | None = None
 
@@ -42,11 +49,17 @@ class TrialLines(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(trial, trials, error=True)
 
-    def _line(self, trial, trials, error: bool = False) -> None:
+    def on_experiment_end(self, trials, **info):
+        cut = set(getattr(self.cap, "cut", None) or ())
+        for trial in trials:
+            if trial.trial_id in cut:
+                self._line(trial, trials, cut=True)
+
+    def _line(self, trial, trials, error: bool = False, cut: bool = False) -> None:
         exp, metric = self.exp, self.metric
         self.done += 1
         result = trial.last_result or {}
-        status = "error" if error else trial_status(result, exp.max_epochs, finished=True)
+        status = "error" if error else trial_status(result, exp.max_epochs, finished=True, cut=cut)
         value = result.get(metric)
         if value is not None and status != "error":
             better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
@@ -54,7 +67,8 @@ class TrialLines(tune.Callback):
                 self.best = (value, trial.trial_id)
         epochs = result.get("training_iteration", 0)
         how = {"completed": f"completed {epochs} epochs", "stopped": f"stopped by ASHA at epoch {epochs}",
-               "diverged": f"diverged at epoch {epochs}", "error": "failed (see its error.txt)"}[status]
+               "cut": f"cut by the budget at epoch {epochs}", "diverged": f"diverged at epoch {epochs}",
+               "error": "failed (see its error.txt)"}[status]
         shown = "n/a" if value is None else f"{value:.4f}"
         shown += "".join(f"  {name}={result[name]:.4g}" for name in exp.objectives[1:] if name in result)
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "n/a"

@@ -176,7 +176,8 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     goal = ", ".join(f"{name} {mode}" for name, mode in zip(exp.objectives, modes_of(exp.objectives, space)))
     goal += f"; ASHA judges {space.metric}" if len(exp.objectives) > 1 else ""
     print(f"search {exp.space} ({space.task}, {goal}) on {exp.data}: "
-          f"preset {exp.preset}, {exp.num_samples} trials x <= {exp.max_epochs} epochs, {concurrency} at once")
+          f"preset {exp.preset}, {exp.num_samples} trials x <= {exp.max_epochs} epochs, {concurrency} at once"
+          + (f"; budget {exp.budget_words}" if exp.budget_words else ""))
     print(f"results: {exp.run_dir}" + ("  (resuming)" if resuming else ""), flush=True)
     (exp.run_dir / STUCK_FILE).unlink(missing_ok=True)
     if resuming:
@@ -272,20 +273,26 @@ def _size(n: float) -> str:
 
 def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, image_size: int,
               concurrency: int) -> Any:
-    """The ``tune.Tuner`` of a new search: TPE (starting from :func:`~tuner.wiring.starting_points`) and ASHA."""
+    """The ``tune.Tuner`` of a new search: TPE (starting from :func:`~tuner.wiring.starting_points`) and ASHA.
+
+    The searcher is wrapped in the epoch budget (:class:`~tuner.budget.EpochBudget`, which also caps
+    the concurrency), and the wall time is capped by :class:`~tuner.budget.TimeCap` rather than Ray's
+    ``time_budget_s``, so the trials the cap cuts are recorded as cut.
+    """
     from ray import tune
 
+    from tuner.budget import EpochBudget, TimeCap
     from tuner.callbacks import CheckpointsOnDisk, PendingWatchdog, TrialLines, pending_limit_s, tracker_callbacks
     from tuner.wiring import make_scheduler, make_searcher, starting_points
 
     points = starting_points(exp, image_size)
     watchdog = PendingWatchdog(exp.run_dir, pending_limit_s())
+    cap = TimeCap(exp.run_dir, exp.time_budget)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(exp, space, image_size, points),
+            search_alg=EpochBudget(make_searcher(exp, space, image_size, points), concurrency, exp.epoch_budget),
             scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
-            max_concurrent_trials=concurrency, time_budget_s=exp.time_budget,
             # Reusing trial processes skips torch/timm/torchmetrics imports per trial: measured by
             # bench/launch.py, 16 short trials took 10.5 s instead of 57 s. Only on one node: when a
             # node dies, Tune can hand a new trial the dead node's cached actor, and it fails.
@@ -293,8 +300,8 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
             trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
         run_config=tune.RunConfig(
             name=exp.name, storage_path=exp.storage, verbose=2 if exp.verbose else 0,
-            callbacks=[TrialLines(exp, space.metric, space.mode), watchdog, CheckpointsOnDisk(),
-                       *tracker_callbacks(exp)], stop=watchdog,
+            callbacks=[TrialLines(exp, space.metric, space.mode, cap), watchdog, cap, CheckpointsOnDisk(),
+                       *tracker_callbacks(exp)], stop=tune.stopper.CombinedStopper(watchdog, cap),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
             # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
@@ -353,6 +360,12 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
         diverged = int((table["status"] == "diverged").sum())
         why = (f"every trial diverged ({diverged} of {len(table)}: NaN or inf loss)" if diverged == len(table) else
                f"no trial finished an epoch with a usable {space.metric} ({diverged} diverged, {len(failed)} failed)")
+        if (table["status"] == "cut").any() and diverged + len(failed) < len(table):
+            again = tuner_command("search", "--space", exp.space, "--data", exp.data, "--preset", exp.preset,
+                                  "--time-budget", f"{4 * exp.time_budget:.0f}")
+            print(f"error: the wall-time cap (--time-budget {exp.time_budget:.0f} s) ended the search before any "
+                  f"trial finished an epoch; give it more time, e.g. `{again}`", file=sys.stderr)
+            return 1
         check = tuner_command("data", "info", exp.data)
         retry = tuner_command("train", "--space", exp.space, "--data", exp.data, "--params", '{"lr": 1e-4}')
         print(f"error: {why}; no best.json written. Check the data with `{check}`, then try a lower learning rate, "
@@ -362,7 +375,7 @@ def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted
     if baselines:
         print(baselines)
     print(f"done in {seconds:.0f} s; best configuration: {exp.run_dir / 'best.json'}\n"
-          f"final model: {tuner_command('train', '--from', exp.run_dir)}")
+          f"final model, trained on train+val and tested once: {tuner_command('train', '--from', exp.run_dir)}")
     return 0
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,11 +57,13 @@ LIMITS: dict[str, tuple[Callable[[Any, Mapping[str, Any]], bool], str]] = {
     "gpus_per_trial": (lambda v, s: v >= 0, "--gpus-per-trial must not be negative"),
     "workers_per_trial": (lambda v, s: v >= 1, "--workers-per-trial must be at least 1"),
     "time_budget": (lambda v, s: v is None or v > 0, "--time-budget must be positive"),
+    "epoch_budget": (lambda v, s: v is None or v >= 1, "--epoch-budget must be at least 1"),
     "final_epochs": (lambda v, s: v is None or v >= 1, "--final-epochs must be at least 1"),
     "searcher": (lambda v, s: v in SEARCHERS, "unknown --searcher {!r}; choose one of: " + ", ".join(SEARCHERS)),
     "scheduler": (lambda v, s: v in SCHEDULERS,
                   "unknown --scheduler {!r}; choose one of: " + ", ".join(SCHEDULERS)),
     "brackets": (lambda v, s: v >= 1, "--brackets must be at least 1"),
+    "seed": (lambda v, s: 0 <= v < 2**32, "--seed must be a whole number from 0 to 2**32 - 1"),
 }
 
 
@@ -132,6 +134,8 @@ class Experiment:
     plugins: tuple[str, ...] = ()  # files or modules that define the space (search_spaces.plugins), loaded first
     init_from: str | None = None  # a trained model (absolute) whose backbone every trial and the final model start from
     trackers: tuple[str, ...] = ()  # --log: NAME=WHERE of each experiment tracker (tuner.trackers), resolved
+    # Trial-epochs, all trials together, after which no new trial starts (tuner.budget); time_budget caps the wall time.
+    epoch_budget: int | None = None
 
     def __post_init__(self) -> None:
         check_limits(dataclasses.asdict(self))
@@ -150,6 +154,13 @@ class Experiment:
     def run_dir(self) -> Path:
         return Path(self.storage) / self.name
 
+    @property
+    def budget_words(self) -> str:
+        """``40 trial-epochs, wall time capped at 900 s``; empty when the search has neither budget."""
+        parts = ([f"{self.epoch_budget} trial-epochs"] if self.epoch_budget else []) + (
+            [f"wall time capped at {self.time_budget:.0f} s"] if self.time_budget else [])
+        return ", ".join(parts)
+
 
 # Each preset is sized for where it runs. smoke: seconds, for CI (>= 6 trials of up to 4 epochs so
 # ASHA has something to stop). quick: a 2-core laptop in about 10 minutes, simulation and the final
@@ -166,19 +177,23 @@ class Experiment:
 # regime is measured over seeds, the defaults stay as they were; both strategies are a flag away.
 # final_epochs: the final model (train --from) trains longer than a search's trials: measured on
 # sim:model2, the small EfficientNet's val AUROC still rose from 0.978 at epoch 8 to 0.986 at 16.
+# Budget: training work (epoch_budget, trial-epochs of all trials together), so a busy machine runs the same
+# search, slower; time_budget is only the wall-time cap (tuner.budget). quick's 40 trial-epochs take about
+# 300 s on an idle 2-core machine (the swin_cls default point trains an epoch of sim:model2 in 13-18 s on one
+# core, measured 2026-12), and the cap allows a machine three times slower; long keeps the same ratio.
 PRESETS: dict[str, dict] = {
     "smoke": dict(size="tiny", num_samples=6, max_epochs=4, grace_period=1,
-                  reduction_factor=2, concurrency=2, cpus_per_trial=1, time_budget=None, final_epochs=4,
-                  searcher="tpe", scheduler="asha", brackets=1),
+                  reduction_factor=2, concurrency=2, cpus_per_trial=1, time_budget=None, epoch_budget=None,
+                  final_epochs=4, searcher="tpe", scheduler="asha", brackets=1),
     "quick": dict(size="small", num_samples=20, max_epochs=8, grace_period=1,
-                  reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=300, final_epochs=24,
-                  searcher="tpe", scheduler="asha", brackets=1),
+                  reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=900, epoch_budget=40,
+                  final_epochs=24, searcher="tpe", scheduler="asha", brackets=1),
     "long": dict(size="small", num_samples=40, max_epochs=20, grace_period=2,
-                 reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=1800, final_epochs=30,
-                 searcher="tpe", scheduler="asha", brackets=1),
+                 reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=5400, epoch_budget=60,
+                 final_epochs=30, searcher="tpe", scheduler="asha", brackets=1),
     "full": dict(size="full", num_samples=40, max_epochs=30, grace_period=3,
-                 reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None, final_epochs=30,
-                 searcher="tpe", scheduler="asha", brackets=1),
+                 reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None, epoch_budget=None,
+                 final_epochs=30, searcher="tpe", scheduler="asha", brackets=1),
 }
 PRESET_NAMES = tuple(PRESETS)
 
@@ -216,7 +231,7 @@ SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "warm_start": PATH, "verbose": ((bool,), "True or False"), "objectives": ((tuple, list), "a list of names"),
     "final_epochs": WHOLE, "searcher": TEXT, "scheduler": TEXT, "brackets": WHOLE,
     "plugins": ((tuple, list), "a list of plugin files or modules"), "init_from": PATH,
-    "trackers": ((tuple, list), "a list of trackers (NAME or NAME=WHERE)"),
+    "trackers": ((tuple, list), "a list of trackers (NAME or NAME=WHERE)"), "epoch_budget": WHOLE,
 }
 PATHS = ("data", "storage", "warm_start", "init_from")  # kept as strings, as experiment.json holds them
 STORED = {**SETTINGS, "space": TEXT, "preset": TEXT}  # every field of experiment.json, by the types it may take
@@ -311,20 +326,33 @@ FLAGS = ("data", "num_samples", "max_epochs", "final_epochs", "grace_period", "r
 
 def flags_of(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
     """The preset a search's flags name (None: chosen by the cluster's GPUs) and their overrides, checked."""
+    return search_flags(args.space, preset=args.preset, smoke_test=args.smoke_test, objective=args.objective,
+                        trials_per_gpu=args.trials_per_gpu, plugin=args.plugin,
+                        **{key: vars(args)[key] for key in FLAGS})
+
+
+def search_flags(space: str, *, preset: str | None = None, smoke_test: bool = False,
+                 objective: str | Sequence[str] | None = None, trials_per_gpu: int | None = None,
+                 plugin: Sequence[str] = (), **settings: Any) -> tuple[str | None, dict[str, Any]]:
+    """:func:`flags_of` for flags given as values (the Python API's way in): the preset and the checked overrides.
+
+    ``settings`` are :data:`SETTINGS`; the other keywords are the search's flags that are not settings.
+    """
     from search_spaces.plugins import load_plugins
 
-    overrides = {key: vars(args)[key] for key in FLAGS}
-    overrides["plugins"] = load_plugins(args.plugin)  # resolved (the CLI loaded them before parsing its flags)
-    if args.trials_per_gpu is not None:
-        if args.trials_per_gpu < 1:
-            raise ConfigError(f"--trials-per-gpu must be at least 1 (got {args.trials_per_gpu}); "
+    overrides = dict(settings)
+    # Resolved (the CLI loaded them before parsing its flags); a caller may name them as the setting too.
+    overrides["plugins"] = load_plugins((*plugin, *(settings.get("plugins") or ())))
+    if trials_per_gpu is not None:
+        if trials_per_gpu < 1:
+            raise ConfigError(f"--trials-per-gpu must be at least 1 (got {trials_per_gpu}); "
                               "it is how many trials share one GPU")
-        if args.gpus_per_trial is not None:
+        if settings.get("gpus_per_trial") is not None:
             raise ConfigError("give --gpus-per-trial or --trials-per-gpu, not both")
-        overrides["gpus_per_trial"] = 1.0 / args.trials_per_gpu
-    if args.objective:
-        overrides["objectives"] = parse_objectives(args.objective)
-    return ("smoke" if args.smoke_test else args.preset), check_overrides(args.space, overrides)
+        overrides["gpus_per_trial"] = 1.0 / trials_per_gpu
+    if objective:
+        overrides["objectives"] = parse_objectives(objective) if isinstance(objective, str) else tuple(objective)
+    return ("smoke" if smoke_test else preset), check_overrides(space, overrides)
 
 
 def from_args(args: argparse.Namespace, *, has_gpu: bool) -> Experiment:

@@ -2,9 +2,9 @@
 
 Each function returns a matplotlib Figure (or None with a reason where the data cannot support the
 figure, e.g. importances from fewer than two completed trials). What Optuna or scikit-learn
-already draws (optimisation history, importances, parallel coordinates, ROC and confusion
-matrices) is theirs; what no library draws (learning curves with ASHA's rungs, coverage of a
-Gaussian head, metric against cost with intervals) is drawn here on plain matplotlib axes.
+already draws (importances, parallel coordinates, ROC and confusion matrices) is theirs; what no
+library draws (a history of every trial however it ended, learning curves with ASHA's rungs,
+coverage of a Gaussian head, metric against cost with intervals) is drawn here on plain matplotlib axes.
 """
 
 from __future__ import annotations
@@ -60,14 +60,45 @@ def completed(study: optuna.Study) -> int:
 # ---------------------------------------------------------------- a search
 
 
-def history_figure(study: optuna.Study) -> tuple[Figure | None, str]:
-    """Optuna's optimisation history: each completed trial's value and the running best."""
-    from optuna.visualization.matplotlib import plot_optimization_history
+# How each way a trial ends is drawn (tuner.results.STATUSES): colour and marker.
+STATUS_STYLES = {"completed": ("tab:blue", "o"), "stopped": ("tab:orange", "x"), "cut": ("tab:purple", "s"),
+                 "diverged": ("tab:red", "v"), "error": ("tab:red", "v"), "unfinished": ("tab:gray", ".")}
 
-    if completed(study) == 0:
-        return None, "no trial completed its full epoch budget, so the study has no value to plot"
-    return _optuna_plot(plot_optimization_history, study, **_target(study)), (
-        f"{completed(study)} completed trials (ASHA-stopped trials are pruned and carry no final value)")
+
+def history_figure(table: pd.DataFrame, metric: str, best: dict | None) -> tuple[Figure | None, str]:
+    """Every trial's best value in the order the trials started, marked by how it ended; the best trial starred.
+
+    Optuna's own history plots only the trials that completed every epoch, so a search whose best trial
+    was stopped or cut, or that completed one trial, showed nothing of its best. ``best`` is ``best.json``
+    (its ``trial_id`` and ``judged_at_epoch``, :func:`tuner.results.choose_best`), or None.
+    """
+    from tuner.results import STATUS_WORDS
+
+    valued = [(n, row) for n, row in enumerate(table.itertuples(), start=1) if row.best == row.best]  # not NaN
+    if not valued:
+        return None, "no trial has reported a value yet"
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(9, 5))
+    for status, (color, marker) in STATUS_STYLES.items():
+        points = [(n, row.best) for n, row in valued if row.status == status]
+        if points:
+            ax.plot(*zip(*points), marker=marker, color=color, linestyle="none", label=STATUS_WORDS[status])
+    chosen = [(n, row) for n, row in valued if best and row.trial_id == best.get("trial_id")]
+    caption = f"{len(valued)} trials' best {metric}, in the order they started"
+    if chosen:
+        (n, row), = chosen
+        ax.plot([n], [row.best], marker="*", markersize=18, color="gold", markeredgecolor="black", linestyle="none",
+                label=f"best trial ({row.trial_id})")
+        ax.annotate(f"{row.best:.4f}", (n, row.best), xytext=(8, -4), textcoords="offset points")
+        at = best.get("judged_at_epoch")
+        caption += f"; star: the best trial{f', judged against the others at epoch {at}' if at else ''}"
+    ax.set_xlabel("trial, in the order it started")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel(f"{metric} (best epoch)")
+    ax.set_title("Optimisation history")
+    ax.legend(loc="best")
+    figure.tight_layout()
+    return figure, caption
 
 
 def importance_figure(study: optuna.Study, seed: int = 0) -> tuple[Figure | None, str]:
@@ -102,23 +133,25 @@ def rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int
     return out
 
 
-def curves_figure(table: pd.DataFrame, metric: str, rung_epochs: list[int]) -> Figure:
-    """Every trial's validation metric per epoch; ASHA's rungs dashed, stopped trials marked x."""
+def curves_figure(table: pd.DataFrame, metric: str, rung_epochs: list[int], best_id: str | None = None) -> Figure:
+    """Every trial's validation metric per epoch, its end marked by how it ended; ASHA's rungs dashed, the best bold."""
+    from tuner.results import STATUS_WORDS
+
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(9, 5))
-    styles = {"completed": ("tab:blue", "o"), "stopped": ("tab:orange", "x"), "diverged": ("tab:red", "v"),
-              "error": ("tab:red", "v"), "unfinished": ("tab:gray", ".")}
-    for status in styles:
+    for status, (color, marker) in STATUS_STYLES.items():
         rows = table[table["status"] == status]
         for i, row in enumerate(rows.itertuples()):
             curve = list(row.objective_per_epoch)
             if not curve:
                 continue
-            color, marker = styles[status]
             epochs = range(1, len(curve) + 1)
-            ax.plot(epochs, curve, color=color, alpha=0.6, linewidth=1)
+            if row.trial_id == best_id:
+                ax.plot(epochs, curve, color="black", linewidth=2.5, zorder=3, label=f"best trial ({best_id})")
+            else:
+                ax.plot(epochs, curve, color=color, alpha=0.6, linewidth=1)
             ax.plot([len(curve)], [curve[-1]], marker=marker, color=color, linestyle="none",
-                    label=status if i == 0 else None)
+                    label=STATUS_WORDS[status] if i == 0 else None)
     for epoch in rung_epochs:
         ax.axvline(epoch, color="gray", linestyle="--", linewidth=0.8)
     ax.set_xlabel("epoch (dashed: ASHA rungs)")

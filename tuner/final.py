@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 
 
 def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: str | None,
-                   pick: str | None = None) -> int:
+                   pick: str | None = None) -> tuple[int, Path]:
     """Train the final model of ``run_dir`` and write it, its config and ``test_*`` metrics.
 
     Without ``pick`` it is the trial with the best task metric (``best.json``'s own), written to
     ``RUN/final``; with one, the front member :func:`front_member` names, written to
-    ``RUN/final-TRIAL`` so that several members can be compared.
+    ``RUN/final-TRIAL`` so that several members can be compared. Returns the exit status (0, or 1
+    when the training diverged: no test metrics) and the model's folder.
     """
     from lensdata import open_data
     from lensdata.files import write_json
@@ -63,7 +64,7 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
         modules, history, config = train_and_save(config, train_val(data), staging)
         if "diverged" in history[-1]:
             print("the final training diverged; no test metrics written")
-            return 1
+            return 1, target
         metrics = evaluate_split(modules, config, data, "test")
         write_json(staging / "test_metrics.json", metrics)
         baselines = final_line(staging, config["task"], data, best["data"], metrics)  # on the same test images
@@ -71,7 +72,7 @@ def train_from_run(run_dir: Path, *, epochs: int | None, seed: int | None, out: 
         print(f"{key:28s} {value:.6g}")
     if baselines:
         print(baselines)
-    return 0
+    return 0, target
 
 
 def front_member(best: dict, pick: str, run_dir: Path) -> dict:
@@ -128,7 +129,7 @@ def run_warnings(run_dir: Path, data: LensingData) -> list[str]:
         unfinished = statuses.count("unfinished")
         finished = len(statuses) - unfinished
         planned = int(experiment.get("num_samples", 0))
-        if unfinished or (finished < planned and not experiment.get("time_budget")):
+        if unfinished or (finished < planned and not (experiment.get("time_budget") or experiment.get("epoch_budget"))):
             resume = resume_search(experiment["space"], experiment["name"], experiment["storage"])
             warnings.append(
                 f"the search was interrupted ({finished} of {planned} trials finished, {unfinished} unfinished), "

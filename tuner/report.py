@@ -128,7 +128,7 @@ def search_report(directory: Path, page: Page | None = None, prefix: str = "") -
     from tuner import figures
     from tuner.experiment import Experiment
     from tuner.followup import resume_search
-    from tuner.results import load_experiment, write_results
+    from tuner.results import load_experiment, trials_summary, write_results
     from tuner.study import load_study, study_file
 
     exp = Experiment(**load_experiment(directory))
@@ -138,10 +138,20 @@ def search_report(directory: Path, page: Page | None = None, prefix: str = "") -
     own_page = page is None
     page = page or Page(directory, f"Search {exp.name}: {exp.space} on {exp.data}")
     counts = table["status"].value_counts().to_dict()
-    page.text(f"{len(table)} of {exp.num_samples} trials, up to {exp.max_epochs} epochs each: "
-              + ", ".join(f"{n} {status}" for status, n in counts.items()) + f". Objective {space.metric} "
+    budget = exp.budget_words
+    page.text(f"{len(table)} of {exp.num_samples} trials, up to {exp.max_epochs} epochs each"
+              + (f", within a budget of {budget}" if budget else "") + ": "
+              + trials_summary(table).removeprefix("trials: ") + f". Objective {space.metric} "
               f"({space.mode}) on the validation split; ASHA grace {exp.grace_period}, "
               f"reduction {exp.reduction_factor}.")
+    best = json.loads((directory / "best.json").read_text()) if (directory / "best.json").is_file() else None
+    if best and best.get("judged_at_epoch"):
+        among = best["judged_among"] - 1
+        how = (f"chosen on equal footing: judged at epoch {best['judged_at_epoch']} against the {among} other trial(s) "
+               "the scheduler let run (completed or cut by the budget)" if among else "the only trial the scheduler "
+               "let run")
+        page.text(f"Best trial {best['trial_id']} ({space.metric} {best['objective']:.4f} at its best epoch), {how}; "
+                  "trials ASHA stopped had lost at their rung.")
     if counts.get("unfinished"):
         how = (f"resume it with `{resume_search(exp.space, exp.name, exp.storage)}`" if own_page
                else "resume the comparison with --resume")
@@ -155,11 +165,13 @@ def search_report(directory: Path, page: Page | None = None, prefix: str = "") -
             page.text(baselines)
     study = load_study(directory)
     page.heading("Optimisation history")
-    page.figure(f"{prefix}{exp.name}_history", figures.history_figure(study))
+    page.figure(f"{prefix}{exp.name}_history", figures.history_figure(table, space.metric, best))
     page.heading("Learning curves")
     page.figure(f"{prefix}{exp.name}_curves", figures.curves_figure(
-        table, space.metric, figures.rungs(exp.grace_period, exp.reduction_factor, exp.max_epochs)),
-        "every trial's validation metric per epoch; x: stopped by ASHA at that epoch")
+        table, space.metric, figures.rungs(exp.grace_period, exp.reduction_factor, exp.max_epochs),
+        best["trial_id"] if best else None),
+        "every trial's validation metric per epoch; x: stopped by ASHA at that epoch, square: cut by the budget; "
+        "bold: the best trial")
     page.heading("Parameter importances")
     page.figure(f"{prefix}{exp.name}_importances", figures.importance_figure(study, seed=exp.seed))
     page.heading("Parallel coordinates")

@@ -4,6 +4,11 @@ Everything here starts from ``ray.tune.ExperimentAnalysis`` (Ray's reader of an 
 state), so it works the same for a finished run and for one whose driver was killed halfway.
 Produces ``trials.parquet`` (one row per trial), ``best.json`` and the leaderboard; with several
 objectives also the Pareto front (:func:`pareto_front`), kept in ``best.json`` and printed by ``best``.
+
+A trial ends ``completed`` (every epoch), ``stopped`` (by the scheduler: ASHA judged it at a rung),
+``cut`` (by the search's wall-time cap, never judged: :class:`tuner.budget.TimeCap` lists them in
+``budget.json``), ``diverged``, ``error``, or ``unfinished`` (an interrupted search). The best trial
+is chosen on equal footing (:func:`choose_best`).
 """
 
 from __future__ import annotations
@@ -32,19 +37,33 @@ if TYPE_CHECKING:
     from search_spaces import Space
     from tuner.experiment import Experiment
 
-STATUSES = ("completed", "stopped", "diverged", "error", "unfinished")
+STATUSES = ("completed", "stopped", "cut", "diverged", "error", "unfinished")
 FINAL = frozenset(STATUSES) - {"unfinished"}  # a recorded final status is never read back as unfinished
+# How each status reads in a sentence ("3 completed, 10 stopped by ASHA, 2 cut by the budget").
+STATUS_WORDS = {"completed": "completed", "stopped": "stopped by ASHA", "cut": "cut by the budget",
+                "diverged": "diverged", "error": "failed", "unfinished": "unfinished"}
+BUDGET_FILE = "budget.json"  # the wall-time cap's verdict and the trials it cut (tuner.budget.TimeCap)
 
 
-def trial_status(result: dict, max_epochs: int, finished: bool, errored: bool = False) -> str:
-    """completed (ran every epoch), stopped (by the scheduler), diverged, error, or unfinished."""
+def trial_status(result: dict, max_epochs: int, finished: bool, errored: bool = False, cut: bool = False) -> str:
+    """completed (ran every epoch), stopped (by the scheduler), cut (by the budget), diverged, error, or unfinished."""
     if errored:
         return "error"
     if result.get("diverged"):
         return "diverged"
     if result.get("training_iteration", 0) >= max_epochs:
         return "completed"
+    if cut:
+        return "cut"
     return "stopped" if finished else "unfinished"
+
+
+def cut_trials(run_dir: Path) -> set[str]:
+    """The trials the search's wall-time cap ended (``budget.json``); none when it never fired."""
+    try:
+        return set(json.loads((run_dir / BUDGET_FILE).read_text()).get("cut", []))
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 def short_params(params: dict, limit: int = 6) -> str:
@@ -95,7 +114,7 @@ def load_experiment(run_dir: Path) -> dict:
 
 
 def collect_trials(run_dir: Path, max_epochs: int, metric: str, mode: str) -> list[dict]:
-    """One record per trial, from Ray's saved experiment state and per-trial result files.
+    """One record per trial, in the order the trials started, from Ray's saved experiment state and result files.
 
     Without a readable experiment state (the driver died before Ray saved one, or the file was
     lost), each trial directory's own ``result.json`` is read instead.
@@ -107,14 +126,23 @@ def collect_trials(run_dir: Path, max_epochs: int, metric: str, mode: str) -> li
     except (ValueError, FileNotFoundError, OSError, KeyError):
         return trials_from_result_files(run_dir, max_epochs, metric, mode)
     frames = analysis.trial_dataframes
+    cut = cut_trials(run_dir)
     rows = []
-    for trial in analysis.trials:
+    for trial in sorted(analysis.trials, key=lambda t: _started(frames.get(t.trial_id))):
         result = trial.last_result or {}
         finished = trial.status in ("TERMINATED", "ERROR")
-        status = trial_status(result, max_epochs, finished, errored=trial.status == "ERROR")
+        status = trial_status(result, max_epochs, finished, errored=trial.status == "ERROR",
+                              cut=trial.trial_id in cut)
         rows.append(_row(trial.trial_id, status, result, _curve(frames.get(trial.trial_id), metric), trial.config,
                          metric, mode))
     return rows
+
+
+def _started(frame: pd.DataFrame | None) -> float:
+    """When a trial started (Unix time: its first result's, less the time it took); last when it reported none."""
+    if frame is None or len(frame) == 0 or not {"timestamp", "time_total_s"} <= set(frame.columns):
+        return math.inf
+    return float(frame["timestamp"].iloc[0] - frame["time_total_s"].iloc[0])
 
 
 def trials_from_result_files(run_dir: Path, max_epochs: int, metric: str, mode: str) -> list[dict]:
@@ -125,7 +153,8 @@ def trials_from_result_files(run_dir: Path, max_epochs: int, metric: str, mode: 
     """
     import pandas as pd
 
-    rows = []
+    cut = cut_trials(run_dir)
+    rows, started = [], []
     for result_file in sorted(run_dir.glob("*/result.json")):
         results = []
         for line in result_file.read_text().splitlines():
@@ -137,10 +166,11 @@ def trials_from_result_files(run_dir: Path, max_epochs: int, metric: str, mode: 
             continue
         last = results[-1]
         errored = (result_file.parent / "error.txt").is_file()
-        status = trial_status(last, max_epochs, finished=False, errored=errored)
+        status = trial_status(last, max_epochs, finished=False, errored=errored, cut=last["trial_id"] in cut)
         rows.append(_row(last["trial_id"], status, last, _curve(pd.DataFrame(results), metric),
                          last.get("config", {}), metric, mode))
-    return rows
+        started.append(_started(pd.DataFrame(results)))
+    return [row for _, row in sorted(zip(started, rows), key=lambda pair: pair[0])]
 
 
 def _curve(frame: pd.DataFrame | None, metric: str) -> list[float]:
@@ -204,12 +234,39 @@ def trials_table(rows: list[dict]) -> pa.Table:
     return pa.table(columns)
 
 
-def best_row(rows: list[dict], mode: str) -> dict | None:
-    """The trial with the best objective value at any epoch (diverged and failed trials excluded)."""
-    usable = [r for r in rows if r["best"] is not None and r["status"] not in ("diverged", "error")]
+def choose_best(rows: Sequence[dict], mode: str) -> tuple[dict, int, int] | None:
+    """The best trial, chosen on equal footing; with the epoch it was judged at and how many it was judged among.
+
+    No configuration may win by having run longer. The candidates are the trials the scheduler let run
+    (completed, cut by the budget, unfinished): it judged those it stopped at their rung already, against
+    trials that went on. When it stopped every one, the candidates are those that went furthest. Every
+    candidate is judged by its best value within the first ``E`` epochs, ``E`` the fewest any candidate
+    ran: a trial the budget cut after one epoch meets the others at their first epoch, not their last.
+    Diverged and failed trials never compete; None when no trial has a value.
+
+    ``rows`` hold ``trial_id``, ``status``, ``epochs`` and ``objective_per_epoch`` (:func:`collect_trials`).
+    """
+    sign = 1.0 if mode == "max" else -1.0
+
+    def value(row: dict, epochs: int | None = None) -> float:
+        head = [sign * float(v) for v in list(row["objective_per_epoch"])[:epochs] if math.isfinite(v)]
+        return max(head) if head else -math.inf
+
+    usable = [r for r in rows if r["status"] not in ("diverged", "error") and value(r) > -math.inf]
     if not usable:
         return None
-    return (max if mode == "max" else min)(usable, key=lambda r: r["best"])
+    candidates = [r for r in usable if r["status"] != "stopped"]
+    if not candidates:
+        deepest = max(len(r["objective_per_epoch"]) for r in usable)
+        candidates = [r for r in usable if len(r["objective_per_epoch"]) == deepest]
+    at = min(len(r["objective_per_epoch"]) for r in candidates)
+    return max(candidates, key=lambda r: value(r, at)), at, len(candidates)
+
+
+def best_row(rows: list[dict], mode: str) -> dict | None:
+    """The best trial (:func:`choose_best`), or None when no trial has a value."""
+    chosen = choose_best(rows, mode)
+    return None if chosen is None else chosen[0]
 
 
 def pareto_front(rows: list[dict], objectives: Sequence[str], modes: Sequence[str]) -> list[dict]:
@@ -288,7 +345,8 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
               file=sys.stderr)
         return kept.to_pandas()
     table = trials_table(rows)
-    best = best_row(rows, space.mode)
+    chosen = choose_best(rows, space.mode)
+    best, judged_at, judged_among = chosen if chosen else (None, None, 0)
     modes = modes_of(exp.objectives, space)
     try:
         tmp = run_dir / "trials.parquet.tmp"
@@ -298,7 +356,8 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
             write_json(run_dir / "best.json", {
                 "space": exp.space, "task": space.task, "metric": space.metric, "mode": space.mode,
                 "trial_id": best["trial_id"], "objective": best["best"], "status": best["status"],
-                "epochs": best["epochs"], "params": best["params"], "config": best["config"],
+                "epochs": best["epochs"], "judged_at_epoch": judged_at, "judged_among": judged_among,
+                "params": best["params"], "config": best["config"],
                 "data": exp.data, "size": exp.size, "max_epochs": exp.max_epochs, "seed": exp.seed,
                 "final_epochs": exp.final_epochs or exp.max_epochs, "init_from": exp.init_from,
                 "objectives": list(exp.objectives), "modes": list(modes), "front": [
@@ -333,7 +392,7 @@ def _statuses(table: pa.Table | None) -> dict[str, str]:
 
 
 def leaderboard(table: pd.DataFrame, metric: str, mode: str, top: int = 10) -> str:
-    """The ``top`` trials by best objective, as a plain-text table."""
+    """The ``top`` trials by best objective, as a plain-text table; then how they ended and which is best."""
     if len(table) == 0:
         return "no trial has reported a result yet"
     ranked = table[table["best"].notna()].sort_values("best", ascending=mode == "min").head(top)
@@ -341,9 +400,21 @@ def leaderboard(table: pd.DataFrame, metric: str, mode: str, top: int = 10) -> s
     for rank, row in enumerate(ranked.itertuples(), start=1):
         params = short_params(json.loads(row.params_json))
         lines.append(f"{rank:>4}  {row.trial_id:<12}{row.status:<11}{row.epochs:>6}  {row.best:>14.4f}  {params}")
-    counts = table["status"].value_counts().to_dict()
-    lines.append("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES if counts.get(s, 0)))
+    lines.append(trials_summary(table))
+    chosen = choose_best(table.to_dict("records"), mode) if "objective_per_epoch" in table else None
+    if chosen is not None:
+        row, at, among = chosen
+        how = (f"judged at epoch {at} against the {among - 1} other trial(s) the scheduler let run" if among > 1
+               else "the only trial the scheduler let run")
+        lines.append(f"best trial: {row['trial_id']} ({metric} {row['best']:.4f}; {how})")
     return "\n".join(lines)
+
+
+def trials_summary(table: pd.DataFrame) -> str:
+    """``trials: 3 completed, 10 stopped by ASHA, 2 cut by the budget; 41 trial-epochs``."""
+    counts = table["status"].value_counts().to_dict()
+    line = "trials: " + ", ".join(f"{counts[s]} {STATUS_WORDS[s]}" for s in STATUSES if counts.get(s, 0))
+    return line + (f"; {int(table['epochs'].sum())} trial-epochs" if "epochs" in table else "")
 
 
 def top_params(run_dir: Path, space: str, k: int) -> list[dict]:

@@ -14,7 +14,8 @@ Each trial carries its parameters with their distributions (the space run on Opt
 ``FixedTrial``), the objective at every epoch as intermediate values, and a state:
 
 - completed -> COMPLETE, valued by its last epoch (what Ray's OptunaSearch tells the sampler);
-- stopped by ASHA -> PRUNED, as :mod:`tuner.asha_optuna` tells it to the sampler;
+- stopped by ASHA -> PRUNED, as :mod:`tuner.asha_optuna` tells it to the sampler; cut by the budget -> PRUNED
+  too (user attribute ``status`` says which);
 - diverged or error -> FAIL (user attribute ``status`` says which);
 - unfinished (an interrupted search) -> RUNNING.
 """
@@ -64,8 +65,8 @@ def write_study(run_dir: Path, exp: Experiment, space: Space, rows: list[dict]) 
         study.set_user_attr("data", exp.data)
         study.set_user_attr("metric", space.metric)
         multi = len(objectives) > 1
-        state_of = {"completed": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "diverged": TrialState.FAIL,
-                    "error": TrialState.FAIL, "unfinished": TrialState.RUNNING}
+        state_of = {"completed": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "cut": TrialState.PRUNED,
+                    "diverged": TrialState.FAIL, "error": TrialState.FAIL, "unfinished": TrialState.RUNNING}
         for row in rows:
             state = state_of[row["status"]]
             values = [_value(row, name, space.metric) for name, _ in objectives]

@@ -8,20 +8,31 @@ of searches against the table (``bench/strategies.py``) in seconds each.
 Each table is one space at the quick preset's model size (``small``) and epoch budget, on one fixed
 simulated set whose validation split is large, so that a configuration's metric is measured well
 enough to rank: the ``sim:model2`` set of 3,000 images (DeepLenseSim's Model II recipe), with its
-val and test splits together as validation (900 images) and all or part of its train split for
-training. Configurations are the space's default point followed by draws of Optuna's
-``RandomSampler`` through the space's own define-by-run function, so every value the table holds
-is one the space can propose. Training goes through the project's loop (``trainables.loop.fit``),
-one torch thread per worker process, as a quick search's trials run.
+val and test splits together as validation (900 images; the regression task uses the 300 of them
+with an axion mass) and all or part of its train split for training.
 
-Output: one Parquet file per space under ``bench/tables/`` with a row per (configuration, epoch):
-``config_id``, ``epoch``, the task metric (``val_auroc``), ``val_loss`` where the task reports one,
-``train_s``, ``val_s``, ``train_images``, ``diverged``, ``params`` (JSON) and one column per
-parameter. The file's metadata says how it was made. Rows are written as configurations finish, so
-an interrupted build keeps what it measured, and ``--budget-minutes`` stops drawing new ones.
+Configurations are drawn where searches sample, since a replay maps each proposal to its nearest
+row: the space's default point (row 0), draws of Optuna's ``RandomSampler`` (``draw`` = ``uniform``)
+and, for strategies centred on the default, draws of ``replay.CentredSampler`` around the default
+at fixed radii in the space's unit coordinates (``perturb-0.1`` ...). All go through the space's
+own define-by-run function, so every value the table holds is one the space can propose. Training
+goes through the project's loop (``trainables.loop.fit``), one torch thread per worker process, as
+a quick search's trials run.
 
-    python bench/lctable.py                     # both tables, about 80 minutes on 2 cores
-    python bench/lctable.py --tiny --out /tmp/t # seconds: a handful of tiny configurations
+Output: one Parquet file per table under ``bench/tables/`` with a row per (configuration, epoch):
+``config_id``, ``draw``, ``epoch``, the task metric (``val_auroc`` or ``val_mae``), ``val_loss``
+where the task reports one, ``wall_s`` and ``cpu_s`` (since the start, the latter the process's CPU
+time: a build's cores are shared), ``train_s``, ``val_s``, ``train_images``, ``diverged``, ``val_se`` (at
+the last epoch: the bootstrap standard error of the metric over the validation images), ``params``
+(JSON) and one column per parameter. The file's metadata says how it was made, including the
+metric of a model that guesses (``chance``). Rows are written as configurations finish, and a
+rerun continues a table whose finished rows match its draws, so an interrupted build keeps what it
+measured; ``--budget-minutes`` stops drawing new ones. The first two tables predate the ``draw``,
+``cpu_s`` and ``val_se`` columns; ``--extend`` appends perturbations of the default to them.
+
+    python bench/lctable.py --spaces swin_cls,vae_anom   # the first two, about 80 minutes on 2 cores
+    python bench/lctable.py --spaces effnet_cls --workers 1  # about an hour on one core
+    python bench/lctable.py --tiny --out /tmp/t           # seconds: a handful of tiny configurations
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -49,41 +61,84 @@ class TableSpec:
 
     space: str
     epochs: int
-    configs: int
+    configs: int  # the default point and configs - 1 uniform draws
     train_images: int | None  # None: the whole train split
     size: str = "small"
     seed: int = 0
+    radii: tuple[float, ...] = ()  # perturbations of the default at these radii (unit coordinates) ...
+    per_radius: int = 0  # ... this many at each
 
     @property
     def file(self) -> str:
         return f"{self.space}.parquet"
 
+    @property
+    def total(self) -> int:
+        return self.configs + len(self.radii) * self.per_radius
+
 
 # The quick preset's budgets: 8 epochs for the backbones, 16 for the autoencoders (tuner.experiment).
 # The Swin trains on half the train split (1,050 images) so that a few hundred configurations fit in
-# an hour on 2 cores; the VAE on all 700 no_sub training images, as its quick search does.
+# an hour on 2 cores; the VAE on all 700 no_sub training images, as its quick search does. The
+# EfficientNet classifier learns from 300 labelled images (100 per class: a small label budget), the
+# EfficientNet regressor from the 700 axion images of the train split; each is sized for about an
+# hour on one core, half its rows uniform and half around the default.
+RADII = (0.1, 0.25, 0.5)
 FULL = (TableSpec("swin_cls", epochs=8, configs=240, train_images=1050),
-        TableSpec("vae_anom", epochs=16, configs=160, train_images=None))
+        TableSpec("vae_anom", epochs=16, configs=160, train_images=None),
+        TableSpec("effnet_cls", epochs=8, configs=120, train_images=300, radii=RADII, per_radius=40),
+        TableSpec("effnet_reg", epochs=8, configs=120, train_images=None, radii=RADII, per_radius=40))
 TINY = (TableSpec("swin_cls", epochs=2, configs=3, train_images=60, size="tiny"),
-        TableSpec("vae_anom", epochs=2, configs=3, train_images=None, size="tiny"))
+        TableSpec("vae_anom", epochs=2, configs=3, train_images=None, size="tiny"),
+        TableSpec("effnet_reg", epochs=2, configs=2, train_images=None, size="tiny", radii=(0.25,), per_radius=1))
+# --extend: the first two tables, with perturbations of the default appended (their rows unchanged).
+EXTEND = {"swin_cls": dict(radii=RADII, per_radius=30), "vae_anom": dict(radii=RADII, per_radius=20)}
 
 
-def draw_params(spec: TableSpec) -> list[dict]:
-    """The space's default point, then ``configs - 1`` random draws (seeded), as suggest-name dicts."""
+def draw_params(spec: TableSpec) -> tuple[list[dict], list[str]]:
+    """Every configuration of the table (suggest-name dicts, by config id) and how each was drawn.
+
+    Row 0 is the default point, rows 1 .. configs - 1 uniform draws, then ``per_radius`` draws
+    around the default at each radius; each kind is seeded on its own, so adding perturbations
+    leaves the earlier rows as they were.
+    """
     import optuna
+    from replay import CentredSampler
 
     from search_spaces import default_params, define_by_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fn = define_by_run(spec.space, size=spec.size, image_size=64)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed))
-    params = [default_params(spec.space, size=spec.size, image_size=64)]
-    while len(params) < spec.configs:
-        trial = study.ask()
-        fn(trial)
-        study.tell(trial, 0.0)
-        params.append(dict(trial.params))
-    return params
+    default = default_params(spec.space, size=spec.size, image_size=64)
+
+    def draws(sampler, n: int) -> list[dict]:
+        study = optuna.create_study(sampler=sampler)
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            fn(trial)
+            study.tell(trial, 0.0)
+            out.append(dict(trial.params))
+        return out
+
+    params = [default, *draws(optuna.samplers.RandomSampler(seed=spec.seed), spec.configs - 1)]
+    kinds = ["default"] + ["uniform"] * (spec.configs - 1)
+    for k, radius in enumerate(spec.radii):
+        params += draws(CentredSampler(default, radius, seed=spec.seed + 1 + k), spec.per_radius)
+        kinds += [f"perturb-{radius:g}"] * spec.per_radius
+    return params, kinds
+
+
+def build_order(kinds: list[str]) -> list[int]:
+    """Config ids in the order to train them: the default first, then each kind spread evenly, so that a cut
+    keeps every kind's share."""
+    seen: dict[str, int] = {}
+    counts = {kind: kinds.count(kind) for kind in kinds}
+    keys = []
+    for i, kind in enumerate(kinds):
+        keys.append((-1.0 if i == 0 else (seen.get(kind, 0) + 0.5) / counts[kind], i))
+        seen[kind] = seen.get(kind, 0) + 1
+    return [i for _, i in sorted(keys)]
 
 
 def table_data(spec: TableSpec):
@@ -98,6 +153,42 @@ def table_data(spec: TableSpec):
     if spec.train_images is not None:
         keep[np.flatnonzero(splits == "train")[spec.train_images:]] = False
     return dataclasses.replace(data.take(keep), splits=splits[keep])
+
+
+def chance(spec: TableSpec) -> float:
+    """The task metric of a model that guesses: AUROC 0.5, or the MAE of predicting the training mean."""
+    import numpy as np
+
+    from search_spaces import get_space
+    from trainables import get_task
+
+    space = get_space(spec.space)
+    if space.metric == "val_auroc":
+        return 0.5
+    task = get_task(space.task)
+    data = table_data(spec)
+    train, val = task.rows(data, "train"), task.rows(data, "val")
+    return float(np.abs(val.targets - train.targets.mean()).mean())
+
+
+def bootstrap_se(task, modules, data, config: dict, metric: str, reps: int = 100) -> float:
+    """Standard error of the final model's validation metric over resamples of the validation images."""
+    import numpy as np
+    import torch
+
+    from trainables.loop import predict
+
+    val = task.rows(data, "val")
+    out = predict(task, modules, val, config, torch.device("cpu"))
+    labels, targets = torch.from_numpy(val.labels), torch.from_numpy(val.targets)
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(reps):
+        idx = torch.from_numpy(rng.integers(0, len(labels), len(labels)))
+        split = {"label": labels[idx], "target": targets[idx]}
+        values.append(task.metrics(out[idx], split, config, "val")[metric])
+    values = np.asarray(values, dtype=float)
+    return float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else math.nan
 
 
 _DATA: dict = {}
@@ -132,11 +223,12 @@ def train_curve(spec: TableSpec, config_id: int, params: dict) -> list[dict]:
     class Recorder:
         def __init__(self) -> None:
             self.rows: list[dict] = []
-            self.t0 = time.perf_counter()
+            self.t0, self.cpu0 = time.perf_counter(), time.process_time()
 
         def report(self, metrics: dict, checkpoint_dir=None) -> None:
+            # cpu_s: what the clock would read on a core of its own (a build shares its cores with others)
             row = {"epoch": int(metrics["epoch"]), "wall_s": time.perf_counter() - self.t0,
-                   "diverged": int(metrics.get("diverged", 0))}
+                   "cpu_s": time.process_time() - self.cpu0, "diverged": int(metrics.get("diverged", 0))}
             for name in (space.metric, "val_loss", "train_s", "val_s", "train_images"):
                 value = metrics.get(name)
                 row[name] = float(value) if value is not None else None
@@ -146,12 +238,14 @@ def train_curve(spec: TableSpec, config_id: int, params: dict) -> list[dict]:
             pass
 
     recorder = Recorder()
-    fit(task, config, data, recorder)
+    modules, _, config = fit(task, config, data, recorder)
+    last = recorder.rows[-1]
+    last["val_se"] = math.nan if last["diverged"] else bootstrap_se(task, modules, data, config, space.metric)
     return recorder.rows
 
 
 def write_table(spec: TableSpec, curves: dict[int, list[dict]], params: list[dict], out: Path,
-                started: str) -> Path:
+                started: str, kinds: list[str] | None = None, extra: dict | None = None) -> Path:
     """(Re)write the table of every finished configuration, atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -162,13 +256,16 @@ def write_table(spec: TableSpec, curves: dict[int, list[dict]], params: list[dic
     names = sorted({name for p in params for name in p})
     rows = []
     for config_id in sorted(curves):
+        draw = {"draw": kinds[config_id]} if kinds else {}
         for row in curves[config_id]:
-            rows.append({"config_id": config_id, **row, "params": json.dumps(params[config_id], sort_keys=True),
+            rows.append({"config_id": config_id, **draw, **row,
+                         "params": json.dumps(params[config_id], sort_keys=True),
                          **{f"p_{name}": params[config_id].get(name) for name in names}})
-    table = pa.Table.from_pylist(rows)
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # rows of older builds lack val_se
+    table = pa.Table.from_pylist([{key: row.get(key) for key in columns} for row in rows])
     meta = {"space": spec.space, "task": space.task, "metric": space.metric, "mode": space.mode,
             "spec": asdict(spec), "data": SOURCE, "configs_finished": len(curves), "started": started,
-            "threads_per_worker": 1, "built_by": "bench/lctable.py"}
+            "threads_per_worker": 1, "built_by": "bench/lctable.py", **(extra or {})}
     table = table.replace_schema_metadata({b"deeplense_tuner": json.dumps(meta).encode()})
     out.mkdir(parents=True, exist_ok=True)
     path = out / spec.file
@@ -176,6 +273,31 @@ def write_table(spec: TableSpec, curves: dict[int, list[dict]], params: list[dic
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
+
+
+def finished_rows(spec: TableSpec, params: list[dict], out: Path) -> tuple[dict[int, list[dict]], dict]:
+    """The curves an earlier build of this table left (by config id) and its metadata; none if there is no file.
+
+    Refuses, in one line, a table of other settings or whose configurations are not this build's draws.
+    """
+    import pyarrow.parquet as pq
+
+    path = out / spec.file
+    if not path.exists():
+        return {}, {}
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"deeplense_tuner"])
+    same = ("space", "epochs", "train_images", "size", "seed")
+    if any(meta["spec"].get(key) != getattr(spec, key) for key in same):
+        sys.exit(f"{path} was built with other settings ({meta['spec']}); move it away to build {spec}")
+    curves: dict[int, list[dict]] = {}
+    columns = [c for c in table.column_names if c not in ("config_id", "draw", "params") and not c.startswith("p_")]
+    for row in table.to_pylist():
+        config_id = row["config_id"]
+        if config_id >= len(params) or json.loads(row["params"]) != params[config_id]:
+            sys.exit(f"{path}: configuration {config_id} is not this build's draw; move the file away to rebuild it")
+        curves.setdefault(config_id, []).append({c: row[c] for c in columns})
+    return curves, meta
 
 
 def main() -> None:
@@ -186,15 +308,29 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop starting configurations after this long; finished ones are kept")
     parser.add_argument("--spaces", default=None, help="comma-separated subset of the tables to build")
+    parser.add_argument("--extend", action="store_true",
+                        help="append perturbations of the default to the first two tables (their rows unchanged)")
     args = parser.parse_args()
     specs = [s for s in (TINY if args.tiny else FULL) if not args.spaces or s.space in args.spaces.split(",")]
+    if args.extend:
+        specs = [dataclasses.replace(s, **EXTEND[s.space]) for s in specs if s.space in EXTEND]
     out = Path(args.out)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S")
     deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
-    params = {s.space: draw_params(s) for s in specs}
-    curves: dict[str, dict[int, list[dict]]] = {s.space: {} for s in specs}
+    params, kinds, curves, extra = {}, {}, {}, {}
+    for spec in specs:
+        params[spec.space], kinds[spec.space] = draw_params(spec)
+        curves[spec.space], meta = finished_rows(spec, params[spec.space], out)
+        extra[spec.space] = {"started": meta.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
+                             "chance": meta.get("chance", chance(spec))}
+        if curves[spec.space]:
+            print(f"{spec.space}: continuing, {len(curves[spec.space])} of {spec.total} configurations done",
+                  flush=True)
     # Interleave the tables' configurations so that a budget cut leaves each table with a fair share.
-    queue = [(s, i) for i in range(max(s.configs for s in specs)) for s in specs if i < s.configs]
+    first = {s.space: s.configs if args.extend else 0 for s in specs}  # --extend: the perturbations only
+    orders = {s.space: [i for i in build_order(kinds[s.space]) if i not in curves[s.space] and i >= first[s.space]]
+              for s in specs}
+    queue = [(s, orders[s.space][k]) for k in range(max(map(len, orders.values()), default=0)) for s in specs
+             if k < len(orders[s.space])]
     t0 = time.monotonic()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
         running = {}
@@ -208,10 +344,13 @@ def main() -> None:
             for future in done:
                 spec, i = running.pop(future)
                 curves[spec.space][i] = future.result()
-                write_table(spec, curves[spec.space], params[spec.space], out, started)
+                extra_meta = {k: v for k, v in extra[spec.space].items() if k != "started"}
+                write_table(spec, curves[spec.space], params[spec.space], out, extra[spec.space]["started"],
+                            kinds[spec.space], extra_meta)
                 last = curves[spec.space][i][-1]
-                print(f"{time.monotonic() - t0:7.0f}s {spec.space} #{i}: epoch {last['epoch']} "
-                      f"{last.get('val_auroc')} ({len(curves[spec.space])}/{spec.configs})", flush=True)
+                metric = next(k for k in ("val_auroc", "val_mae") if k in last)
+                print(f"{time.monotonic() - t0:7.0f}s {spec.space} #{i} ({kinds[spec.space][i]}): epoch "
+                      f"{last['epoch']} {metric} {last[metric]} ({len(curves[spec.space])}/{spec.total})", flush=True)
     for spec in specs:
         print(f"{spec.space}: {len(curves[spec.space])} configurations -> {out / spec.file}")
     sys.stdout.flush()

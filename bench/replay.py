@@ -23,7 +23,9 @@ a finite candidate list, which Optuna's define-by-run samplers cannot.
 
 **Time.** A trial's first epoch costs the row's set-up (model build and cost measurement) plus its
 train and validation seconds, each later epoch its train and validation seconds, as measured when the
-table was built (two workers, one torch thread each). A paused trial that resumes pays the set-up again.
+table was built (one torch thread per worker). Where the table has the worker's CPU time (``cpu_s``),
+the seconds are scaled by the run's CPU time over its wall time: what a core of its own would have
+taken, since a build shares its cores. A paused trial that resumes pays the set-up again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.samplers import BaseSampler
 
 CHANCE = {"val_auroc": 0.5}  # the metric of a classifier that guesses
 
@@ -60,6 +63,8 @@ class Table:
     train_images: np.ndarray  # (configs,) images per epoch
     lengths: np.ndarray  # (configs,) epochs recorded: the budget, or fewer where the run diverged
     meta: dict = field(default_factory=dict)
+    draws: list[str] = field(default_factory=list)  # by config id: default, uniform, perturb-0.1 ...
+    val_se: np.ndarray | None = None  # (configs,) bootstrap SE of the final value, where the table has it
 
     @classmethod
     def read(cls, path: str | Path) -> Table:
@@ -75,19 +80,26 @@ class Table:
         setup = np.zeros(len(ids))
         images = np.zeros(len(ids))
         lengths = np.zeros(len(ids), dtype=int)
-        params = []
-        for k, (_, rows) in enumerate(df.groupby("config_id", sort=True)):
+        val_se = np.full(len(ids), np.nan)
+        params, draws = [], []
+        for k, (config_id, rows) in enumerate(df.groupby("config_id", sort=True)):
             rows = rows.sort_values("epoch")
             e = rows.epoch.to_numpy().astype(int) - 1
             values[k, e] = rows[meta["metric"]].to_numpy()
             lengths[k] = e.max() + 1
-            epoch_s[k, e] = (rows.train_s.fillna(0) + rows.val_s.fillna(0)).to_numpy()
+            last = rows.iloc[-1]
+            cpu = last.cpu_s if "cpu_s" in rows else math.nan  # rows of older builds have none
+            share = cpu / last.wall_s if math.isfinite(cpu) and last.wall_s > 0 else 1.0
+            epoch_s[k, e] = share * (rows.train_s.fillna(0) + rows.val_s.fillna(0)).to_numpy()
             first = rows.iloc[0]
-            setup[k] = max(0.0, first.wall_s - (first.train_s or 0) - (first.val_s or 0))
+            setup[k] = share * max(0.0, first.wall_s - (first.train_s or 0) - (first.val_s or 0))
             images[k] = rows.train_images.dropna().iloc[0] if rows.train_images.notna().any() else 0
+            if "val_se" in rows and last.val_se is not None:
+                val_se[k] = last.val_se
             params.append(json.loads(first.params))
+            draws.append(first.draw if "draw" in rows else "default" if config_id == 0 else "uniform")
         return cls(meta["space"], meta["metric"], meta["mode"], meta["spec"]["size"], epochs, params, values,
-                   epoch_s, setup, images, lengths, meta)
+                   epoch_s, setup, images, lengths, meta, draws, val_se)
 
     @property
     def sign(self) -> float:
@@ -109,10 +121,14 @@ class Table:
         """Each configuration's value at the last epoch (NaN for a run that diverged)."""
         return np.where(self.lengths >= self.epochs, self.values[:, -1], np.nan)
 
+    @property
+    def chance(self) -> float:
+        """The metric of a model that guesses (the table's own where it says, e.g. the MAE of the mean)."""
+        return float(self.meta.get("chance", CHANCE.get(self.metric, math.nan)))
+
     def target(self, share: float = 0.9) -> float:
         """``share`` of the way from chance to :attr:`best`."""
-        chance = CHANCE[self.metric]
-        return chance + share * (self.best - chance)
+        return self.chance + share * (self.best - self.chance)
 
 
 class NearestRow:
@@ -126,6 +142,106 @@ class NearestRow:
 
     def __call__(self, params: dict) -> int:
         return self._nearest(params)
+
+
+# ---------------------------------------------------------------- a sampler centred on the default
+
+
+class CentredSampler(BaseSampler):
+    """An Optuna sampler that draws around a centre: the space's default point, as piBO and PriorBand put a prior there.
+
+    Coordinates are the space's unit ones (``search_spaces.encoding``): a number is drawn from a normal
+    of standard deviation ``radius`` around the centre's coordinate, truncated to [0, 1] (a log range
+    in log); a categorical keeps the centre's choice with probability ``1 - radius`` and otherwise takes
+    one of the others at random; a parameter the centre does not use (``momentum`` at Adam) is drawn
+    uniformly, as is every parameter of a share ``uniform`` of the trials. ``lctable.py`` draws its
+    perturbation rows with it at a fixed radius.
+
+    With ``widen > 1`` it follows the search, as a trust region that grows on success does (TuRBO):
+    each finished trial that beats the centre's trial (it went further, or has a better value at the
+    epoch it stopped at, which is how ASHA compares) becomes the centre, and the radius is multiplied by
+    ``widen`` up to ``max_radius``. The first finished trial stands for the default until one beats it.
+    """
+
+    def __init__(self, centre: dict, radius: float, *, uniform: float = 0.0, widen: float = 1.0,
+                 max_radius: float = 1.0, seed: int | None = None):
+        import optuna
+
+        self.centre, self.radius, self.uniform = dict(centre), float(radius), float(uniform)
+        self.widen, self.max_radius = float(widen), float(max_radius)
+        self._rng = np.random.default_rng(seed)
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._plan: dict[int, tuple[dict | None, float]] = {}
+
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng()
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def before_trial(self, study, trial) -> None:
+        centre, radius = self.follow(study) if self.widen > 1 else (self.centre, self.radius)
+        self._plan[trial.number] = (None if self._rng.random() < self.uniform else centre, radius)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._plan.pop(trial.number, None)
+
+    def follow(self, study) -> tuple[dict, float]:
+        """(centre, radius) after the finished trials, in the order they finished (see the class docstring)."""
+        from optuna.trial import TrialState
+
+        sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                if t.intermediate_values]
+        done.sort(key=lambda t: (t.datetime_complete, t.number))
+        centre, radius, ref = self.centre, self.radius, None
+        for t in done:
+            if ref is None:
+                ref = t
+                continue
+            epoch = max(t.intermediate_values)
+            theirs = ref.intermediate_values.get(epoch)
+            if theirs is None or sign * (t.intermediate_values[epoch] - theirs) > 0:
+                ref, centre, radius = t, dict(t.params), min(self.max_radius, radius * self.widen)
+        return centre, radius
+
+    def sample_independent(self, study, trial, name, dist):
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        centre, radius = self._plan.get(trial.number, (self.centre, self.radius))
+        if centre is None or name not in centre:
+            return self._random.sample_independent(study, trial, name, dist)
+        value = centre[name]
+        if isinstance(dist, CategoricalDistribution):
+            choices = list(dist.choices)
+            if value not in choices:
+                return self._random.sample_independent(study, trial, name, dist)
+            others = [c for c in choices if c != value]
+            if others and self._rng.random() < min(1.0, radius):
+                return others[self._rng.integers(len(others))]
+            return value
+        low, high = float(dist.low), float(dist.high)
+        if high <= low:
+            return dist.low
+        to_unit = (lambda v: (math.log(v) - math.log(low)) / (math.log(high) - math.log(low))) if dist.log \
+            else (lambda v: (v - low) / (high - low))
+        u0 = to_unit(min(max(float(value), low), high))
+        for _ in range(100):  # a normal truncated to [0, 1]
+            u = self._rng.normal(u0, radius)
+            if 0.0 <= u <= 1.0:
+                break
+        else:
+            u = min(max(u, 0.0), 1.0)
+        x = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if dist.log else low + u * (high - low)
+        step = getattr(dist, "step", None)
+        if step:
+            x = low + round((x - low) / step) * step
+        x = min(max(x, low), high)
+        return int(round(x)) if isinstance(dist, IntDistribution) else float(x)
 
 
 # ---------------------------------------------------------------- what a replayed search leaves
@@ -151,6 +267,19 @@ class Run:
         pool = done or self.trials
         return max(pool, key=lambda t: table.sign * t["last"])["row"]
 
+    def handover(self, table: Table, until: float | None = None) -> int | None:
+        """The row the tool hands over (``tuner.results.best_row``): the best value any trial reported at any
+        epoch, diverged reports left out; only reports by ``until`` on the clock (a time budget) count."""
+        best, row = None, None
+        for t, _, r, epoch, value in self.reports:
+            if until is not None and t > until:
+                break
+            if epoch >= table.lengths[r] and epoch < table.epochs:  # the report of a run that diverged
+                continue
+            if best is None or table.sign * value > table.sign * best:
+                best, row = value, r
+        return row
+
     def measures(self, table: Table, share: float = 0.9) -> dict:
         epochs, seconds = self.to_target(table.target(share), table.sign)
         picked = self.pick(table)
@@ -158,7 +287,10 @@ class Run:
         return {"epochs_to_target": epochs, "seconds_to_target": seconds, "reached": math.isfinite(epochs),
                 "regret": float(table.sign * (table.best_final - final)) if not math.isnan(final) else math.inf,
                 "epochs_total": len(self.reports), "seconds_total": self.reports[-1][0] if self.reports else 0.0,
-                "trials": len(self.trials)}
+                "trials": len(self.trials),
+                # proposals replayed on the default point's own row (row 0): near it, a table without
+                # perturbation rows has no other row to give
+                "on_default_row": sum(t["row"] == 0 for t in self.trials) / max(1, len(self.trials))}
 
 
 class _Clock:
@@ -198,11 +330,16 @@ class RayReplay:
     """
 
     def __init__(self, table: Table, searcher: Any, scheduler: Any, *, n_trials: int, concurrency: int,
-                 result_extra: dict | None = None, to_params=None):
+                 result_extra: dict | None = None, to_params=None, epoch_budget: int | None = None):
         from ray.tune.search import ConcurrencyLimiter
 
         self.table, self.scheduler, self.n_trials, self.concurrency = table, scheduler, n_trials, concurrency
-        self.searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrency)
+        if epoch_budget is None:
+            self.searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrency)
+        else:  # the search's own limiter: no new trial once the trials together have trained epoch_budget epochs
+            from tuner.budget import EpochBudget
+
+            self.searcher = EpochBudget(searcher, concurrency, epoch_budget)
         self.search_alg = self  # HyperBandForBOHB calls tune_controller.search_alg.searcher
         self.nearest = NearestRow(table)
         self.to_params = to_params or (lambda config: config["params"])
@@ -331,9 +468,12 @@ def syne_tune_space(table: Table) -> dict:
     return space
 
 
-def syne_tune_replay(table: Table, scheduler: Any, *, n_trials: int, concurrency: int) -> Run:
+def syne_tune_replay(table: Table, scheduler: Any, *, n_trials: int, concurrency: int,
+                     epoch_budget: int | None = None) -> Run:
     """Syne Tune's tuner loop on a simulated clock: ``suggest``, ``on_trial_add``, ``on_trial_result``,
-    then ``on_trial_remove`` after a STOP or ``on_trial_complete`` when the budget ran out."""
+    then ``on_trial_remove`` after a STOP or ``on_trial_complete`` when the budget ran out. With
+    ``epoch_budget``, no trial starts once the trials together have trained that many epochs (as
+    ``tuner.budget.EpochBudget`` does for Ray)."""
     from datetime import datetime
 
     from syne_tune.backend.trial_status import Trial as SyneTrial
@@ -345,7 +485,8 @@ def syne_tune_replay(table: Table, scheduler: Any, *, n_trials: int, concurrency
     state: dict[int, dict] = {}
     started = 0
     while True:
-        while len(clock) < concurrency and started < n_trials:
+        while len(clock) < concurrency and started < n_trials and (epoch_budget is None
+                                                                    or len(run.reports) < epoch_budget):
             suggestion = scheduler.suggest()
             if suggestion is None:
                 break

@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCH))
 
 import lctable  # noqa: E402
 import strategies  # noqa: E402
-from replay import NearestRow, RayReplay, Table, seed_everything, syne_tune_replay  # noqa: E402
+from replay import CentredSampler, NearestRow, RayReplay, Table, seed_everything, syne_tune_replay  # noqa: E402
 
 EPOCHS = 6
 
@@ -28,7 +28,7 @@ EPOCHS = 6
 def table(tmp_path_factory) -> Table:
     """A table of 30 tiny swin_cls configurations with made-up, distinct learning curves."""
     spec = lctable.TableSpec("swin_cls", epochs=EPOCHS, configs=30, train_images=60, size="tiny")
-    params = lctable.draw_params(spec)
+    params, _ = lctable.draw_params(spec)
     rng = np.random.default_rng(1)
     curves = {}
     for i in range(len(params)):
@@ -60,12 +60,17 @@ def test_a_nearby_configuration_maps_to_the_row_it_was_moved_from(table):
     assert nearest(moved) == 3
 
 
-def replay(table, name, seed=0, n_trials=12, concurrency=2):
+CTX = {"users": {"n_trials": 8, "concurrency": 2, "epoch_budget": 12, "time_budget": 10.0}, "noise": 0.01,
+       "grace_fraction": 0.34}
+
+
+def replay(table, name, seed=0, n_trials=12, concurrency=2, points=()):
     seed_everything(seed)
     kind, build = strategies.STRATEGIES[name]
     if kind == "syne":
-        return syne_tune_replay(table, build(table, seed), n_trials=n_trials, concurrency=concurrency)
-    searcher, scheduler = build(table, seed)
+        return syne_tune_replay(table, build(table, seed, list(points), CTX), n_trials=n_trials,
+                                concurrency=concurrency)
+    searcher, scheduler = build(table, seed, list(points), CTX)
     to_params = strategies._from_cs(table) if kind == "ray-bohb" else None
     return RayReplay(table, searcher, scheduler, n_trials=n_trials, concurrency=concurrency,
                      to_params=to_params).replay()
@@ -100,12 +105,110 @@ def test_measures_are_consistent(table):
         assert first[4] >= table.target() and all(r[4] < table.target() for r in before)
 
 
-@pytest.mark.parametrize("name", ["tpe+reliable", "gp+asha", "tpe+asha/images", "peer:ray-bohb",
-                                  "peer:st-asha", "peer:st-bohb"])
+@pytest.mark.parametrize("name", ["tpe+reliable", "gp+asha", "tpe+asha/images", "tpe+asha/cal", "centred+asha",
+                                  "centred/fixed+asha", "peer:ray-bohb", "peer:st-asha", "peer:st-bohb"])
 def test_every_strategy_replays(table, name):
     run = replay(table, name)
     assert len(run.trials) == 12
     assert all(1 <= t["epochs"] <= EPOCHS for t in run.trials)
+
+
+@pytest.mark.parametrize("name", ["tpe+asha", "centred+asha", "peer:ray-bohb", "peer:st-asha"])
+def test_the_users_regime_tries_the_default_point_first(table, name):
+    run = replay(table, name, points=[table.params[0]])
+    first = min(run.reports, key=lambda r: (r[1], r[3]))  # trial 0's first epoch
+    assert first[1] == 0 and first[2] == 0
+
+
+@pytest.mark.parametrize("name", ["tpe+asha", "peer:st-asha"])
+def test_no_trial_starts_once_the_epoch_budget_is_spent(table, name):
+    seed_everything(0)
+    kind, build = strategies.STRATEGIES[name]
+    if kind == "syne":
+        run = syne_tune_replay(table, build(table, 0, [], CTX), n_trials=30, concurrency=2, epoch_budget=10)
+    else:
+        searcher, scheduler = build(table, 0, [], CTX)
+        run = RayReplay(table, searcher, scheduler, n_trials=30, concurrency=2, epoch_budget=10).replay()
+    assert len(run.trials) < 30 and 10 <= len(run.reports) < 10 + 2 * EPOCHS
+    started = {}
+    for i, (_, trial, _, _, _) in enumerate(run.reports):
+        started.setdefault(trial, i)
+    assert max(started.values()) < 10 + 2  # none started after the budget was spent (2 run at once)
+
+
+def test_the_handover_is_the_best_report_by_the_time_budget(table):
+    run = replay(table, "random+asha")
+    row = run.handover(table)
+    assert table.values[row].max() == max(r[4] for r in run.reports if r[2] != 7)
+    early = run.reports[2][0]
+    assert run.handover(table, until=early) in {r[2] for r in run.reports[:3]}
+    assert run.handover(table, until=-1.0) is None
+
+
+def test_perturbation_draws_stay_near_the_default_and_widen_with_the_radius():
+    import optuna
+
+    from search_spaces import default_params, define_by_run
+    from search_spaces.encoding import NearestConfig
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    default = default_params("swin_cls", "tiny")
+    fn = define_by_run("swin_cls", size="tiny")
+    mean = {}
+    for radius in (0.05, 0.5):
+        study = optuna.create_study(sampler=CentredSampler(default, radius, seed=0))
+        draws = []
+        for _ in range(20):
+            trial = study.ask()
+            fn(trial)
+            study.tell(trial, 0.0)
+            draws.append(trial.params)
+        mean[radius] = NearestConfig("swin_cls", draws, "tiny").distances(default).mean()
+    assert 0 < mean[0.05] < mean[0.5]
+
+
+def test_the_centred_sampler_moves_to_a_trial_that_beats_its_centre_and_widens():
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    sampler = CentredSampler({"x": 0.5}, 0.1, widen=2.0, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for x, value in ((0.5, 0.6), (0.2, 0.5), (0.8, 0.9)):  # the first stands for the centre; the third beats it
+        study.add_trial(optuna.trial.create_trial(params={"x": x}, distributions={"x": FloatDistribution(0, 1)},
+                                                  value=value, intermediate_values={1: value}))
+    centre, radius = sampler.follow(study)
+    assert centre == {"x": 0.8} and radius == pytest.approx(0.2)
+
+
+def test_the_lctable_draws_hold_the_default_uniform_rows_and_perturbations():
+    spec = lctable.TableSpec("swin_cls", epochs=2, configs=4, train_images=60, size="tiny", radii=(0.1, 0.5),
+                             per_radius=2)
+    params, kinds = lctable.draw_params(spec)
+    assert kinds == ["default"] + ["uniform"] * 3 + ["perturb-0.1"] * 2 + ["perturb-0.5"] * 2
+    plain, _ = lctable.draw_params(lctable.TableSpec("swin_cls", epochs=2, configs=4, train_images=60, size="tiny"))
+    assert params[:4] == plain  # perturbations leave the earlier rows as they were
+    order = lctable.build_order(kinds)
+    assert order[0] == 0 and sorted(order) == list(range(len(kinds)))
+    assert {kinds[i] for i in order[1:4]} == {"uniform", "perturb-0.1", "perturb-0.5"}
+
+
+def test_a_rerun_continues_a_table_and_refuses_other_draws(tmp_path):
+    spec = lctable.TableSpec("swin_cls", epochs=2, configs=3, train_images=60, size="tiny")
+    params, kinds = lctable.draw_params(spec)
+    curves = {0: [{"epoch": 1, "wall_s": 1.0, "diverged": 0, "val_auroc": 0.6, "train_s": 0.5, "val_s": 0.2,
+                   "train_images": 60.0}]}
+    lctable.write_table(spec, curves, params, tmp_path, "test", kinds)
+    done, meta = lctable.finished_rows(spec, params, tmp_path)
+    assert list(done) == [0] and done[0][0]["val_auroc"] == pytest.approx(0.6) and meta["started"] == "test"
+    with pytest.raises(SystemExit):
+        lctable.finished_rows(spec, [params[1], *params[1:]], tmp_path)
+
+
+def test_validation_noise_from_the_table_or_hanley_mcneil(table):
+    noise, how = strategies.validation_noise(table)
+    assert how == "Hanley-McNeil" and 0 < noise < 0.1
+    se = strategies.hanley_mcneil
+    assert se(0.9, 200, 200) < se(0.9, 50, 50) and se(1.0, 50, 50) == 0.0
 
 
 def test_a_seed_replays_the_same_search(table):
@@ -134,14 +237,14 @@ def test_the_replay_decides_as_real_ray_tune_does(table, ray_local, tmp_path):
             tune.report({"val_auroc": float(value), "row": row, "diverged": int(epoch == 2 and row == 7)})
 
     seed_everything(0)
-    searcher, scheduler = strategies.STRATEGIES[name][1](table, 0)
+    searcher, scheduler = strategies.STRATEGIES[name][1](table, 0, [], CTX)
     grid = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                                              num_samples=n_trials, max_concurrent_trials=1),
                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="real", verbose=0)).fit()
     # Tune's trial ids are random: match trials by their (distinct) learning rates instead
     real = sorted((r.config["params"]["lr"], r.metrics["row"], r.metrics["training_iteration"]) for r in grid)
     seed_everything(0)
-    searcher, scheduler = strategies.STRATEGIES[name][1](table, 0)
+    searcher, scheduler = strategies.STRATEGIES[name][1](table, 0, [], CTX)
     loop = RayReplay(table, searcher, scheduler, n_trials=n_trials, concurrency=1)
     run = loop.replay()
     replayed = sorted((loop.trials[t["index"]].config["params"]["lr"], t["row"], t["epochs"]) for t in run.trials)

@@ -244,13 +244,13 @@ def train(*, space: str | None = None, params: str | Mapping | None = None, from
     Pareto front, ``N``, ``"best"`` or ``"fastest"``).
     """
     from search_spaces.plugins import load_plugins
+    from tuner.experiment import check_limits
     from tuner.training import source_model
 
     load_plugins(_names(plugin))
     if epochs is not None and epochs < 1:  # before anything is read or written
         raise ConfigError(f"--epochs must be at least 1, not {epochs}; leave it out for the default")
-    if not 0 <= seed < 2**32:  # numpy's generators take no other
-        raise ConfigError(f"--seed must be a whole number from 0 to 2**32 - 1, not {seed}")
+    check_limits({"seed": seed})  # the search's own range: numpy's generators take no other
     if pick is not None and not from_run:
         raise ConfigError("--pick chooses a member of a search's Pareto front; give the run too: --from RUN_DIR")
     if init_from and from_run:

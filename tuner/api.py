@@ -155,7 +155,7 @@ def search(space: str, *, preset: str | None = None, smoke_test: bool = False,
     ``settings`` are the search's settings, each named like its flag: ``data``, ``num_samples``,
     ``max_epochs``, ``final_epochs``, ``grace_period``, ``reduction_factor``, ``searcher``, ``scheduler``,
     ``brackets``, ``concurrency``, ``cpus_per_trial``, ``gpus_per_trial``, ``workers_per_trial``,
-    ``time_budget``, ``seed``, ``storage``, ``name``, ``warm_start``, ``init_from``, ``verbose``
+    ``time_budget``, ``epoch_budget``, ``seed``, ``storage``, ``name``, ``warm_start``, ``init_from``, ``verbose``
     (:data:`tuner.experiment.SETTINGS`; an unknown one is refused in one line). ``preset`` (or
     ``smoke_test``) sets the rest; ``log`` names the experiment trackers (``"mlflow"``, ``"wandb=offline"``).
 

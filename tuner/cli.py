@@ -133,7 +133,11 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--trials-per-gpu", type=int, default=None, help="same as --gpus-per-trial 1/N")
     s.add_argument("--workers-per-trial", type=int, default=None,
                    help="run each trial as a Ray Train TorchTrainer with K workers (multi-GPU trials)")
-    s.add_argument("--time-budget", type=float, default=None, help="seconds before no new trial starts")
+    s.add_argument("--epoch-budget", type=int, default=None,
+                   help="trial-epochs, all trials together, after which no new trial starts (default: the preset's; "
+                        "quick 40): training work, so a busy machine runs the same search, only slower")
+    s.add_argument("--time-budget", type=float, default=None,
+                   help="wall-time cap in seconds: trials still running then are cut, and labelled so")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--storage", default=None, help="results root (default ./runs)")
     s.add_argument("--name", default=None, help="experiment name (default: SPACE-DATE)")

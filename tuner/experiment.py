@@ -321,7 +321,7 @@ def plan(space: str, *, preset: str | None = None, has_gpu: bool = False, **over
 # --trials-per-gpu are read by flags_of; --space, --resume, --address are not settings; --log sets trackers).
 FLAGS = ("data", "num_samples", "max_epochs", "final_epochs", "grace_period", "reduction_factor", "searcher",
          "scheduler", "brackets", "concurrency", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
-         "time_budget", "seed", "storage", "name", "warm_start", "verbose", "init_from", "trackers")
+         "time_budget", "epoch_budget", "seed", "storage", "name", "warm_start", "verbose", "init_from", "trackers")
 
 
 def flags_of(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:

@@ -131,6 +131,16 @@ def test_the_quick_preset_budgets_training_work_and_caps_the_wall_time(tmp_path)
         plan("swin_cls", preset="quick", epoch_budget=2.5)
 
 
+def test_the_epoch_budget_is_a_search_flag(tmp_path, capsys):
+    from tuner.cli import build_parser, main
+    from tuner.experiment import flags_of
+
+    args = build_parser().parse_args(["search", "--space", "swin_cls", "--preset", "quick", "--epoch-budget", "12"])
+    assert flags_of(args)[1]["epoch_budget"] == 12
+    assert main(["search", "--space", "swin_cls", "--epoch-budget", "0", "--storage", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --epoch-budget must be at least 1"]
+
+
 # ---------------------------------------------------------------- the best trial, on equal footing
 
 

@@ -34,7 +34,7 @@ EXPECTED = {"effnet_cls", "vit_cls", "swin_cls", "resnet_cls", "effnet_reg", "vi
 SHARED_KEYS = {"task", "arch", "optimizer", "lr", "weight_decay", "momentum", "batch_size",
                "schedule", "warmup_frac", "grad_clip", "aug_flip_rot90", "aug_rotate_deg",
                "aug_brightness", "aug_noise", "normalize", "input_mode", "input_size"}
-BACKBONE_KEYS = {"drop_rate", "drop_path_rate", "profile_features"}
+BACKBONE_KEYS = {"drop_rate", "drop_path_rate", "profile_features", "profile_init"}
 TASK_KEYS = {"classification": BACKBONE_KEYS | {"label_smoothing"},
              "regression": BACKBONE_KEYS | {"head"},
              "anomaly": {"score", "latent_dim", "base_channels", "depth"}}

@@ -239,8 +239,8 @@ def test_a_profile_head_starts_as_the_logistic_fit_of_its_own_profile(sim_model2
     from trainables.models import WithProfile, logistic_head
 
     data = load_dataset(sim_model2_tiny32)
-    plain = get_task("classification")
-    task = dataclasses.replace(plain, start_head=logistic_head)
+    task = get_task("classification")
+    assert task.start_head is logistic_head
     train = task.rows(data, "train")
     config = {**config_from_params("effnet_cls", {"profile_features": True}, "tiny", 32), **task.data_config(train)}
     torch.manual_seed(0)
@@ -259,6 +259,16 @@ def test_a_profile_head_starts_as_the_logistic_fit_of_its_own_profile(sim_model2
     expected = standard.double().numpy() @ weight.T + bias
     assert np.allclose(logits.numpy(), expected, atol=1e-3)
     assert (logits.argmax(1).numpy() == train.labels).mean() > 0.5  # the fit is a classifier, not noise
+
+
+def test_a_spaces_profile_head_starts_from_the_fit_and_a_hand_set_point_does_not():
+    from search_spaces import config_from_params, default_config
+    from tuner.comparison import handset_params
+
+    assert default_config("swin_cls", size="small", image_size=64)["profile_init"] is True
+    assert config_from_params("swin_cls", {"profile_features": False}, "small", 64)["profile_init"] is False
+    handset, _ = handset_params("swin_cls", "small", 64)  # as published: no profile at all
+    assert config_from_params("swin_cls", handset, "small", 64)["profile_init"] is False
 
 
 def test_a_class_the_rows_never_show_starts_far_below_the_others():

@@ -12,7 +12,7 @@ from trainables.baselines import PROFILE_CLASSIFIERS
 from trainables.datachecks import FIX, present_classes, split_rows
 from trainables.loop import Batch, Modules, Task
 from trainables.metrics import classification_metrics
-from trainables.models import backbone_of, build_backbone
+from trainables.models import backbone_of, build_backbone, logistic_head
 from trainables.tasks import register_task
 
 
@@ -65,4 +65,4 @@ DEFAULT_DATA = {"smoke": "sim:model2:300", "quick": "sim:model2", "long": "sim:m
 TASK = register_task(Task(
     name="classification", worst=0.0, rows=_rows, data_config=_data_config, build=_build, step=_step,
     predict=_predict, metrics=_metrics, check=_check, baselines=PROFILE_CLASSIFIERS, default_data=DEFAULT_DATA,
-    figures=("roc", "confusion"), backbone=_backbone))
+    figures=("roc", "confusion"), backbone=_backbone, start_head=logistic_head))

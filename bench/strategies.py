@@ -90,11 +90,15 @@ ROW0_LIMIT = 0.25  # beyond this share of (a)'s trials on the default's own row,
 REGIMES = ("field", "users", "budget")  # (a); (b); (c)
 
 
-def users_regime() -> dict:
-    """The quick preset's search as a user runs it: trials, concurrency, epoch budget and wall-time cap."""
-    from tuner.experiment import PRESETS
+def users_regime(space: str) -> dict:
+    """The quick preset's search of ``space`` as a user runs it: trials, concurrency, epoch budget, wall-time cap.
 
-    quick = PRESETS["quick"]
+    The task's own changes to the preset count (the autoencoders' longer trials get a larger budget).
+    """
+    from search_spaces import get_space
+    from tuner.experiment import PRESETS, preset_settings
+
+    quick = {**PRESETS["quick"], **preset_settings("quick", get_space(space).task)}
     return {"n_trials": int(quick["num_samples"]), "concurrency": int(quick["concurrency"]),
             "epoch_budget": quick.get("epoch_budget"), "time_budget": quick.get("time_budget")}
 
@@ -502,7 +506,7 @@ def main() -> None:
     if args.size == "tiny":  # the smoke test: the largest table only
         path = max(tables, key=lambda p: len(tables[p].params))
         tables = {path: tables[path]}
-    users = users_regime()
+    users = users_regime(HELD_OUT)  # the classifiers' regime, printed; each table runs its own task's
     fraction = calibrated_fraction([t for t in tables.values() if t.space != HELD_OUT])
     print(f"users' regime (the quick preset): {users['n_trials']} trials, {users['concurrency']} at a time, "
           f"the default point first; for (c) also {users['epoch_budget']} trial-epochs and a wall-time cap of "
@@ -514,7 +518,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init) as pool:
         for path, table in tables.items():
             noise, how = validation_noise(table)
-            ctx = {"users": users, "noise": noise, "grace_fraction": fraction}
+            ctx = {"users": users_regime(table.space), "noise": noise, "grace_fraction": fraction}
             jobs = {(n, s, r): pool.submit(replay_one, str(path), n, s, r, ctx)
                     for n in names for s in range(n_seeds) for r in REGIMES}
             rows = {(n, r): [jobs[(n, s, r)].result() for s in range(n_seeds)] for n in names for r in REGIMES}

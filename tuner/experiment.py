@@ -180,7 +180,10 @@ class Experiment:
 # Budget: training work (epoch_budget, trial-epochs of all trials together), so a busy machine runs the same
 # search, slower; time_budget is only the wall-time cap (tuner.budget). quick's 40 trial-epochs take about
 # 300 s on an idle 2-core machine (the swin_cls default point trains an epoch of sim:model2 in 13-18 s on one
-# core, measured 2026-12), and the cap allows a machine three times slower; long keeps the same ratio.
+# core, measured 2026-12), and the cap allows a machine three times slower. Each budget is about what ASHA spends
+# on the preset's trials when none is cut (quick: 20 x 1 + 7 x 2 + 2 x 5 = 44; long: 40 x 2 + 13 x 4 + 4 x 12 + 2 =
+# 182), so the budget ends a search that runs long, not a usual one; a task whose trials are longer (the
+# autoencoders') scales it with them (tests/tuner/test_experiment.py holds every task to this).
 PRESETS: dict[str, dict] = {
     "smoke": dict(size="tiny", num_samples=6, max_epochs=4, grace_period=1,
                   reduction_factor=2, concurrency=2, cpus_per_trial=1, time_budget=None, epoch_budget=None,
@@ -189,7 +192,7 @@ PRESETS: dict[str, dict] = {
                   reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=900, epoch_budget=40,
                   final_epochs=24, searcher="tpe", scheduler="asha", brackets=1),
     "long": dict(size="small", num_samples=40, max_epochs=20, grace_period=2,
-                 reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=5400, epoch_budget=60,
+                 reduction_factor=3, concurrency=2, cpus_per_trial=1, time_budget=5400, epoch_budget=180,
                  final_epochs=30, searcher="tpe", scheduler="asha", brackets=1),
     "full": dict(size="full", num_samples=40, max_epochs=30, grace_period=3,
                  reduction_factor=3, concurrency=8, cpus_per_trial=4, time_budget=None, epoch_budget=None,

@@ -83,6 +83,17 @@ def test_a_preset_may_give_a_task_its_own_epochs_and_flags_still_win():
     assert experiment("--space", "vae_anom", "--preset", "quick", "--max-epochs", "5").max_epochs == 5
 
 
+@pytest.mark.parametrize("preset", ["quick", "long"])
+def test_every_tasks_budget_buys_the_same_number_of_full_length_trials(preset):
+    from trainables.tasks import task_names
+
+    budgets = {task: {**PRESETS[preset], **preset_settings(preset, task)} for task in task_names()}
+    trials = {task: b["epoch_budget"] / b["max_epochs"] for task, b in budgets.items()}
+    caps = {task: b["time_budget"] / b["epoch_budget"] for task, b in budgets.items()}
+    assert max(trials.values()) / min(trials.values()) < 1.2, trials
+    assert max(caps.values()) / min(caps.values()) < 1.5, caps
+
+
 def test_data_simulate_classes_bad_and_good(tmp_path, capsys):
     assert main(["data", "simulate", "--n", "6", "--classes", "fdm", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()

@@ -104,8 +104,10 @@ DEFAULT_DATA = {"smoke": "sim:model2:300", "quick": "sim:model2", "long": "sim:m
 # The autoencoders learn the no_sub images slowly but cheaply (a small VAE epoch on 700 images is ~1.5 s on
 # 2 cores): measured on sim:model2, the small VAE's val AUROC was 0.992 after 8 epochs and still rising to
 # 0.9999 at epoch 22, so their trials and final model run longer than the presets' own.
-PRESET_SETTINGS = {"quick": dict(max_epochs=16, grace_period=2, final_epochs=48),
-                   "long": dict(max_epochs=40, grace_period=4, final_epochs=90)}
+# Trials twice as long as the classifiers' get twice their budget (trial-epochs and the wall-time cap): at the
+# classifiers' 40 trial-epochs a quick search of 16-epoch trials finished about two of them (bench/strategies.py).
+PRESET_SETTINGS = {"quick": dict(max_epochs=16, grace_period=2, final_epochs=48, epoch_budget=80, time_budget=1800),
+                   "long": dict(max_epochs=40, grace_period=4, final_epochs=90, epoch_budget=360, time_budget=10800)}
 
 TASK = register_task(Task(
     name="anomaly", worst=0.0, rows=_rows, data_config=_data_config, build=_build, step=_step, predict=_predict,

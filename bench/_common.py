@@ -124,8 +124,10 @@ def start_ray(num_cpus: int = 2):
     """A fresh local Ray of our own (never attaches to someone else's cluster)."""
     import ray
 
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=0, include_dashboard=False,
-             log_to_driver=False, configure_logging=False, logging_level="ERROR")
+    from tuner.preflight import start_local_ray  # the product's own start: trials at the driver's priority
+
+    start_local_ray(num_cpus=num_cpus, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                    configure_logging=False, logging_level="ERROR")
     return ray
 
 

@@ -35,6 +35,22 @@ if TYPE_CHECKING:
 # new process. Its default (2 s) is too short on a busy machine: seen here as randomly failed trials.
 TRIAL_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "30"}
 
+# Ray starts every worker process at nice 15 (its raylet's worker_niceness), below anything else the user
+# runs: on a shared laptop a trial then yields its core to any process at normal priority, and trained at
+# half the bare loop's speed (bench/overhead.py under load: 0.47). A local Ray started here leaves its workers at
+# the driver's own priority instead, so `nice python -m tuner search` is how a user gives the search less.
+# Set RAY_worker_niceness yourself to keep Ray's choice; a cluster keeps what its raylets were started with.
+LOCAL_RAY_ENV = {"RAY_worker_niceness": "0"}
+
+
+def start_local_ray(**kwargs) -> None:
+    """``ray.init(address="local")`` with the workers at the driver's priority (:data:`LOCAL_RAY_ENV`)."""
+    import ray
+
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)  # read by the raylet this call starts
+    ray.init(address="local", **kwargs)
+
 
 def connect_ray(address: str | None, verbose: bool) -> bool:
     """Attach to the cluster the user named (``--address`` or ``RAY_ADDRESS``), else start a local Ray.
@@ -56,7 +72,7 @@ def connect_ray(address: str | None, verbose: bool) -> bool:
         if address:
             ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
         else:
-            ray.init(address="local", **kwargs)
+            start_local_ray(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = redact(address) if address else "a new local instance"
         why = first_line(err)

@@ -33,11 +33,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A fresh local Ray with 2 CPUs and no dashboard, shared by every test that needs it."""
+    """A fresh local Ray with 2 CPUs and no dashboard, shared by every test that needs it.
+
+    Started as the tool starts one (its trials at the test run's own priority, not Ray's nice 15).
+    """
     import ray
 
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    from tuner.preflight import start_local_ray
+
+    start_local_ray(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

@@ -104,11 +104,15 @@ def history_figure(table: pd.DataFrame, metric: str, best: dict | None) -> tuple
 def importance_figure(study: optuna.Study, seed: int = 0) -> tuple[Figure | None, str]:
     """Optuna's fANOVA parameter importances over the completed trials."""
     from optuna.importance import FanovaImportanceEvaluator
+    from optuna.trial import TrialState
     from optuna.visualization.matplotlib import plot_param_importances
 
     n = completed(study)
     if n < 2:
         return None, f"importances need at least 2 completed trials; this search has {n}"
+    values = {t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if len(values) == 1:  # fANOVA refuses a target without variance ("zero total variance in all trees")
+        return None, f"importances need trials that score differently; all {n} completed trials scored {values.pop():g}"
     evaluator = FanovaImportanceEvaluator(seed=seed)
     return _optuna_plot(plot_param_importances, study, evaluator=evaluator, **_target(study)), (
         f"Optuna's FanovaImportanceEvaluator (seed {seed}) on the {n} completed trials")

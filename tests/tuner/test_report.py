@@ -429,3 +429,20 @@ def test_report_of_a_comparison_interrupted_before_its_table_says_how_to_resume(
     assert shlex.split(command) == ["python", "-m", "tuner", "compare", "--task", "classification", "--name",
                                     run.name, "--storage", str(tmp_path), "--resume"]
     assert not (run / "report.html").exists()
+
+
+def test_importances_of_trials_that_all_scored_the_same_are_left_out_in_one_caption():
+    # Seen when every trial of a tiny search started from the same profile fit: fANOVA raised instead.
+    import optuna
+
+    from tuner.figures import importance_figure
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: 0.5 + 0 * t.suggest_float("lr", 1e-4, 1e-2) + 0 * t.suggest_int("depth", 1, 4), 4)
+    figure, caption = importance_figure(study)
+    assert figure is None and caption == "importances need trials that score differently; all 4 completed trials " \
+                                         "scored 0.5"
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2) + t.suggest_int("depth", 1, 4), 4)
+    figure, caption = importance_figure(study)
+    assert figure is not None and caption.endswith("on the 8 completed trials")

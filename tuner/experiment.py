@@ -200,6 +200,14 @@ PRESETS: dict[str, dict] = {
 }
 PRESET_NAMES = tuple(PRESETS)
 
+# From this many trials at once, the first round of start-up draws decides how soon a search reaches a good model:
+# replayed on the four learning-curve tables with 8-256 workers (bench/workers.py, 2026-12-03), TPE + ASHA reached
+# the target 1.4-1.5x sooner than random search without early stopping at 8 workers and no sooner from 32 (0.70 on
+# the VAE table at 32; on effnet_reg every ASHA, ours and Syne Tune's, stopped the one configuration that gets
+# there). There a search runs random search without early stopping, unless the user names a searcher or scheduler.
+MANY_WORKERS = 32
+MANY_WORKERS_STRATEGY = dict(searcher="random", scheduler="fifo", brackets=1)
+
 def preset_data(preset: str, task: str) -> str:
     """The data a search of ``task`` reads under ``preset`` when ``--data`` is not given (the task's own)."""
     from trainables import get_task
@@ -315,6 +323,8 @@ def plan(space: str, *, preset: str | None = None, has_gpu: bool = False, **over
               "gpus_per_trial": 1.0 if has_gpu else 0.0, **preset_settings(preset, task), **given}
     if "grace_period" not in given:
         values["grace_period"] = min(values["grace_period"], values["max_epochs"])
+    if values["concurrency"] >= MANY_WORKERS and not MANY_WORKERS_STRATEGY.keys() & given.keys():
+        values.update(MANY_WORKERS_STRATEGY)
     exp = Experiment(space=space, preset=preset, **values)
     check_strategy(exp)
     return exp

@@ -94,6 +94,16 @@ def test_every_tasks_budget_buys_the_same_number_of_full_length_trials(preset):
     assert max(caps.values()) / min(caps.values()) < 1.5, caps
 
 
+def test_many_workers_run_random_search_without_early_stopping_unless_told_otherwise():
+    from tuner.experiment import MANY_WORKERS
+
+    strategy = lambda exp: (exp.searcher, exp.scheduler)  # noqa: E731
+    assert strategy(plan("swin_cls", preset="quick", concurrency=MANY_WORKERS - 1)) == ("tpe", "asha")
+    assert strategy(plan("swin_cls", preset="quick", concurrency=MANY_WORKERS)) == ("random", "fifo")
+    assert strategy(plan("swin_cls", preset="quick", concurrency=64, scheduler="asha")) == ("tpe", "asha")
+    assert strategy(plan("swin_cls", preset="quick", concurrency=64, searcher="gp")) == ("gp", "asha")
+
+
 def test_data_simulate_classes_bad_and_good(tmp_path, capsys):
     assert main(["data", "simulate", "--n", "6", "--classes", "fdm", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()

@@ -248,6 +248,8 @@ def start_from_profile_fit(task: Task, model: nn.Module, train: LensingData, con
         profiles = torch.cat([model.profile(b["x"]) for b in batches(train, config, rows, torch.device("cpu"))])
     mean, var = profiles.mean(0), profiles.var(0, unbiased=False)
     standard = ((profiles - mean) / torch.sqrt(var + model.norm.eps)).double().numpy()
+    if not np.isfinite(standard).all():  # e.g. a corrupt import: left to the loop, which ends the run as diverged
+        return False
     weight, bias = task.start_head(standard, train, model.head.out_features)
     model.start_from_linear(mean, var, torch.from_numpy(weight).float(), torch.from_numpy(bias).float())
     return True

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import met  # noqa: E402  (after the path tweak)
 
-BENCHES = ("simulate", "load", "overhead", "launch", "search", "strategies", "separability", "gpu")
+BENCHES = ("simulate", "load", "overhead", "launch", "scale", "search", "strategies", "separability", "gpu")
 TIMEOUT_S = {"tiny": 300, "quick": 600, "full": 3600}
 
 
@@ -100,6 +100,10 @@ def key_details(row: dict) -> str:
                              if "longer_trials" in r else
                              f"reuse_actors={r['better_reuse_actors']} better; share without/with reuse "
                              f"{r['reuse_false']['share']}/{r['reuse_true']['share']}"),
+        "scale": lambda r: (f"{r['trials']} trials of {r['trial_s']} s, {r['concurrency']} at once: tool "
+                            f"{r['tool']['wall_s']} s, Ray alone {r['ray']['wall_s']} s, "
+                            f"minimum {r['ray']['minimum_s']} s; "
+                            f"TPE {r['samplers']['tpe_s']} s per proposal by trials"),
         "search": lambda r: (f"time vs Optuna alone {r['time_ratio_vs_optuna']}x (target >= {r['time_target']}); "
                              f"{r['trials']} trials x {r['max_epochs']} epochs, {r['seeds']} seeds"),
         "gpu": lambda r: r.get("summary", ""),

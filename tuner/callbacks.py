@@ -1,5 +1,5 @@
-"""Tune callbacks of a search: one line per finished trial, the watchdog of trials that never start, and
-the experiment trackers asked for with ``--log`` (:func:`tracker_callbacks`, :func:`end_trackers`).
+"""Tune callbacks of a search: one line per finished trial, the live Optuna study, the watchdog of trials that
+never start, and the experiment trackers asked for with ``--log`` (:func:`tracker_callbacks`, :func:`end_trackers`).
 The budget's callbacks are :mod:`tuner.budget`.
 
 Imports Ray when imported (the classes subclass Ray's), so it is imported only where a search runs,
@@ -9,20 +9,25 @@ never by ``python -m tuner --help``.
 from __future__ import annotations
 
 import json
+import math
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
+from ray.tune.logger import TBXLoggerCallback
 
 from lensdata.files import write_json
 from tuner.errors import ConfigError
-from tuner.results import short_params, trial_status
+from tuner.results import short_params, trial_row, trial_status
 from tuner.trackers import prepare_trackers, split
 
 if TYPE_CHECKING:
+    from search_spaces import Space
     from tuner.experiment import Experiment
 
 STUCK_FILE = "stuck.json"  # the watchdog's verdict, read by finish() (restored runs carry their own watchdog)
@@ -74,6 +79,93 @@ class TrialLines(tune.Callback):
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "n/a"
         print(f"[{self.done}/{exp.num_samples}] {trial.trial_id}  {metric}={shown}  {how}  "
               f"{short_params(trial.config.get('params', {}))}  | best {best}", flush=True)
+
+
+class LiveStudy(tune.Callback):
+    """Appends each trial to the run's Optuna study (``optuna.journal``) as it ends: the dashboard follows the search.
+
+    Keeps each running trial's curve (the task metric per epoch) from its results and, when the trial
+    ends, queues it as the results will write it (:func:`~tuner.results.trial_row`) for a thread of its
+    own, which appends it to the journal (:class:`~tuner.study.StudyJournal`): the driver never waits for
+    the journal's locked, synced write (bench/scale.py measures both). Trials the wall-time cap cuts, and
+    an interrupted search's unfinished ones, are written with the results when the search ends. A
+    journal that cannot be written costs a warning, once, not the search: the results bring it up to
+    date at the end.
+    """
+
+    def __init__(self, exp: Experiment, space: Space) -> None:
+        self.exp, self.space = exp, space
+        self.curves: dict[str, dict[int, float]] = {}
+        self.rows: queue.Queue | None = None
+        self.writer: threading.Thread | None = None
+
+    def __getstate__(self) -> dict:  # saved with the tuner; each fit, a resumed one included, starts afresh
+        return {**self.__dict__, "curves": {}, "rows": None, "writer": None}
+
+    def setup(self, **info) -> None:
+        self.rows = queue.Queue()
+        self.writer = threading.Thread(target=self._write_rows, name="live-study", daemon=True)
+        self.writer.start()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.space.metric)
+        if value is not None:
+            self.curves.setdefault(trial.trial_id, {})[int(result.get("training_iteration", 0))] = float(value)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._queue(trial, error=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._queue(trial, error=True)
+
+    def on_experiment_end(self, trials, **info):
+        if self.writer is not None:
+            self.rows.put(None)
+            self.writer.join()
+
+    def _queue(self, trial, error: bool) -> None:
+        curve = [value for _, value in sorted(self.curves.pop(trial.trial_id, {}).items())]
+        if self.writer is None or not self.writer.is_alive():
+            return
+        result = trial.last_result or {}
+        status = trial_status(result, self.exp.max_epochs, finished=True, errored=error)
+        self.rows.put(trial_row(trial.trial_id, status, result, curve, trial.config, self.space.metric,
+                                self.space.mode))
+
+    def _write_rows(self) -> None:
+        """The writer thread: opens the journal, then appends each queued row until it gets None."""
+        from tuner.study import StudyJournal, study_file
+
+        try:
+            journal = StudyJournal(study_file(self.exp.run_dir), self.exp, self.space)
+            while (row := self.rows.get()) is not None:
+                journal.record(row)
+        except (OSError, ValueError, ConfigError) as err:  # a full disk, a journal damaged by hand
+            print(f"warning: the Optuna study {self.exp.run_dir / 'optuna.journal'} is not written while the "
+                  f"search runs ({type(err).__name__}: {err}); it is brought up to date when the search ends",
+                  file=sys.stderr)
+
+
+class NoRayTensorBoard(TBXLoggerCallback):
+    """Keeps Ray from adding its own TensorBoard logger, which it does unless the callbacks hold one.
+
+    Trials write their TensorBoard logs themselves, in their directories (:mod:`trainables.report`);
+    Ray's copy of every result was the dearest of the driver's callbacks, about 60 ms a result against
+    1-3 ms for its CSV and JSON loggers (bench/scale.py). Ray's CSV and JSON loggers stay: its
+    ``ExperimentAnalysis`` reads them.
+    """
+
+    def __init__(self) -> None:  # Ray's opens a tensorboardX writer for each trial; this one opens none
+        self._trial_writer, self._trial_result = {}, {}
+
+    def log_trial_start(self, trial) -> None:
+        pass
+
+    def log_trial_result(self, iteration, trial, result) -> None:
+        pass
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        pass
 
 
 class CheckpointsOnDisk(tune.Callback):
@@ -135,18 +227,24 @@ class PendingWatchdog(tune.Callback, tune.stopper.Stopper):
     writes one line naming the request and the cluster's free resources to ``run_dir/stuck.json``,
     and its ``stop_all`` ends the search gracefully: finished trials are kept, waiting ones stop
     (Tune marks the searcher finished, so the run does not resume; a new one starts afresh).
+    A look walks every trial of the search, so it looks at most every ``limit_s / 100`` seconds, not
+    at every step of Ray's loop (which cost 7 ms a result after 800 trials; bench/scale.py).
     """
 
     def __init__(self, run_dir: Path, limit_s: float) -> None:
         self.run_dir, self.limit_s = run_dir, limit_s
         self.since: dict[str, float] = {}
         self.verdict: str | None = None
+        self.looked = -math.inf
 
     def setup(self, **info) -> None:  # each fit, a restored one included, starts afresh
-        self.since, self.verdict = {}, None
+        self.since, self.verdict, self.looked = {}, None, -math.inf
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         now = time.time()
+        if now - self.looked < self.limit_s / 100:
+            return
+        self.looked = now
         waiting = {t.trial_id: t for t in trials if t.status == "PENDING"}
         self.since = {tid: self.since.get(tid, now) for tid in waiting}
         if self.verdict or any(t.status == "RUNNING" for t in trials):

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
@@ -37,17 +38,38 @@ if TYPE_CHECKING:
     from search_spaces import Space
 
 
+SNAPSHOT_S = "3"  # seconds between Ray's snapshots of a search's experiment (prepare_search)
+# Trials above which a search snapshots at Ray's own pace: each snapshot rewrites every trial (~30 KB each
+# in Ray's state), so past ~800 trials one every 3 s takes over 5% of the driver (bench/scale.py).
+SNAPSHOT_S_UP_TO_TRIALS = 800
+
+
 def prepare_search(verbose: bool) -> None:
     """The driver's environment for Ray and the libraries, set before Ray is imported.
 
     Snapshot the experiment every 3 s (Ray's automatic period is >= 10 s): a search whose driver
     dies loses at most the last 3 s of bookkeeping, so finished trials are not run again on resume.
+    A search of many trials snapshots at Ray's own pace instead (:func:`snapshot_period`).
     """
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_S)
     for key, value in TRIAL_ENV.items():
         os.environ.setdefault(key, value)
     if not verbose:
         quiet_libraries()
+
+
+@contextlib.contextmanager
+def snapshot_period(num_samples: int) -> Iterator[None]:
+    """Ray's automatic snapshot period ("auto": 19 x a snapshot's time, at least 10 s) during a search of
+    more than ``SNAPSHOT_S_UP_TO_TRIALS`` trials, instead of :data:`SNAPSHOT_S`; the 3 s again after it."""
+    ours = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S") == SNAPSHOT_S  # another period (the user's) stays
+    if ours and num_samples > SNAPSHOT_S_UP_TO_TRIALS:
+        os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "auto"
+    try:
+        yield
+    finally:
+        if ours:
+            os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_S
 
 
 def driver_lock(storage: str, name: str) -> contextlib.AbstractContextManager:
@@ -143,8 +165,12 @@ def resume_settings(exp: Experiment, resume: bool) -> Experiment:
     return saved_exp
 
 
-def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Interrupts | None = None) -> int:
+def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Interrupts | None = None,
+               trainable: Callable[[dict, Any], None] | None = None) -> int:
     """Preflight, then fit (or restore and continue) the experiment and write its results.
+
+    ``trainable``: a function trainable ``fn(config, data)`` run instead of the task's (a benchmark's
+    stand-in, ``bench/scale.py``); everything around it is the search's own.
 
     Returns the exit status: 0 done, 1 no usable trial (every one failed or diverged), 2 a trial
     waited for resources that never came (see :class:`~tuner.callbacks.PendingWatchdog`) or the results' disk
@@ -171,7 +197,7 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     check_storage(exp)
     check_shared_storage(exp.storage, ray)  # with several nodes, every one must see the results
 
-    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), trial_resources(exp))
+    trainable = tune.with_resources(tune.with_parameters(trainable or tune_trainable, data=data), trial_resources(exp))
     resuming = (exp.run_dir / "experiment.json").is_file() and tune.Tuner.can_restore(str(exp.run_dir))
     goal = ", ".join(f"{name} {mode}" for name, mode in zip(exp.objectives, modes_of(exp.objectives, space)))
     goal += f"; ASHA judges {space.metric}" if len(exp.objectives) > 1 else ""
@@ -202,7 +228,8 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     grid, full = None, None
     try:
         interrupts.in_fit = True
-        grid = tuner.fit()  # on the first Ctrl-C or SIGTERM Ray stops gracefully, saves, and returns
+        with snapshot_period(exp.num_samples):
+            grid = tuner.fit()  # on the first Ctrl-C or SIGTERM Ray stops gracefully, saves, and returns
     except KeyboardInterrupt:
         pass
     except Exception as err:
@@ -282,7 +309,15 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
     from ray import tune
 
     from tuner.budget import EpochBudget, TimeCap
-    from tuner.callbacks import CheckpointsOnDisk, PendingWatchdog, TrialLines, pending_limit_s, tracker_callbacks
+    from tuner.callbacks import (
+        CheckpointsOnDisk,
+        LiveStudy,
+        NoRayTensorBoard,
+        PendingWatchdog,
+        TrialLines,
+        pending_limit_s,
+        tracker_callbacks,
+    )
     from tuner.wiring import make_scheduler, make_searcher, starting_points
 
     points = starting_points(exp, image_size)
@@ -291,17 +326,19 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=EpochBudget(make_searcher(exp, space, image_size, points), concurrency, exp.epoch_budget),
+            search_alg=EpochBudget(make_searcher(exp, space, image_size, points, paced=True), concurrency,
+                                   exp.epoch_budget),
             scheduler=make_scheduler(exp, space), num_samples=exp.num_samples,
             # Reusing trial processes skips torch/timm/torchmetrics imports per trial: measured by
             # bench/launch.py, 16 short trials took 10.5 s instead of 57 s. Only on one node: when a
             # node dies, Tune can hand a new trial the dead node's cached actor, and it fails.
             reuse_actors=len([n for n in ray.nodes() if n.get("Alive")]) == 1,
-            trial_dirname_creator=lambda trial: f"{exp.space}_{trial.trial_id}"),
+            trial_dirname_creator=TrialDirName(exp.space)),
         run_config=tune.RunConfig(
             name=exp.name, storage_path=exp.storage, verbose=2 if exp.verbose else 0,
-            callbacks=[TrialLines(exp, space.metric, space.mode, cap), watchdog, cap, CheckpointsOnDisk(),
-                       *tracker_callbacks(exp)], stop=tune.stopper.CombinedStopper(watchdog, cap),
+            callbacks=[TrialLines(exp, space.metric, space.mode, cap), LiveStudy(exp, space), watchdog, cap,
+                       CheckpointsOnDisk(), NoRayTensorBoard(), *tracker_callbacks(exp)],
+            stop=tune.stopper.CombinedStopper(watchdog, cap),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             # Trials write metrics.jsonl and TensorBoard logs in their working directory; Ray
             # copies it to the run directory at every checkpoint (actors are reused, so "at exit"
@@ -309,6 +346,20 @@ def new_tuner(exp: Experiment, space: Space, ray: ModuleType, trainable: Any, im
             sync_config=tune.SyncConfig(sync_artifacts=True),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialDirName:
+    """A trial's directory name, ``SPACE_TRIALID``.
+
+    A small class, not a closure over the experiment: Ray saves it with every trial in every snapshot of
+    the experiment, and the closure cost 2.4 KB a trial there (bench/scale.py).
+    """
+
+    space: str
+
+    def __call__(self, trial: Any) -> str:
+        return f"{self.space}_{trial.trial_id}"
 
 
 def finish(exp: Experiment, space: Space, grid: Any, seconds: float, interrupted: bool = False,

@@ -133,7 +133,7 @@ def collect_trials(run_dir: Path, max_epochs: int, metric: str, mode: str) -> li
         finished = trial.status in ("TERMINATED", "ERROR")
         status = trial_status(result, max_epochs, finished, errored=trial.status == "ERROR",
                               cut=trial.trial_id in cut)
-        rows.append(_row(trial.trial_id, status, result, _curve(frames.get(trial.trial_id), metric), trial.config,
+        rows.append(trial_row(trial.trial_id, status, result, _curve(frames.get(trial.trial_id), metric), trial.config,
                          metric, mode))
     return rows
 
@@ -167,7 +167,7 @@ def trials_from_result_files(run_dir: Path, max_epochs: int, metric: str, mode: 
         last = results[-1]
         errored = (result_file.parent / "error.txt").is_file()
         status = trial_status(last, max_epochs, finished=False, errored=errored, cut=last["trial_id"] in cut)
-        rows.append(_row(last["trial_id"], status, last, _curve(pd.DataFrame(results), metric),
+        rows.append(trial_row(last["trial_id"], status, last, _curve(pd.DataFrame(results), metric),
                          last.get("config", {}), metric, mode))
         started.append(_started(pd.DataFrame(results)))
     return [row for _, row in sorted(zip(started, rows), key=lambda pair: pair[0])]
@@ -186,8 +186,9 @@ def _curve(frame: pd.DataFrame | None, metric: str) -> list[float]:
     return [float(v) for v in frame[metric]]
 
 
-def _row(trial_id: str, status: str, result: dict, curve: list[float], config: dict, metric: str,
-         mode: str) -> dict:
+def trial_row(trial_id: str, status: str, result: dict, curve: list[float], config: dict, metric: str,
+              mode: str) -> dict:
+    """A trial's record (a row of ``trials.parquet``) from its last result and its curve (the metric per epoch)."""
     finite = [v for v in curve if math.isfinite(v)]
     best = (max(finite) if mode == "max" else min(finite)) if finite else None
     cost = {name: result.get(name) for name in COST_MODES}  # measured once, reported with every result
@@ -367,7 +368,7 @@ def write_results(run_dir: Path, exp: Experiment, space: Space, *, errored: set[
             })
         from tuner.study import write_study
 
-        write_study(run_dir, exp, space, rows)  # optuna-dashboard RUN_DIR/optuna.journal
+        write_study(run_dir, exp, space, rows, settled=finished is not None)  # optuna-dashboard RUN_DIR/optuna.journal
     except OSError as err:
         with contextlib.suppress(OSError):  # on a read-only file system even removing a missing file fails
             (run_dir / "trials.parquet.tmp").unlink(missing_ok=True)

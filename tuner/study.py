@@ -1,14 +1,20 @@
-"""The search as an Optuna study on disk: ``RUN_DIR/optuna.journal``.
+"""The search as an Optuna study on disk: ``RUN_DIR/optuna.journal``, written while the search runs.
 
-``optuna-dashboard RUN_DIR/optuna.journal`` opens it, and so does Optuna's own API::
+``optuna-dashboard RUN_DIR/optuna.journal`` opens it, during the search or after, and so does
+Optuna's own API::
 
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
     study = optuna.load_study(study_name=RUN_NAME, storage=storage)
 
-The study is rebuilt from the trials table every time results are written (at the end of a search,
-by ``tuner best``), into a temporary file that replaces the old one. So a resumed search never
-duplicates a trial, and the file always matches ``trials.parquet``. The live searcher keeps its
-own in-memory study, which Ray saves and restores with the experiment.
+Each trial is appended as it ends (:class:`~tuner.callbacks.LiveStudy` through :class:`StudyJournal`),
+as one journal record: one locked append, measured by ``bench/scale.py``. When results are written
+(at the end of a search, by ``tuner best``) the journal is brought up to ``trials.parquet``: trials it
+lacks are added, unfinished ones finished. Every trial is found by its Ray trial id, so a resumed
+search never duplicates one. Only a journal that cannot be brought up by appending (a trial whose
+recorded end differs, or one the results do not hold: Ray's snapshot lost it) is rebuilt from the
+rows, at the end of a search, into a temporary file that replaces it (a dashboard open on it then
+needs a restart). The searcher keeps its own in-memory study, which Ray saves and restores with the
+experiment; this one is the results' view, for people and the dashboard.
 
 Each trial carries its parameters with their distributions (the space run on Optuna's
 ``FixedTrial``), the objective at every epoch as intermediate values, and a state:
@@ -25,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
 
@@ -34,6 +40,8 @@ if TYPE_CHECKING:
     from tuner.experiment import Experiment
 
 STUDY_FILE = "optuna.journal"
+STATES = {"completed": "COMPLETE", "stopped": "PRUNED", "cut": "PRUNED", "diverged": "FAIL", "error": "FAIL",
+          "unfinished": "RUNNING"}  # a trial's status in the results -> its Optuna state (TrialState names)
 
 
 def study_file(run_dir: Path) -> Path:
@@ -45,45 +53,133 @@ def study_file(run_dir: Path) -> Path:
     return path
 
 
-def write_study(run_dir: Path, exp: Experiment, space: Space, rows: list[dict]) -> Path:
-    """Write the trials ``rows`` (see :func:`tuner.results.collect_trials`) as ``run_dir/optuna.journal``."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.trial import TrialState, create_trial
+class StudyJournal:
+    """The run's study in a journal file, appended to trial by trial; trials are known by their Ray trial id.
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study and trial created
-    objectives = study_objectives(exp, space)
+    Opens the study in ``path`` (made when there is none). :meth:`record` writes a trial's row (see
+    :func:`tuner.results.collect_trials`) once: a trial not yet in the study is added whole, an unfinished
+    one is finished, a finished one is left as it is (one the row says ended otherwise is noted in
+    ``conflicts``). Trials another process appended (``tuner best`` during a search) are read before each
+    write, so none is added twice.
+    """
+
+    def __init__(self, path: Path, exp: Experiment, space: Space) -> None:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study and trial created
+        self.exp, self.space = exp, space
+        self.objectives = study_objectives(exp, space)
+        self.storage = JournalStorage(JournalFileBackend(str(path)))
+        study = optuna.create_study(study_name=exp.name, storage=self.storage, load_if_exists=True, directions=[
+            "maximize" if mode == "max" else "minimize" for _, mode in self.objectives])
+        if not study.user_attrs:
+            for key, value in (("space", exp.space), ("data", exp.data), ("metric", space.metric)):
+                study.set_user_attr(key, value)
+        self.study_id = self.storage.get_study_id_from_name(exp.name)
+        self.trials: dict[str, Any] = {}  # Ray trial id -> the FrozenTrial as last read or written
+        self.read = 0  # trials of the study read so far, by number
+        self.conflicts: list[str] = []  # trials whose recorded end differs from a later row's
+
+    def record(self, row: dict) -> None:
+        """Write the trial of ``row`` unless the study holds it ended (one that ended otherwise: ``conflicts``)."""
+        self._catch_up()
+        old = self.trials.get(row["trial_id"])
+        if old is not None and old.state.is_finished():
+            if old.user_attrs.get("status") != row["status"]:
+                self.conflicts.append(row["trial_id"])
+            return
+        new = trial_record(self.exp, self.space, self.objectives, row)
+        if old is None:  # read back by the next catch-up, in its place among other processes' trials
+            self.trials[row["trial_id"]] = self.storage.get_trial(
+                self.storage.create_new_trial(self.study_id, template_trial=new))
+        else:
+            self._finish(old, new)
+
+    def holds_only(self, trial_ids: set[str]) -> bool:
+        """Whether the file holds this study alone, its trials among ``trial_ids``, none recorded otherwise."""
+        self._catch_up()
+        return not self.conflicts and set(self.trials) <= trial_ids and len(self.storage.get_all_studies()) == 1
+
+    def _finish(self, old, new) -> None:
+        """Bring a RUNNING trial up to ``new``: its later epochs, its attributes, its end."""
+        from optuna.trial import TrialState
+
+        for step, value in new.intermediate_values.items():
+            if old.intermediate_values.get(step) != value:
+                self.storage.set_trial_intermediate_value(old._trial_id, step, value)
+        for key, value in new.user_attrs.items():
+            if old.user_attrs.get(key) != value:
+                self.storage.set_trial_user_attr(old._trial_id, key, value)
+        if new.state != TrialState.RUNNING:
+            self.storage.set_trial_state_values(old._trial_id, new.state, new.values)
+        self.trials[new.user_attrs["trial_id"]] = self.storage.get_trial(old._trial_id)
+
+    def _catch_up(self) -> None:
+        """Read the trials appended since the last read (by this process or another), one at a time."""
+        while True:
+            try:
+                trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, self.read)
+            except KeyError:
+                return
+            trial = self.storage.get_trial(trial_id)
+            self.trials[trial.user_attrs.get("trial_id", f"#{trial.number}")] = trial
+            self.read += 1
+
+
+def write_study(run_dir: Path, exp: Experiment, space: Space, rows: list[dict], settled: bool = True) -> Path:
+    """Bring ``run_dir/optuna.journal`` up to the trials ``rows`` (see :func:`tuner.results.collect_trials`).
+
+    Appends what the journal lacks. When appending cannot make it match (see the module docstring), it is
+    rebuilt from ``rows``, but only when ``settled``: at the end of a search, when nothing else writes it;
+    a later read of a run that may still be searching (``tuner best``) only appends. A journal that cannot
+    be read is rebuilt either way.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+
     path = study_file(run_dir)
-    tmp = run_dir / f".{STUDY_FILE}.tmp-{os.getpid()}"
+    try:
+        journal = StudyJournal(path, exp, space)
+        for row in rows:
+            journal.record(row)
+        matches = journal.holds_only({row["trial_id"] for row in rows}) or not settled
+    except (ValueError, KeyError, UpdateFinishedTrialError):  # a journal cut short, or another writer's race
+        matches = False
+    if not matches:
+        _rebuild(path, exp, space, rows)
+    return path
+
+
+def _rebuild(path: Path, exp: Experiment, space: Space, rows: list[dict]) -> None:
+    """Write ``rows`` as a new journal beside ``path``, then replace it (readers never see half a file)."""
+    tmp = path.with_name(f".{STUDY_FILE}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
-        storage = JournalStorage(JournalFileBackend(str(tmp)))
-        study = optuna.create_study(study_name=exp.name, storage=storage,
-                                    directions=["maximize" if mode == "max" else "minimize" for _, mode in objectives])
-        study.set_user_attr("space", exp.space)
-        study.set_user_attr("data", exp.data)
-        study.set_user_attr("metric", space.metric)
-        multi = len(objectives) > 1
-        state_of = {"completed": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "cut": TrialState.PRUNED,
-                    "diverged": TrialState.FAIL, "error": TrialState.FAIL, "unfinished": TrialState.RUNNING}
+        journal = StudyJournal(tmp, exp, space)
         for row in rows:
-            state = state_of[row["status"]]
-            values = [_value(row, name, space.metric) for name, _ in objectives]
-            if state == TrialState.COMPLETE and not all(v is not None and math.isfinite(v) for v in values):
-                state = TrialState.FAIL  # a completed trial without a usable value cannot be COMPLETE
-            intermediate = {} if multi else {
-                epoch: v for epoch, v in enumerate(row["objective_per_epoch"], start=1) if math.isfinite(v)}
-            study.add_trial(create_trial(
-                state=state, params=row["params"], distributions=_distributions(exp, row),
-                values=values if state == TrialState.COMPLETE else None, intermediate_values=intermediate,
-                user_attrs={"trial_id": row["trial_id"], "status": row["status"], "epochs": row["epochs"],
-                            "wall_time_s": row["wall_time_s"]}))
-        del storage, study
+            journal.record(row)
+        del journal
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def trial_record(exp: Experiment, space: Space, objectives: list[tuple[str, str]], row: dict):
+    """The ``FrozenTrial`` of a trials row: its parameters and distributions, curve, state and values."""
+    from optuna.trial import TrialState, create_trial
+
+    state = TrialState[STATES[row["status"]]]
+    values = [_value(row, name, space.metric) for name, _ in objectives]
+    if state == TrialState.COMPLETE and not all(v is not None and math.isfinite(v) for v in values):
+        state = TrialState.FAIL  # a completed trial without a usable value cannot be COMPLETE
+    intermediate = {} if len(objectives) > 1 else {
+        epoch: v for epoch, v in enumerate(row["objective_per_epoch"], start=1) if math.isfinite(v)}
+    return create_trial(
+        state=state, params=row["params"], distributions=_distributions(exp, row),
+        values=values if state == TrialState.COMPLETE else None, intermediate_values=intermediate,
+        user_attrs={"trial_id": row["trial_id"], "status": row["status"], "epochs": row["epochs"],
+                    "wall_time_s": row["wall_time_s"]})
 
 
 def load_study(run_dir: Path):

@@ -487,19 +487,8 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], extra)
     n_seeds = args.seeds or pick(args.size, 1, 10, 30)
     default = TINY if args.size == "tiny" else [n for n in STRATEGIES if n not in SLOW]
-    names = args.strategies.split(",") if args.strategies else list(default)
-    unknown = [n for n in names if n not in STRATEGIES]
-    if unknown:
-        sys.exit(f"unknown strategies {unknown}; choose from: {', '.join(STRATEGIES)}")
-    if BASELINE not in names:
-        names.insert(0, BASELINE)
-    missing = _missing_peers(names)
-    if missing:
-        print(f"skipping {', '.join(missing)}: install the bench extra (pip install -e '.[bench]')")
-        names = [n for n in names if n not in missing]
-    paths = sorted(Path(args.tables).glob("*.parquet"))
-    if not paths:
-        sys.exit(f"no learning-curve tables in {args.tables}; build them with python bench/lctable.py")
+    names = runnable(args.strategies.split(",") if args.strategies else list(default), STRATEGIES)
+    paths = table_paths(args.tables)
     from replay import Table
 
     tables = {path: Table.read(path) for path in paths}
@@ -527,6 +516,28 @@ def main() -> None:
             print_table(results[table.space], names)
     chosen, on = choose(results)
     report(results, chosen, on, n_seeds, users, fraction, started)
+
+
+def runnable(names: list[str], known) -> list[str]:
+    """The strategies named, the baseline first: an unknown name ends the run in one line; a peer whose library
+    is not installed is skipped with a line that says so."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        sys.exit(f"unknown strategies {unknown}; choose from: {', '.join(known)}")
+    if BASELINE not in names:
+        names = [BASELINE, *names]
+    missing = _missing_peers(names)
+    if missing:
+        print(f"skipping {', '.join(missing)}: install the bench extra (pip install -e '.[bench]')")
+    return [n for n in names if n not in missing]
+
+
+def table_paths(folder: str) -> list[Path]:
+    """The learning-curve tables in ``folder``; none ends the run in one line that says how to build them."""
+    paths = sorted(Path(folder).glob("*.parquet"))
+    if not paths:
+        sys.exit(f"no learning-curve tables in {folder}; build them with python bench/lctable.py")
+    return paths
 
 
 def describe(table, path: Path, summary: dict, noise: float, how: str) -> dict:

@@ -44,14 +44,24 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 from _common import REPO, emit, parse_args, pick, rnd
-from strategies import BASELINE, ROW0_LIMIT, STRATEGIES, TABLES, _from_cs, _init, _missing_peers, _read, ray_strategy
+from strategies import (
+    BASELINE,
+    ROW0_LIMIT,
+    STRATEGIES,
+    TABLES,
+    _from_cs,
+    _init,
+    _read,
+    ray_strategy,
+    runnable,
+    table_paths,
+)
 
 WORKERS = (8, 32, 128, 256)
 MAX_TRIALS = 512
@@ -361,19 +371,9 @@ def main() -> None:
     n_seeds = args.seeds or pick(args.size, 2, 3, 10)
     workers = [int(w) for w in args.workers.split(",")] if args.workers else \
         list(pick(args.size, (8, 32), (8, 32, 128), WORKERS))
-    names = args.strategies.split(",") if args.strategies else list(pick(args.size, TINY, CHEAP, NAMES))
-    unknown = [n for n in names if n not in NAMES]
-    if unknown:
-        sys.exit(f"unknown strategies {unknown}; choose from: {', '.join(NAMES)}")
-    if BASELINE not in names:
-        names.insert(0, BASELINE)
-    missing = _missing_peers(names)
-    if missing:
-        print(f"skipping {', '.join(missing)}: install the bench extra (pip install -e '.[bench]')")
-        names = [n for n in names if n not in missing]
-    paths = sorted(Path(args.tables).glob("*.parquet"))
-    if not paths:
-        sys.exit(f"no learning-curve tables in {args.tables}; build them with python bench/lctable.py")
+    names = runnable(args.strategies.split(",") if args.strategies else list(pick(args.size, TINY, CHEAP, NAMES)),
+                     NAMES)
+    paths = table_paths(args.tables)
     if args.size == "tiny":  # the smoke test: one table, the one with the cheapest epochs where it is there
         paths = [p for p in paths if p.stem == "swin_cls"] or paths[:1]
     figure = Path(args.figure) if args.figure else (None if args.size == "tiny" else FIGURE)

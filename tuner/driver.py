@@ -204,6 +204,7 @@ def run_search(exp: Experiment, space: Space, ray: ModuleType, interrupts: Inter
     print(f"search {exp.space} ({space.task}, {goal}) on {exp.data}: "
           f"preset {exp.preset}, {exp.num_samples} trials x <= {exp.max_epochs} epochs, {concurrency} at once"
           + (f"; budget {exp.budget_words}" if exp.budget_words else ""))
+    print(f"strategy: {exp.strategy_words}")
     print(f"results: {exp.run_dir}" + ("  (resuming)" if resuming else ""), flush=True)
     (exp.run_dir / STUCK_FILE).unlink(missing_ok=True)
     if resuming:

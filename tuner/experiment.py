@@ -161,6 +161,17 @@ class Experiment:
             [f"wall time capped at {self.time_budget:.0f} s"] if self.time_budget else [])
         return ", ".join(parts)
 
+    @property
+    def strategy_words(self) -> str:
+        """``tpe + asha``; with many trials at once, why random search without early stopping is their default."""
+        words = f"{self.searcher} + {self.scheduler}" + (f" ({self.brackets} brackets)" if self.brackets > 1 else "")
+        switched = self.concurrency >= MANY_WORKERS and all(
+            getattr(self, key) == value for key, value in MANY_WORKERS_STRATEGY.items())
+        if switched:
+            words += (f" (the default from {MANY_WORKERS} trials at once: there a model-based search or early "
+                      "stopping reached a good model no sooner in bench/workers.py)")
+        return words
+
 
 # Each preset is sized for where it runs. smoke: seconds, for CI (>= 6 trials of up to 4 epochs so
 # ASHA has something to stop). quick: a 2-core laptop in about 10 minutes, simulation and the final

@@ -102,6 +102,14 @@ def test_many_workers_run_random_search_without_early_stopping_unless_told_other
     assert strategy(plan("swin_cls", preset="quick", concurrency=MANY_WORKERS)) == ("random", "fifo")
     assert strategy(plan("swin_cls", preset="quick", concurrency=64, scheduler="asha")) == ("tpe", "asha")
     assert strategy(plan("swin_cls", preset="quick", concurrency=64, searcher="gp")) == ("gp", "asha")
+    # The search's first lines say which strategy runs, and why when the worker count chose it.
+    assert plan("swin_cls", preset="quick").strategy_words == "tpe + asha"
+    assert plan("swin_cls", preset="quick", concurrency=MANY_WORKERS).strategy_words.startswith(
+        f"random + fifo (the default from {MANY_WORKERS} trials at once")
+    assert plan("swin_cls", preset="quick", concurrency=64, searcher="random",
+                scheduler="fifo").strategy_words.startswith("random + fifo (the default")
+    assert plan("swin_cls", preset="quick", scheduler="reliable", brackets=3,
+                searcher="gp").strategy_words == "gp + reliable (3 brackets)"
 
 
 def test_data_simulate_classes_bad_and_good(tmp_path, capsys):

@@ -21,7 +21,10 @@ This is measure (b) of ``bench/strategies.py`` in real training, in the regime u
 main command's last line over seeds. The JSON line's ``ratio`` is the share of seeds ahead of the baselines
 (target 1); beside it, the share that beat the default point.
 
-    python bench/firstrun.py            # 10 seeds of the quick preset (about an hour on 2 idle cores)
+With ``--final K`` it then runs the README's next command, ``train --from RUN``, for the first K seeds: the final
+model (train+val, tested once) against the baselines fitted on train+val and scored on the same test images.
+
+    python bench/firstrun.py            # 10 seeds of the quick preset, seed 0's final model (about 70 min idle)
     python bench/firstrun.py --quick    # 3 seeds
     python bench/firstrun.py --tiny     # the smoke preset, 1 seed of 2 trials (the smoke test)
 """
@@ -62,6 +65,30 @@ def run_search(seed: int, preset: str, root: Path, extra: list[str]) -> tuple[Pa
     wall = time.perf_counter() - start
     (root / "runs" / name / "firstrun.json").write_text(json.dumps({"wall_s": wall}))
     return root / "runs" / name, wall
+
+
+def final_model(run: Path, root: Path) -> dict:
+    """The README's next command, ``train --from RUN``: the final model's test value beside the baselines' on test.
+
+    Reads ``RUN/final/test_metrics.json`` and the baselines it wrote beside it (fitted on train+val, scored on
+    the same test images); a final model already there is read, not retrained (``--keep``).
+    """
+    final = run / "final"
+    if not (final / "test_metrics.json").is_file():
+        env = {**os.environ, "DEEPLENSE_TUNER_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
+        env.pop("RAY_ADDRESS", None)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "tuner", "train", "--from", str(run)], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise SystemExit(f"train --from {run}: exited {done.returncode}: " + " / ".join(tail))
+        (final / "firstrun.json").write_text(json.dumps({"wall_s": time.perf_counter() - start}))
+    baselines = json.loads((final / "baselines.json").read_text())
+    metric = baselines["metric"]
+    return {"metric": metric, "value": json.loads((final / "test_metrics.json").read_text())[metric],
+            "baselines": {b["name"]: b["metrics"][metric] for b in baselines["baselines"]},
+            "wall_s": json.loads((final / "firstrun.json").read_text())["wall_s"]}
 
 
 def validation_noise(data_spec: str, auroc: float, cache: Path) -> float:
@@ -122,6 +149,9 @@ def main() -> None:
         parser.add_argument("--seeds", type=int, default=None, help="seeds 0..K-1 (default: the size's)")
         parser.add_argument("--keep", default=None,
                             help="keep the runs and the cache in this folder; run again, it reads the seeds done")
+        parser.add_argument("--final", type=int, default=None,
+                            help="train the final model (train --from) of the first K seeds and test it once "
+                                 "(default: 1 at full size, else 0)")
 
     args = parse_args(__doc__.splitlines()[0], extra)
     preset = pick(args.size, "smoke", "quick", "quick")
@@ -139,6 +169,15 @@ def main() -> None:
             row["ahead_of_baselines"] = all(row["best"] > v for v in row["baselines"].values())
             rows.append(row)
             print(line(row), flush=True)
+        finals = []
+        for seed in range(min(seeds, pick(args.size, 0, 0, 1) if args.final is None else args.final)):
+            tested = {"seed": seed, **final_model(root / "runs" / f"firstrun-{preset}-seed{seed}", root)}
+            tested["ahead_of_baselines"] = all(tested["value"] > v for v in tested["baselines"].values())
+            finals.append(tested)
+            print(f"seed {seed}, final model (train --from, tested once): {tested['metric']} {tested['value']:.4f}; "
+                  "baselines on the same test images " +
+                  ", ".join(f"{k} {v:.4f}" for k, v in tested["baselines"].items()) +
+                  f"; {tested['wall_s'] / 60:.1f} min", flush=True)
     print(f"\n{SPACE}, preset {preset}, {seeds} seeds, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
     ahead = sum(r["ahead_of_baselines"] for r in rows) / len(rows)
     beats = sum(r["beats_default"] for r in rows) / len(rows)
@@ -149,7 +188,7 @@ def main() -> None:
           f"{sum(r['best_is_default'] for r in rows) / len(rows):.0%}; trial-epochs median "
           f"{statistics.median(r['trial_epochs'] for r in rows):.0f}, wall median "
           f"{statistics.median(r['wall_s'] for r in rows) / 60:.1f} min")
-    emit("firstrun", ahead, 1.0, "higher", beats_default=beats, preset=preset, seeds=seeds, rows=rows)
+    emit("firstrun", ahead, 1.0, "higher", beats_default=beats, preset=preset, seeds=seeds, rows=rows, finals=finals)
 
 
 def line(r: dict) -> str:

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,18 +191,26 @@ def test_run_warnings_name_an_interrupted_search(statuses, num_samples, time_bud
         assert "\n" not in warnings[0]
 
 
+def made_before(data) -> float:
+    """A search start a minute before ``data`` was made (the session's dataset may be over an hour old by now)."""
+    from tuner.final import _created
+
+    return _created(data.manifest).timestamp() - 60
+
+
 def test_run_warnings_name_a_dataset_made_after_the_search_started(sim_model2_tiny, tmp_path):
     from tuner.final import run_warnings
 
     data = load_dataset(sim_model2_tiny)
-    before = fake_run(tmp_path / "before", sim_model2_tiny, started=time.time() - 3600)  # data made since
+    before = fake_run(tmp_path / "before", sim_model2_tiny, started=made_before(data))  # data made since
     (warning,) = run_warnings(before, data)
     assert "made again" in warning and str(sim_model2_tiny) in warning and "\n" not in warning
     assert run_warnings(fake_run(tmp_path / "after", sim_model2_tiny), data) == []
 
 
 def test_train_from_an_interrupted_run_warns_and_goes_on(sim_model2_tiny, tmp_path, capsys):
-    run = fake_run(tmp_path / "run", sim_model2_tiny, ("completed", "unfinished"), 2, started=time.time() - 3600)
+    run = fake_run(tmp_path / "run", sim_model2_tiny, ("completed", "unfinished"), 2,
+                   started=made_before(load_dataset(sim_model2_tiny)))
     assert main(["train", "--from", str(run), "--epochs", "1"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert len([line for line in err if line.startswith("warning: ")]) == 2

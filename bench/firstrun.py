@@ -46,20 +46,25 @@ from _common import REPO, emit, parse_args, pick
 SPACE = "swin_cls"
 
 
+def tuner(args: list[str], root: Path, what: str) -> subprocess.CompletedProcess:
+    """``python -m tuner ARGS`` on the shared cache under ``root``, its output captured; exits naming ``what``."""
+    env = {**os.environ, "DEEPLENSE_TUNER_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise SystemExit(f"{what} exited {done.returncode}: " + " / ".join(tail))
+    return done
+
+
 def run_search(seed: int, preset: str, root: Path, extra: list[str]) -> tuple[Path, float]:
     """The README's command with ``--seed seed``; its run directory and wall seconds (raises when it fails)."""
     name = f"firstrun-{preset}-seed{seed}"
     if (root / "runs" / name / "trials.parquet").is_file():  # --keep DIR again: a finished seed is read, not rerun
         return root / "runs" / name, json.loads((root / "runs" / name / "firstrun.json").read_text())["wall_s"]
-    env = {**os.environ, "DEEPLENSE_TUNER_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
-    env.pop("RAY_ADDRESS", None)
-    command = [sys.executable, "-m", "tuner", "search", "--space", SPACE, "--preset", preset, "--seed", str(seed),
-               "--storage", str(root / "runs"), "--name", name, *extra]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise SystemExit(f"seed {seed}: search exited {done.returncode}: " + " / ".join(tail))
+    done = tuner(["search", "--space", SPACE, "--preset", preset, "--seed", str(seed), "--storage", str(root / "runs"),
+                  "--name", name, *extra], root, f"seed {seed}: search")
     last = [line for line in done.stdout.strip().splitlines() if line.strip()][-3:]
     print(f"seed {seed}: " + " | ".join(last), flush=True)
     wall = time.perf_counter() - start
@@ -75,14 +80,8 @@ def final_model(run: Path, root: Path) -> dict:
     """
     final = run / "final"
     if not (final / "test_metrics.json").is_file():
-        env = {**os.environ, "DEEPLENSE_TUNER_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
-        env.pop("RAY_ADDRESS", None)
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "tuner", "train", "--from", str(run)], cwd=REPO, env=env,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise SystemExit(f"train --from {run}: exited {done.returncode}: " + " / ".join(tail))
+        tuner(["train", "--from", str(run)], root, f"train --from {run}")
         (final / "firstrun.json").write_text(json.dumps({"wall_s": time.perf_counter() - start}))
     baselines = json.loads((final / "baselines.json").read_text())
     metric = baselines["metric"]

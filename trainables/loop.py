@@ -142,12 +142,21 @@ def chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
 
 def batches(data: LensingData, config: dict, index_batches: list[np.ndarray], device: torch.device,
             generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Yield batches of (normalised, fitted, optionally augmented) images with labels and targets."""
+    """Yield batches of (optionally augmented, normalised, fitted) images with labels and targets.
+
+    Augmentation (``generator`` given) comes before the per-image normalisation, in image space
+    before a crop or the polar resampling. After it, a brightness jitter or added noise would hand
+    training a scale and spread that no validation or test image has (a standardised image always
+    has unit variance), and the profile head's closed-form start, fitted on clean profiles, reads
+    that as signal. Under ``minmax`` or ``standardize`` the normalisation therefore undoes a
+    brightness jitter, as it should: those images carry no brightness.
+    """
     for rows in index_batches:
         rows = np.sort(rows)  # sorted reads are kinder to memory-mapped arrays
-        x = torch.from_numpy(normalize_images(data.images[rows], config["normalize"]))
-        if generator is not None:  # in image space, before a crop or the polar resampling
-            x = augment(x, config, generator)
+        images = data.images[rows]
+        if generator is not None:
+            images = augment(torch.from_numpy(np.asarray(images, dtype=np.float32)), config, generator).numpy()
+        x = torch.from_numpy(normalize_images(images, config["normalize"]))
         x = fit_input(x, config["input_mode"], input_side(config))
         yield {
             "x": x.to(device, non_blocking=True),

@@ -123,6 +123,7 @@ def test_an_unknown_plugin_module_costs_one_line(clean_registries, capsys):
 # ---------------------------------------------------------------- through the commands, on Ray
 
 
+@pytest.mark.long
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(900)

@@ -13,6 +13,7 @@ from trainables.report import Reporter
 from trainables.settings import run_settings
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_small_cnn_beats_chance_clearly_on_a_few_thousand_model2_images(tmp_path):
     simulate_to_dataset("model2", 2400, 3, tmp_path / "data", workers=2, progress=False)

@@ -168,6 +168,7 @@ def test_compare_log_is_kept_with_the_comparison_and_given_to_every_search(tmp_p
         assert exp.trackers == (f"mlflow=sqlite:///{tmp_path}/c/searches/{space}/mlflow.db", "wandb=offline")
 
 
+@pytest.mark.long
 @needs_mlflow
 @pytest.mark.ray
 @pytest.mark.slow

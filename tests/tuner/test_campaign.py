@@ -165,6 +165,7 @@ def run_campaign(args: list[str], env: dict, stop_after: str | None = None) -> t
     return proc.wait(timeout=300), "".join(lines)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_smoke_campaign_is_interrupted_resumed_and_its_page_opens_in_a_browser(sim_model2_tiny32, tmp_path):
     spec = spec_file(tmp_path, SMOKE.format(data=sim_model2_tiny32))

@@ -101,6 +101,7 @@ def test_a_multi_worker_trial_asks_no_cpu_for_its_driver_so_its_workers_fill_the
     assert trial_resources(experiment(cpus_per_trial=1)) == {"cpu": 1, "gpu": 0.0}
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.timeout(500)
 def test_workers_per_trial_2_runs_every_trial_on_a_2_cpu_node(sim_model2_tiny, tmp_path):
@@ -325,6 +326,7 @@ def test_reusing_a_name_without_resume_is_refused_with_the_differing_settings(ra
     assert "already exists" in err and "--resume" in err and "num_samples 6 (this command: 9)" in err
 
 
+@pytest.mark.long
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(300)

@@ -278,6 +278,7 @@ def results_so_far(run_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.ray
 def test_search_runs_trials_on_both_nodes(cluster, sim_model2_tiny, tmp_path):

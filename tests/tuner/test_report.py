@@ -296,6 +296,7 @@ def test_compare_refuses_bad_budgets_and_seeds_in_one_line(argv, says, tmp_path,
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.long
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(900)

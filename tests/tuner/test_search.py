@@ -186,6 +186,7 @@ def test_a_run_whose_saved_state_names_a_module_this_version_lacks_is_refused_in
 # ---------------------------------------------------------------- resume after the driver is killed
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_killed_search_resumes_without_rerunning_finished_trials(ray_local, sim_model2_tiny, tmp_path):
     argv = [sys.executable, "-m", "tuner", "search", "--space", "effnet_cls", "--smoke-test",

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-# Each runs a benchmark script at its tiny size: about 8 minutes together, so CI's command (`-m "not bench_run and not long"`,
-# the README's) leaves them out to stay under its half hour; `python -m pytest -q -m bench_run` runs them.
+# Each runs a benchmark script at its tiny size: about 8 minutes together, so CI's command (the README's,
+# `-m "not bench_run and not long"`) leaves them out to stay under its half hour; `python -m pytest -q -m bench_run`
+# runs them.
 pytestmark = [pytest.mark.slow, pytest.mark.bench_run]
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"

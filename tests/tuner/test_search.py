@@ -55,7 +55,8 @@ def search(data: Path, storage: Path, name: str, space: str, *extra: str) -> int
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("space", ["effnet_cls", "effnet_reg", "ae_anom"])
+@pytest.mark.parametrize("space", [  # the regression and anomaly spaces are `long`: CI walks one task's search
+    "effnet_cls", pytest.param("effnet_reg", marks=pytest.mark.long), pytest.param("ae_anom", marks=pytest.mark.long)])
 def test_smoke_search_end_to_end(space, ray_local, sim_model2_tiny, tmp_path, capsys):
     from ray.tune import ExperimentAnalysis
 

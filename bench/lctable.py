@@ -25,10 +25,11 @@ where the task reports one, ``wall_s`` and ``cpu_s`` (since the start, the latte
 time: a build's cores are shared), ``train_s``, ``val_s``, ``train_images``, ``diverged``, ``val_se`` (at
 the last epoch: the bootstrap standard error of the metric over the validation images), ``params``
 (JSON) and one column per parameter. The file's metadata says how it was made, including the
-metric of a model that guesses (``chance``). Rows are written as configurations finish, and a
-rerun continues a table whose finished rows match its draws, so an interrupted build keeps what it
-measured; ``--budget-minutes`` stops drawing new ones. The first two tables predate the ``draw``,
-``cpu_s`` and ``val_se`` columns; ``--extend`` appends perturbations of the default to them.
+metric of a model that guesses (``chance``) and the commits whose loop trained its rows (``commits``).
+Rows are written as configurations finish, and a rerun continues a table whose finished rows match its
+draws, so an interrupted build keeps what it measured; ``--budget-minutes`` stops drawing new ones. The
+``vae_anom`` table predates the ``draw``, ``cpu_s`` and ``val_se`` columns; ``--extend`` appends
+perturbations of the default to it.
 
     python bench/lctable.py --spaces swin_cls,vae_anom   # the first two, about 80 minutes on 2 cores
     python bench/lctable.py --spaces effnet_cls --workers 1  # about an hour on one core
@@ -84,15 +85,15 @@ class TableSpec:
 # EfficientNet regressor from the 700 axion images of the train split; each is sized for about an
 # hour on one core, half its rows uniform and half around the default.
 RADII = (0.1, 0.25, 0.5)
-FULL = (TableSpec("swin_cls", epochs=8, configs=240, train_images=1050),
+FULL = (TableSpec("swin_cls", epochs=8, configs=240, train_images=1050, radii=RADII, per_radius=30),
         TableSpec("vae_anom", epochs=16, configs=160, train_images=None),
         TableSpec("effnet_cls", epochs=8, configs=120, train_images=300, radii=RADII, per_radius=40),
         TableSpec("effnet_reg", epochs=8, configs=120, train_images=None, radii=RADII, per_radius=40))
 TINY = (TableSpec("swin_cls", epochs=2, configs=3, train_images=60, size="tiny"),
         TableSpec("vae_anom", epochs=2, configs=3, train_images=None, size="tiny"),
         TableSpec("effnet_reg", epochs=2, configs=2, train_images=None, size="tiny", radii=(0.25,), per_radius=1))
-# --extend: the first two tables, with perturbations of the default appended (their rows unchanged).
-EXTEND = {"swin_cls": dict(radii=RADII, per_radius=30), "vae_anom": dict(radii=RADII, per_radius=20)}
+# --extend: the VAE table, with perturbations of the default appended (its rows unchanged).
+EXTEND = {"vae_anom": dict(radii=RADII, per_radius=20)}
 
 
 def draw_params(spec: TableSpec) -> tuple[list[dict], list[str]]:
@@ -300,6 +301,20 @@ def finished_rows(spec: TableSpec, params: list[dict], out: Path) -> tuple[dict[
     return curves, meta
 
 
+def source_commit() -> str:
+    """The commit the training code comes from (``+dirty`` with uncommitted changes): a table describes the
+    loop it was built with, and the loop changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="seconds: tiny models, a few configurations")
@@ -309,19 +324,21 @@ def main() -> None:
                         help="stop starting configurations after this long; finished ones are kept")
     parser.add_argument("--spaces", default=None, help="comma-separated subset of the tables to build")
     parser.add_argument("--extend", action="store_true",
-                        help="append perturbations of the default to the first two tables (their rows unchanged)")
+                        help="append perturbations of the default to the VAE table (its rows unchanged)")
     args = parser.parse_args()
     specs = [s for s in (TINY if args.tiny else FULL) if not args.spaces or s.space in args.spaces.split(",")]
     if args.extend:
         specs = [dataclasses.replace(s, **EXTEND[s.space]) for s in specs if s.space in EXTEND]
     out = Path(args.out)
+    commit = source_commit()
     deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
     params, kinds, curves, extra = {}, {}, {}, {}
     for spec in specs:
         params[spec.space], kinds[spec.space] = draw_params(spec)
         curves[spec.space], meta = finished_rows(spec, params[spec.space], out)
         extra[spec.space] = {"started": meta.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
-                             "chance": meta.get("chance", chance(spec))}
+                             "chance": meta.get("chance", chance(spec)),
+                             "commits": sorted({*meta.get("commits", []), commit})}
         if curves[spec.space]:
             print(f"{spec.space}: continuing, {len(curves[spec.space])} of {spec.total} configurations done",
                   flush=True)

@@ -325,6 +325,7 @@ def test_compare_over_label_budgets_tables_each_budget_and_reports(ray_local, si
     assert_shows_its_figures(run, tmp_path, at_least=4)
 
 
+@pytest.mark.long  # 117 s in CI; tests/test_extensions.py walks search, compare and report in CI
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(600)

@@ -48,7 +48,10 @@ the default):
 - ``peer:ray-bohb``: Ray's ``TuneBOHB`` with ``HyperBandForBOHB``; ``peer:st-asha``, ``peer:st-bohb``: Syne
   Tune's asynchronous schedulers, the same rungs; ``peer:st-asha-bore`` and ``peer:st-asha-cqr`` only when
   named (``--strategies``): they refit XGBoost models at every suggestion, minutes per replayed search.
-  NePS's PriorBand is not here: it is not installed with the project.
+  NePS's PriorBand is not here: it is not installed with the project (``neural-pipeline-search`` 0.17 pins
+  ``gpytorch==1.13.0`` and brings BoTorch, pymoo and ``ifbo``). Learning-curve extrapolation (LC-PFN, package
+  ``lcpfn`` 0.1.3; freeze-thaw with FT-PFN, package ``ifbo`` 0.4.1) is not here either: both fetch their
+  trained weights from the internet at first use (Freiburg's server, figshare), which this project does not do.
 
 **The choice.** The default is chosen on every table but :data:`HELD_OUT` and confirmed on that one: among
 the candidates, the one that meets the most goals on the choice tables ((a) at least 3x, (b) and (c) at
@@ -60,6 +63,9 @@ there met).
     python bench/strategies.py             # 30 seeds
     python bench/strategies.py --quick     # 10 seeds
     python bench/strategies.py --tiny --tables DIR   # seconds, for the smoke test
+
+Finished replays are kept under ``--cache`` (by default ``~/.cache/deeplense-tuner/strategies``), so a stopped
+run, or one after a single table was rebuilt, replays only what it has not replayed yet.
 """
 
 from __future__ import annotations
@@ -70,13 +76,14 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 from _common import REPO, emit, parse_args, pick, rnd
 
 TABLES = REPO / "bench" / "tables"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deeplense-tuner" / "strategies"
 N_TRIALS = 40  # measure (a)
 CONCURRENCY = 2
 GRACE, RF = 1, 3
@@ -483,9 +490,14 @@ def main() -> None:
         p.add_argument("--seeds", type=int, default=None, help="replayed searches per strategy and regime")
         p.add_argument("--strategies", default=None, help="comma-separated subset (default: all but the slow ones)")
         p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--cache", default=None,
+                       help=f"folder of finished replays, so that a stopped run continues (default {CACHE}; "
+                            "'' for none; --tiny keeps none unless given one)")
 
     args = parse_args(__doc__.splitlines()[0], extra)
     n_seeds = args.seeds or pick(args.size, 1, 10, 30)
+    if args.cache is None:
+        args.cache = "" if args.size == "tiny" else str(CACHE)
     default = TINY if args.size == "tiny" else [n for n in STRATEGIES if n not in SLOW]
     names = runnable(args.strategies.split(",") if args.strategies else list(default), STRATEGIES)
     paths = table_paths(args.tables)
@@ -508,14 +520,70 @@ def main() -> None:
         for path, table in tables.items():
             noise, how = validation_noise(table)
             ctx = {"users": users_regime(table.space), "noise": noise, "grace_fraction": fraction}
-            jobs = {(n, s, r): pool.submit(replay_one, str(path), n, s, r, ctx)
-                    for n in names for s in range(n_seeds) for r in REGIMES}
-            rows = {(n, r): [jobs[(n, s, r)].result() for s in range(n_seeds)] for n in names for r in REGIMES}
+            cache = ReplayCache(Path(args.cache), path, ctx) if args.cache else None
+            done = {job: row for job in ((n, s, r) for n in names for s in range(n_seeds) for r in REGIMES)
+                    if (row := cache.get(*job) if cache else None) is not None}
+            if done:
+                print(f"{table.space}: {len(done)} replays from {cache.file}", flush=True)
+            jobs = {pool.submit(replay_one, str(path), n, s, r, ctx): (n, s, r)
+                    for n in names for s in range(n_seeds) for r in REGIMES if (n, s, r) not in done}
+            for future in as_completed(jobs):
+                done[jobs[future]] = future.result()
+                if cache:
+                    cache.put(*jobs[future], done[jobs[future]])
+            rows = {(n, r): [done[(n, s, r)] for s in range(n_seeds)] for n in names for r in REGIMES}
             summary = {n: summarise(*(rows[(n, r)] for r in REGIMES)) for n in names}
             results[table.space] = describe(table, path, summary, noise, how)
             print_table(results[table.space], names)
     chosen, on = choose(results)
     report(results, chosen, on, n_seeds, users, fraction, started)
+
+
+class ReplayCache:
+    """Finished replays of one table, kept as JSON lines, so that a stopped run continues where it was.
+
+    A replay is reused only for the same table file (its bytes), the same code (this script below its
+    docstring, ``bench/replay.py`` and the project's packages it replays), and the same context: the
+    preset's regime, the validation noise and, for the calibrated strategies, the first rung's fraction.
+    The main process alone appends, one line per replay as it finishes.
+    """
+
+    def __init__(self, folder: Path, table: Path, ctx: dict) -> None:
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(table.read_bytes())
+        for source in [Path(__file__), REPO / "bench" / "replay.py",
+                       *sorted((REPO / "tuner").glob("*.py")), *sorted((REPO / "search_spaces").glob("*.py"))]:
+            text = source.read_text()
+            digest.update((text.split('"""', 2)[2] if source == Path(__file__) else text).encode())
+        self.ctx = {k: v for k, v in ctx.items() if k != "grace_fraction"}
+        self.fraction = ctx["grace_fraction"]
+        self.file = folder / f"{table.stem}-{digest.hexdigest()[:16]}.jsonl"
+        self.rows: dict[str, dict] = {}
+        if self.file.exists():
+            for line in self.file.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short when a run was stopped
+                    continue
+                self.rows[entry["key"]] = entry["row"]
+
+    def key(self, name: str, seed: int, regime: str) -> str:
+        import json
+
+        ctx = {**self.ctx, **({"grace_fraction": self.fraction} if name.endswith("/cal") else {})}
+        return json.dumps([name, seed, regime, ctx], sort_keys=True)
+
+    def get(self, name: str, seed: int, regime: str) -> dict | None:
+        return self.rows.get(self.key(name, seed, regime))
+
+    def put(self, name: str, seed: int, regime: str, row: dict) -> None:
+        import json
+
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.file, "a") as f:
+            f.write(json.dumps({"key": self.key(name, seed, regime), "row": row}) + "\n")
 
 
 def runnable(names: list[str], known) -> list[str]:

@@ -7,6 +7,7 @@ same epochs, because the same searcher and scheduler classes decide in both.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -251,3 +252,31 @@ def test_the_replay_decides_as_real_ray_tune_does(table, ray_local, tmp_path):
     assert len({lr for lr, _, _ in real}) == n_trials
     assert real == replayed
     assert any(epochs < EPOCHS for _, _, epochs in real)  # ASHA did stop some: the comparison has teeth
+
+
+def test_finished_replays_are_kept_and_reused_only_for_the_same_table_and_context(table, tmp_path):
+    """A stopped strategies run continues from its cache; another table, or another noise, replays afresh."""
+    spec = lctable.TableSpec("swin_cls", epochs=EPOCHS, configs=30, train_images=60, size="tiny")
+    params, _ = lctable.draw_params(spec)
+    curves = {i: [{"epoch": e, "wall_s": 1.5 * e, "diverged": 0, "val_auroc": 0.5 + i / 100 + e / 1000,
+                   "val_loss": 1.0, "train_s": 1.0, "val_s": 0.5, "train_images": 60.0} for e in (1, 2, 3)]
+              for i in range(len(params))}
+    path = lctable.write_table(spec, curves, params, tmp_path / "t", "test")
+    ctx = {"users": strategies.users_regime("swin_cls"), "noise": 0.01, "grace_fraction": 0.25}
+    row = strategies.replay_one(str(path), "tpe+asha", 0, "field", ctx)
+    cache = strategies.ReplayCache(tmp_path / "cache", path, ctx)
+    cache.put("tpe+asha", 0, "field", row)
+    cache.put("tpe+asha/cal", 0, "field", {**row, "strategy": "tpe+asha/cal"})
+    with open(cache.file, "a") as f:
+        f.write('{"key": "cut sh')  # a run stopped mid-line
+
+    again = strategies.ReplayCache(tmp_path / "cache", path, ctx)
+    assert again.get("tpe+asha", 0, "field") == json.loads(json.dumps(row))
+    assert again.get("tpe+asha", 1, "field") is None and again.get("tpe+asha", 0, "users") is None
+    moved = {**ctx, "grace_fraction": 0.5}  # only the calibrated strategies depend on the first rung's fraction
+    assert strategies.ReplayCache(tmp_path / "cache", path, moved).get("tpe+asha", 0, "field") is not None
+    assert strategies.ReplayCache(tmp_path / "cache", path, moved).get("tpe+asha/cal", 0, "field") is None
+    assert strategies.ReplayCache(tmp_path / "cache", path, {**ctx, "noise": 0.02}).get("tpe+asha", 0, "field") is None
+    curves[0][0]["val_auroc"] = 0.99  # the table rebuilt: its bytes differ
+    rebuilt = lctable.write_table(spec, curves, params, tmp_path / "t2", "test")
+    assert strategies.ReplayCache(tmp_path / "cache", rebuilt, ctx).get("tpe+asha", 0, "field") is None

@@ -13,7 +13,7 @@ with an axion mass) and all or part of its train split for training.
 
 Configurations are drawn where searches sample, since a replay maps each proposal to its nearest
 row: the space's default point (row 0), draws of Optuna's ``RandomSampler`` (``draw`` = ``uniform``)
-and, for strategies centred on the default, draws of ``replay.CentredSampler`` around the default
+and, for strategies centred on the default, draws of ``tuner.samplers.CentredSampler`` around the default
 at fixed radii in the space's unit coordinates (``perturb-0.1`` ...). All go through the space's
 own define-by-run function, so every value the table holds is one the space can propose. Training
 goes through the project's loop (``trainables.loop.fit``), one torch thread per worker process, as
@@ -104,9 +104,9 @@ def draw_params(spec: TableSpec) -> tuple[list[dict], list[str]]:
     leaves the earlier rows as they were.
     """
     import optuna
-    from replay import CentredSampler
 
     from search_spaces import default_params, define_by_run
+    from tuner.samplers import CentredSampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fn = define_by_run(spec.space, size=spec.size, image_size=64)

@@ -41,7 +41,7 @@ the default):
 - ``tpe+hyperband``, ``gp+hyperband``: Ray's asynchronous Hyperband (``ASHAScheduler(brackets=3)``);
   ``tpe+reliable``, ``gp+reliable``: the same brackets drawn by how well each first rung has ranked trials
   (``tuner.schedulers.ReliableHyperBandScheduler``); ``tpe+fifo``: TPE without early stopping.
-- ``centred+asha``, ``centred+fifo``: ``replay.CentredSampler`` (PriorBand's and piBO's prior at the default
+- ``centred+asha``, ``centred+fifo``: ``tuner.samplers.CentredSampler`` (PriorBand's and piBO's prior at the default
   point): draws around the default at radius 0.1 in the space's unit coordinates, one in five uniform,
   the centre moving to each trial that beats it and the radius doubling each time; ``centred/fixed+asha``:
   radius 0.25 around the default throughout (piBO's fixed prior). Not yet a ``--searcher`` choice.
@@ -144,13 +144,12 @@ def ray_strategy(searcher: str, scheduler: str, **over):
 
 
 def centred_strategy(scheduler: str, *, radius: float, uniform: float, widen: float, **over):
-    """``replay.CentredSampler`` behind the project's ``OptunaSearch`` wrapper, with the project's scheduler."""
+    """``tuner.samplers.CentredSampler`` behind the project's ``OptunaSearch`` wrapper, with the project's scheduler."""
 
     def build(table, seed, points, ctx):
-        from replay import CentredSampler
-
         from search_spaces import default_params, get_space
         from tuner.asha_optuna import AshaAwareOptunaSearch
+        from tuner.samplers import CentredSampler
         from tuner.wiring import TrialSpace, make_scheduler, trial_constants
 
         exp = experiment(table, seed, searcher="tpe", scheduler=scheduler, **_settings(table, ctx, over))

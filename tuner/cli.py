@@ -122,7 +122,9 @@ def _add_search_commands(sub: argparse._SubParsersAction) -> None:
                    help="epochs of the final model that train --from trains (default: the preset's)")
     s.add_argument("--grace-period", type=int, default=None, help="ASHA: epochs before any stop")
     s.add_argument("--reduction-factor", type=int, default=None, help="ASHA: keep 1/R at each rung")
-    s.add_argument("--searcher", default=None, help="who proposes trials: tpe, gp or random (default: the preset's)")
+    s.add_argument("--searcher", default=None,
+                   help="who proposes trials: tpe, gp, random or centred (near the space's default point) "
+                        "(default: the preset's)")
     s.add_argument("--scheduler", default=None,
                    help="who stops them: asha, reliable (brackets by rung reliability) or fifo (default: the preset's)")
     s.add_argument("--brackets", type=int, default=None, help="Hyperband brackets of asha / reliable")

@@ -36,6 +36,7 @@ SEARCHERS = {
     "tpe": "Optuna's TPE (multivariate, grouped, constant liar)",
     "gp": "Optuna's Gaussian-process sampler",
     "random": "Optuna's random sampler",
+    "centred": "draws around the space's default point (piBO's prior; tuner.samplers)",
 }
 SCHEDULERS = {
     "asha": "Ray's ASHA; with --brackets > 1, its asynchronous Hyperband",

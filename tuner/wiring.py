@@ -65,6 +65,8 @@ def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[d
     ``tpe``: TPE with ``multivariate`` and ``group`` (the conditional parameters modelled jointly) and
     ``constant_liar`` (concurrent trials are not all proposed at the same spot). ``gp``: Optuna's
     Gaussian-process sampler, which its guide recommends for small budgets. ``random``: the baseline.
+    ``centred``: draws around the space's default point (piBO's prior), the replay's choice for a search
+    that starts from the default (``bench/strategies.py``).
     The model-based ones start with the same random start-up trials. GP learns only from trials that
     ran the whole budget (it ignores pruned ones), which the ``reliable`` scheduler's unstopped bracket
     supplies. Returns a :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.
@@ -84,16 +86,25 @@ def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[d
         space=TrialSpace(exp.space, exp.size, image_size, trial_constants(exp, image_size)),
         metric=list(exp.objectives) if multi else space.metric,
         mode=list(modes_of(exp.objectives, space)) if multi else space.mode,
-        sampler=make_sampler(exp, paced), points_to_evaluate=points or None, max_epochs=exp.max_epochs)
+        sampler=make_sampler(exp, paced, image_size), points_to_evaluate=points or None, max_epochs=exp.max_epochs)
 
 
-def make_sampler(exp: Experiment, paced: bool = False) -> Any:
-    """The Optuna sampler ``exp.searcher`` names, seeded by ``exp.seed``; a model-based one ``paced`` if asked."""
+def make_sampler(exp: Experiment, paced: bool = False, image_size: int = 64) -> Any:
+    """The Optuna sampler ``exp.searcher`` names, seeded by ``exp.seed``; a model-based one ``paced`` if asked.
+
+    ``centred`` draws around the space's default point at ``image_size`` (:class:`~tuner.samplers.CentredSampler`
+    at :data:`~tuner.samplers.CENTRED_RADIUS`): no model, so nothing to pace.
+    """
     import optuna
 
     startup = max(exp.concurrency, min(10, exp.num_samples // 3))
     if exp.searcher == "random":
         return optuna.samplers.RandomSampler(seed=exp.seed)
+    if exp.searcher == "centred":
+        from search_spaces import default_params
+        from tuner.samplers import CENTRED_RADIUS, CentredSampler
+
+        return CentredSampler(default_params(exp.space, exp.size, image_size), CENTRED_RADIUS, seed=exp.seed)
     if exp.searcher == "gp" and len(exp.objectives) == 1:
         model = optuna.samplers.GPSampler(seed=exp.seed, n_startup_trials=startup)
     else:

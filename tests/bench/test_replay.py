@@ -20,7 +20,9 @@ sys.path.insert(0, str(BENCH))
 
 import lctable  # noqa: E402
 import strategies  # noqa: E402
-from replay import CentredSampler, NearestRow, RayReplay, Table, seed_everything, syne_tune_replay  # noqa: E402
+from replay import NearestRow, RayReplay, Table, seed_everything, syne_tune_replay  # noqa: E402
+
+from tuner.samplers import CentredSampler  # noqa: E402
 
 EPOCHS = 6
 

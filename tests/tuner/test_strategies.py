@@ -22,11 +22,43 @@ BASE = dict(space="swin_cls", data="sim:model2", size="tiny", num_samples=40, ma
 
 
 @pytest.mark.parametrize("searcher,sampler", [("tpe", "TPESampler"), ("gp", "GPSampler"),
-                                              ("random", "RandomSampler")])
+                                              ("random", "RandomSampler"), ("centred", "CentredSampler")])
 def test_each_searcher_is_the_optuna_sampler_it_names(searcher, sampler):
     exp = Experiment(**BASE, searcher=searcher)
     made = make_searcher(exp, get_space("swin_cls"), 64, [])
     assert type(made.study.sampler).__name__ == sampler
+
+
+def test_the_centred_searcher_proposes_near_the_space_default_point():
+    """Its draws keep the default's choices and stay near its numbers far more often than random draws do."""
+    import math
+
+    import optuna
+
+    from search_spaces import default_params, define_by_run
+    from tuner.wiring import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    default = default_params("swin_cls", "tiny", 64)
+    fn = define_by_run("swin_cls", size="tiny", image_size=64)
+
+    def draws(searcher: str) -> list[dict]:
+        study = optuna.create_study(sampler=make_sampler(Experiment(**BASE, searcher=searcher), image_size=64))
+        out = []
+        for _ in range(60):
+            trial = study.ask()
+            fn(trial)
+            study.tell(trial, 0.5)
+            out.append(trial.params)
+        return out
+
+    def closeness(params: list[dict]) -> tuple[float, float]:
+        lr = sum(abs(math.log10(p["lr"] / default["lr"])) for p in params) / len(params)
+        kept = sum(p["optimizer"] == default["optimizer"] for p in params) / len(params)
+        return lr, kept
+
+    (lr_c, kept_c), (lr_r, kept_r) = closeness(draws("centred")), closeness(draws("random"))
+    assert lr_c < 0.7 * lr_r and kept_c > 0.6 > kept_r, (lr_c, lr_r, kept_c, kept_r)  # seeded: the same draws each run
 
 
 def test_each_scheduler_is_the_class_it_names_with_the_experiments_rungs():
@@ -121,15 +153,18 @@ def test_a_rung_that_ranks_as_the_next_one_keeps_rays_weights():
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_search_runs_with_the_gp_sampler_and_the_reliable_scheduler(ray_local, sim_model2_tiny, tmp_path):
+@pytest.mark.parametrize("searcher,scheduler,brackets,trials", [("gp", "reliable", 2, 8), ("centred", "asha", 1, 3)])
+def test_a_search_runs_with_each_sampler_and_scheduler(ray_local, sim_model2_tiny, tmp_path, capsys, searcher,
+                                                       scheduler, brackets, trials):
     import json
 
     import pyarrow.parquet as pq
 
     assert main(["search", "--space", "effnet_cls", "--smoke-test", "--data", str(sim_model2_tiny),
-                 "--storage", str(tmp_path), "--name", "run", "--num-samples", "8", "--searcher", "gp",
-                 "--scheduler", "reliable", "--brackets", "2"]) == 0
+                 "--storage", str(tmp_path), "--name", "run", "--num-samples", str(trials), "--searcher", searcher,
+                 "--scheduler", scheduler, "--brackets", str(brackets)]) == 0
+    assert f"strategy: {searcher} + " in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "experiment.json").read_text())
-    assert (saved["searcher"], saved["scheduler"], saved["brackets"]) == ("gp", "reliable", 2)
+    assert (saved["searcher"], saved["scheduler"], saved["brackets"]) == (searcher, scheduler, brackets)
     table = pq.read_table(tmp_path / "run" / "trials.parquet").to_pandas()
-    assert len(table) == 8 and (table["status"] == "completed").sum() >= 1
+    assert len(table) == trials and (table["status"] == "completed").sum() >= 1

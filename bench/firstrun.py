@@ -27,6 +27,7 @@ model (train+val, tested once) against the baselines fitted on train+val and sco
     python bench/firstrun.py            # 10 seeds of the quick preset, seed 0's final model (about 70 min idle)
     python bench/firstrun.py --quick    # 3 seeds
     python bench/firstrun.py --tiny     # the smoke preset, 1 seed of 2 trials (the smoke test)
+    python bench/firstrun.py --searcher centred --keep DIR   # another strategy on the same images
 """
 
 from __future__ import annotations
@@ -57,9 +58,14 @@ def tuner(args: list[str], root: Path, what: str) -> subprocess.CompletedProcess
     return done
 
 
-def run_search(seed: int, preset: str, root: Path, extra: list[str]) -> tuple[Path, float]:
+def run_name(preset: str, seed: int, searcher: str | None) -> str:
+    return f"firstrun-{preset}-{searcher}-seed{seed}" if searcher else f"firstrun-{preset}-seed{seed}"
+
+
+def run_search(seed: int, preset: str, root: Path, extra: list[str], searcher: str | None = None) -> tuple[Path, float]:
     """The README's command with ``--seed seed``; its run directory and wall seconds (raises when it fails)."""
-    name = f"firstrun-{preset}-seed{seed}"
+    name = run_name(preset, seed, searcher)
+    extra = [*extra, "--searcher", searcher] if searcher else extra
     if (root / "runs" / name / "trials.parquet").is_file():  # --keep DIR again: a finished seed is read, not rerun
         return root / "runs" / name, json.loads((root / "runs" / name / "firstrun.json").read_text())["wall_s"]
     start = time.perf_counter()
@@ -148,6 +154,9 @@ def main() -> None:
         parser.add_argument("--seeds", type=int, default=None, help="seeds 0..K-1 (default: the size's)")
         parser.add_argument("--keep", default=None,
                             help="keep the runs and the cache in this folder; run again, it reads the seeds done")
+        parser.add_argument("--searcher", default=None,
+                            help="search with this --searcher instead of the preset's (its runs are named apart, "
+                                 "so one --keep folder holds both)")
         parser.add_argument("--final", type=int, default=None,
                             help="train the final model (train --from) of the first K seeds and test it once "
                                  "(default: 1 at full size, else 0)")
@@ -160,7 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-firstrun-") as tmp:
         root = Path(args.keep or tmp)
         for seed in range(seeds):
-            run, wall = run_search(seed, preset, root, search_extra)
+            run, wall = run_search(seed, preset, root, search_extra, args.searcher)
             row = {"seed": seed, "wall_s": wall, **read_run(run)}
             row["noise"] = validation_noise(row["data"], row["default"], root / "cache") \
                 if math.isfinite(row["default"]) else math.nan
@@ -170,14 +179,15 @@ def main() -> None:
             print(line(row), flush=True)
         finals = []
         for seed in range(min(seeds, pick(args.size, 0, 0, 1) if args.final is None else args.final)):
-            tested = {"seed": seed, **final_model(root / "runs" / f"firstrun-{preset}-seed{seed}", root)}
+            tested = {"seed": seed, **final_model(root / "runs" / run_name(preset, seed, args.searcher), root)}
             tested["ahead_of_baselines"] = all(tested["value"] > v for v in tested["baselines"].values())
             finals.append(tested)
             print(f"seed {seed}, final model (train --from, tested once): {tested['metric']} {tested['value']:.4f}; "
                   "baselines on the same test images " +
                   ", ".join(f"{k} {v:.4f}" for k, v in tested["baselines"].items()) +
                   f"; {tested['wall_s'] / 60:.1f} min", flush=True)
-    print(f"\n{SPACE}, preset {preset}, {seeds} seeds, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
+    print(f"\n{SPACE}, preset {preset}" + (f", --searcher {args.searcher}" if args.searcher else "") +
+          f", {seeds} seeds, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
     ahead = sum(r["ahead_of_baselines"] for r in rows) / len(rows)
     beats = sum(r["beats_default"] for r in rows) / len(rows)
     margins = [r["best"] - max(r["baselines"].values()) for r in rows]
@@ -187,7 +197,8 @@ def main() -> None:
           f"{sum(r['best_is_default'] for r in rows) / len(rows):.0%}; trial-epochs median "
           f"{statistics.median(r['trial_epochs'] for r in rows):.0f}, wall median "
           f"{statistics.median(r['wall_s'] for r in rows) / 60:.1f} min")
-    emit("firstrun", ahead, 1.0, "higher", beats_default=beats, preset=preset, seeds=seeds, rows=rows, finals=finals)
+    emit("firstrun", ahead, 1.0, "higher", beats_default=beats, preset=preset, searcher=args.searcher, seeds=seeds,
+         rows=rows, finals=finals)
 
 
 def line(r: dict) -> str:

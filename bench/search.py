@@ -30,7 +30,7 @@ and ``time(optuna) / time(default)`` (target >= 1).
 Sizes: ``--quick`` 3 seeds of 10 trials x 9 epochs on 720 training and 480 validation images; the
 default size is the real-training confirmation of ``bench/strategies.py``: 5 seeds of 20 trials x 8
 epochs on 1,050 training and 900 validation images, the size of its learning-curve table. On 2026-12-01
-``python bench/search.py --searcher gp --scheduler reliable --brackets 3`` (the replay's choice) measured
+``python bench/search.py --searcher gp --scheduler reliable --brackets 3`` (the replay's choice on 2026-12-01) measured
 per seed 1.00, 0.87, 2.48, 1.00, 1.21 (40 minutes).
 """
 

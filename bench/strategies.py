@@ -44,7 +44,8 @@ the default):
 - ``centred+asha``, ``centred+fifo``: ``tuner.samplers.CentredSampler`` (PriorBand's and piBO's prior at the default
   point): draws around the default at radius 0.1 in the space's unit coordinates, one in five uniform,
   the centre moving to each trial that beats it and the radius doubling each time; ``centred/fixed+asha``:
-  radius 0.25 around the default throughout (piBO's fixed prior). Not yet a ``--searcher`` choice.
+  radius 0.25 around the default throughout (piBO's fixed prior): ``search --searcher centred`` with the
+  presets' ASHA (``tuner.samplers.CENTRED_RADIUS``).
 - ``peer:ray-bohb``: Ray's ``TuneBOHB`` with ``HyperBandForBOHB``; ``peer:st-asha``, ``peer:st-bohb``: Syne
   Tune's asynchronous schedulers, the same rungs; ``peer:st-asha-bore`` and ``peer:st-asha-cqr`` only when
   named (``--strategies``): they refit XGBoost models at every suggestion, minutes per replayed search.
@@ -81,6 +82,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from _common import REPO, emit, parse_args, pick, rnd
+
+from tuner.samplers import CENTRED_RADIUS  # --searcher centred's radius: the replay runs the product's
 
 TABLES = REPO / "bench" / "tables"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deeplense-tuner" / "strategies"
@@ -278,7 +281,7 @@ STRATEGIES = {
     "centred+asha": centred_strategy("asha", **CENTRED),
     "centred+asha/cal": centred_strategy("asha", **CENTRED, grace_period="calibrated"),
     "centred+fifo": centred_strategy("fifo", **CENTRED),
-    "centred/fixed+asha": centred_strategy("asha", radius=0.25, uniform=0.0, widen=1.0),
+    "centred/fixed+asha": centred_strategy("asha", radius=CENTRED_RADIUS, uniform=0.0, widen=1.0),
     "peer:ray-bohb": ray_bohb(),
     "peer:st-asha": syne_tune("asha"),
     "peer:st-bohb": syne_tune("bohb"),

@@ -65,8 +65,9 @@ def make_searcher(exp: Experiment, space: Space, image_size: int, points: list[d
     ``tpe``: TPE with ``multivariate`` and ``group`` (the conditional parameters modelled jointly) and
     ``constant_liar`` (concurrent trials are not all proposed at the same spot). ``gp``: Optuna's
     Gaussian-process sampler, which its guide recommends for small budgets. ``random``: the baseline.
-    ``centred``: draws around the space's default point (piBO's prior), the replay's choice for a search
-    that starts from the default (``bench/strategies.py``).
+    ``centred``: draws around the space's default point (piBO's prior); in the strategy replay
+    (``bench/strategies.py``) it finds better configurations where the default is weak and they lie near it,
+    and rarely where the default is already good.
     The model-based ones start with the same random start-up trials. GP learns only from trials that
     ran the whole budget (it ignores pruned ones), which the ``reliable`` scheduler's unstopped bracket
     supplies. Returns a :class:`~tuner.asha_optuna.AshaAwareOptunaSearch`.

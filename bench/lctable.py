@@ -105,22 +105,14 @@ def draw_params(spec: TableSpec) -> tuple[list[dict], list[str]]:
     """
     import optuna
 
-    from search_spaces import default_params, define_by_run
-    from tuner.samplers import CentredSampler
+    from search_spaces import default_params
+    from tuner.samplers import CentredSampler, proposals
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fn = define_by_run(spec.space, size=spec.size, image_size=64)
     default = default_params(spec.space, size=spec.size, image_size=64)
 
     def draws(sampler, n: int) -> list[dict]:
-        study = optuna.create_study(sampler=sampler)
-        out = []
-        for _ in range(n):
-            trial = study.ask()
-            fn(trial)
-            study.tell(trial, 0.0)
-            out.append(dict(trial.params))
-        return out
+        return proposals(sampler, spec.space, n, spec.size, 64)
 
     params = [default, *draws(optuna.samplers.RandomSampler(seed=spec.seed), spec.configs - 1)]
     kinds = ["default"] + ["uniform"] * (spec.configs - 1)

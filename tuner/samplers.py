@@ -14,6 +14,25 @@ import math
 import numpy as np
 from optuna.samplers import BaseSampler
 
+
+def proposals(sampler: BaseSampler, space: str, n: int, size: str = "small", image_size: int = 64) -> list[dict]:
+    """The first ``n`` configurations ``sampler`` proposes for ``space`` (suggest-name dicts), told nothing useful
+    back: what a sampler draws before any result steers it (tables of perturbations, checks of where it draws)."""
+    import optuna
+
+    from search_spaces import define_by_run
+
+    fn = define_by_run(space, size=size, image_size=image_size)
+    study = optuna.create_study(sampler=sampler)
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        fn(trial)
+        study.tell(trial, 0.0)
+        out.append(dict(trial.params))
+    return out
+
+
 # --searcher centred: the standard deviation of a draw around the default, in unit coordinates, and the
 # chance a categorical leaves the default's choice. bench/strategies.py replays it as centred/fixed+asha.
 CENTRED_RADIUS = 0.25

@@ -22,7 +22,7 @@ import lctable  # noqa: E402
 import strategies  # noqa: E402
 from replay import NearestRow, RayReplay, Table, seed_everything, syne_tune_replay  # noqa: E402
 
-from tuner.samplers import CentredSampler  # noqa: E402
+from tuner.samplers import CentredSampler, proposals  # noqa: E402
 
 EPOCHS = 6
 
@@ -151,21 +151,14 @@ def test_the_handover_is_the_best_report_by_the_time_budget(table):
 def test_perturbation_draws_stay_near_the_default_and_widen_with_the_radius():
     import optuna
 
-    from search_spaces import default_params, define_by_run
+    from search_spaces import default_params
     from search_spaces.encoding import NearestConfig
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     default = default_params("swin_cls", "tiny")
-    fn = define_by_run("swin_cls", size="tiny")
     mean = {}
     for radius in (0.05, 0.5):
-        study = optuna.create_study(sampler=CentredSampler(default, radius, seed=0))
-        draws = []
-        for _ in range(20):
-            trial = study.ask()
-            fn(trial)
-            study.tell(trial, 0.0)
-            draws.append(trial.params)
+        draws = proposals(CentredSampler(default, radius, seed=0), "swin_cls", 20, "tiny")
         mean[radius] = NearestConfig("swin_cls", draws, "tiny").distances(default).mean()
     assert 0 < mean[0.05] < mean[0.5]
 

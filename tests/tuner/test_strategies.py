@@ -35,22 +35,15 @@ def test_the_centred_searcher_proposes_near_the_space_default_point():
 
     import optuna
 
-    from search_spaces import default_params, define_by_run
+    from search_spaces import default_params
+    from tuner.samplers import proposals
     from tuner.wiring import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     default = default_params("swin_cls", "tiny", 64)
-    fn = define_by_run("swin_cls", size="tiny", image_size=64)
 
     def draws(searcher: str) -> list[dict]:
-        study = optuna.create_study(sampler=make_sampler(Experiment(**BASE, searcher=searcher), image_size=64))
-        out = []
-        for _ in range(60):
-            trial = study.ask()
-            fn(trial)
-            study.tell(trial, 0.5)
-            out.append(trial.params)
-        return out
+        return proposals(make_sampler(Experiment(**BASE, searcher=searcher), image_size=64), "swin_cls", 60, "tiny")
 
     def closeness(params: list[dict]) -> tuple[float, float]:
         lr = sum(abs(math.log10(p["lr"] / default["lr"])) for p in params) / len(params)

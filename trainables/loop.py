@@ -28,7 +28,7 @@ from lensdata import LensingData, normalize_images
 from search_spaces import task_objective
 from trainables.augment import augment, fit_input, input_side
 from trainables.checkpoints import load_checkpoint, save_checkpoint
-from trainables.cost import LATENCY_BATCH, model_cost
+from trainables.cost import LATENCY_BATCH, cost_once
 from trainables.report import Reporter
 from trainables.settings import check_config
 from trainables.transfer import init_backbone, pin_architecture
@@ -300,9 +300,9 @@ def fit(task: Task, config: dict, data: LensingData, reporter: Reporter,
         if accelerator.is_main_process:
             print(f"started from {config['init_from']}: {copied} of the backbone's {total} tensors copied, "
                   "the head as built", flush=True)
-    # The model's cost (params, FLOPs, latency on this device) is measured once and reported with every
-    # result, so every search can weigh it and a multi-objective one can minimise it.
-    cost = model_cost(modules["model"], (LATENCY_BATCH, train.images.shape[1], side, side), accelerator.device)
+    # The model's cost (params, FLOPs, latency on this device) is measured once per structure in a process and
+    # reported with every result, so every search can weigh it and a multi-objective one can minimise it.
+    cost = cost_once(modules["model"], (LATENCY_BATCH, train.images.shape[1], side, side), accelerator.device)
     optimizers = {"loss": make_optimizer(modules["model"], config)}
     if "disc" in modules:  # adversarial autoencoder: the latent discriminator learns on its own optimiser
         optimizers["disc_loss"] = make_optimizer(

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.cost import COST_MODES, model_cost
+from trainables import cost as cost_module
+from trainables.cost import COST_MODES, cost_once, model_cost
 
 
 def tiny_net() -> nn.Module:
@@ -40,6 +41,30 @@ def test_frozen_parameters_do_not_count_and_the_model_is_left_as_it_was():
 def test_flops_are_of_one_image_whatever_the_batch():
     assert model_cost(tiny_net(), (1, 1, 8, 8), "cpu", warmup=0, repeats=1)["flops"] == \
         model_cost(tiny_net(), (16, 1, 8, 8), "cpu", warmup=0, repeats=1)["flops"]
+
+
+def test_a_structure_is_measured_once_per_process_and_another_structure_anew(monkeypatch):
+    monkeypatch.setattr(cost_module, "_MEASURED", {})
+    calls = []
+    monkeypatch.setattr(cost_module, "model_cost", lambda model, shape, device: calls.append(repr(model)) or
+                        {"params": sum(p.numel() for p in model.parameters()), "flops": 1, "latency_ms": 1.0})
+    first = cost_once(tiny_net(), (4, 1, 8, 8), "cpu")
+    again = cost_once(tiny_net(), (4, 1, 8, 8), "cpu")  # another trial of the same architecture: not measured
+    assert again == first and len(calls) == 1
+    wider = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Flatten(), nn.Linear(512, 3))
+    assert cost_once(wider, (4, 1, 8, 8), "cpu")["params"] != first["params"] and len(calls) == 2
+    cost_once(tiny_net(), (8, 1, 8, 8), "cpu")  # another input shape
+    reflect = tiny_net()
+    reflect[0].padding_mode = "reflect"  # the same parameter shapes, another layer setting: measured anew
+    cost_once(reflect, (4, 1, 8, 8), "cpu")
+    assert len(calls) == 4
+
+
+def test_cost_once_gives_what_model_cost_measures(monkeypatch):
+    monkeypatch.setattr(cost_module, "_MEASURED", {})
+    measured = cost_once(tiny_net(), (2, 1, 8, 8), "cpu")
+    direct = model_cost(tiny_net(), (2, 1, 8, 8), "cpu")
+    assert {k: measured[k] for k in ("params", "flops")} == {k: direct[k] for k in ("params", "flops")}
 
 
 @pytest.mark.gpu

@@ -42,18 +42,28 @@ from _common import emit, parse_args, pick, rnd, start_ray
 SPACE = "swin_cls"
 DATA = "sim:model2:300"  # the search opens it for its preflight checks; the stand-in never reads it
 CHECKPOINT_BYTES = 1024
+GATE_S = 600  # the longest a first trial waits for the other trial processes to start
 
 
-def sleeper(trial_s: float):
+def sleeper(trial_s: float, gate: Path | None = None, processes: int = 0):
     """A function trainable ``fn(config, data)`` that sleeps ``trial_s`` over ``config["epochs"]`` reports.
 
     Each report carries an epoch's metrics (the task metric a smooth function of the learning rate, so
     the sampler has something to model) and a checkpoint of ``CHECKPOINT_BYTES``; it appends the
     metrics to ``metrics.jsonl`` as the real reporter does. A restored trial resumes after its epoch.
+
+    With ``gate`` (a folder), a trial first waits until ``processes`` trial processes have started
+    (each leaves a file named after its pid there): see :func:`run_arm` for why.
     """
 
     def trainable(config: dict, data) -> None:
         from ray import tune
+
+        if gate is not None:
+            (gate / str(os.getpid())).touch()
+            deadline = time.monotonic() + GATE_S
+            while len(os.listdir(gate)) < processes and time.monotonic() < deadline:
+                time.sleep(0.05)
 
         epochs = int(config["epochs"])
         lr = float(config["params"].get("lr", 1e-3))
@@ -187,18 +197,31 @@ def mark(clock: Clock) -> None:
 def run_arm(arm: str, ray, trials: int, concurrency: int, trial_s: float, epochs: int, storage: Path,
             label: str) -> dict:
     """One experiment of ``trials`` sleeping trials through Ray alone (``ray``) or the tool (``tool``),
-    in its own folder ``storage/label``."""
+    in its own folder ``storage/label``.
+
+    The first trials wait until ``concurrency`` trial processes have started (the trainable's gate).
+    Without it the arms ran 2 trial processes, not 16: a trial process takes seconds to start on 2 cores
+    (Ray's worker, ``ray.tune``'s imports), a trial one second, and Ray Tune hands a finished trial's
+    process to a trial whose own process is still starting, and stops that one (``TuneController.
+    _maybe_reuse_cached_actor``); idle workers started beforehand do not help, an actor always gets a
+    process of its own. So the arms measured Ray's process starts at a concurrency of 2. The wait is
+    counted in the wall time and also shown apart (``processes_up_s``).
+    """
     global CLOCK
-    warm_workers(ray, concurrency)
+    gate = storage / f"{label}-gate"
+    gate.mkdir(parents=True)
     CLOCK = Clock(max(1, trials // 10))
     print(f"{arm}: {trials} trials of {trial_s:g} s, {epochs} report(s) each, {concurrency} at once", flush=True)
     mark(CLOCK)
     start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    started = time.time()
+    trainable = sleeper(trial_s, gate, min(concurrency, trials))
     if arm == "ray":
-        status = ray_alone(trials, concurrency, trial_s, epochs, storage / label)
+        status = ray_alone(trainable, trials, concurrency, epochs, storage / label)
     else:
-        status = through_the_tool(ray, trials, concurrency, trial_s, epochs, storage / label)
+        status = through_the_tool(trainable, ray, trials, concurrency, epochs, storage / label)
     wall = time.perf_counter() - start
+    up_s = max(path.stat().st_mtime for path in gate.iterdir()) - started
     snapshot = snapshot_size(storage / label / ("ray" if arm == "ray" else "search"), trials)
     end = resource.getrusage(resource.RUSAGE_SELF)
     if CLOCK.done % CLOCK.bucket:
@@ -206,35 +229,15 @@ def run_arm(arm: str, ray, trials: int, concurrency: int, trial_s: float, epochs
     clock, CLOCK = CLOCK, None
     minimum = math.ceil(trials / concurrency) * trial_s
     results = sum(clock.results.values())
-    print(f"{arm}: {wall:.1f} s against a minimum of {minimum:.0f} s ({wall / minimum - 1:+.1%}), "
-          f"{results / wall:.0f} results/s, status {status}", flush=True)
+    print(f"{arm}: {wall:.1f} s against a minimum of {minimum:.0f} s ({wall / minimum - 1:+.1%}; "
+          f"{up_s:.0f} s until all {len(os.listdir(gate))} trial processes had started, "
+          f"{(wall - up_s) / minimum - 1:+.1%} after), {results / wall:.0f} results/s, status {status}", flush=True)
     return {"wall_s": wall, "minimum_s": minimum, "overhead": wall / minimum - 1, "results": results,
+            "processes_up_s": up_s, "overhead_after_up": (wall - up_s) / minimum - 1,
             "results_per_s": results / wall, "steady_results_per_s": steady_rate(clock), "trials_ended": clock.done,
             "status": status, "trial_processes": len(clock.pids),
             "driver_cpu_s": (end.ru_utime + end.ru_stime) - (cpu.ru_utime + cpu.ru_stime), "clock": clock,
             "snapshot": snapshot}
-
-
-def warm_workers(ray, n: int) -> None:
-    """Start ``n`` idle Ray worker processes before an arm's clock starts; its trial actors take them.
-
-    On a busy 2-core machine a worker process takes tens of seconds to start (two at a time), against
-    trials of a second: an arm would run its trials on the one or two actors that started first, and
-    reuse them, while the others were still starting. Ray's own test ran on 16 free cores, where the
-    workers start within seconds.
-    """
-    with tempfile.TemporaryDirectory(prefix="bench-scale-workers-") as folder:
-        @ray.remote(num_cpus=1)
-        def started() -> int:  # each waits until all n are up, so each is a process of its own
-            (Path(folder) / str(os.getpid())).touch()
-            deadline = time.monotonic() + 600
-            while len(list(Path(folder).iterdir())) < n and time.monotonic() < deadline:
-                time.sleep(0.2)
-            return os.getpid()
-
-        start = time.perf_counter()
-        pids = set(ray.get([started.remote() for _ in range(n)]))
-    print(f"{len(pids)} worker processes started in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def steady_rate(clock: Clock) -> float | None:
@@ -247,7 +250,7 @@ def steady_rate(clock: Clock) -> float | None:
     return results / (marks[last]["wall_s"] - marks[1]["wall_s"])
 
 
-def ray_alone(trials: int, concurrency: int, trial_s: float, epochs: int, storage: Path) -> int:
+def ray_alone(trainable, trials: int, concurrency: int, epochs: int, storage: Path) -> int:
     """Ray Tune by itself: random search over the learning rate, FIFO, default loggers, two checkpoints kept."""
     from ray import tune
 
@@ -256,7 +259,7 @@ def ray_alone(trials: int, concurrency: int, trial_s: float, epochs: int, storag
     os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)  # Ray's own snapshot period ("auto")
     data = open_data(DATA, splits=("train", "val"), progress=False)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(sleeper(trial_s), data=data), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(trainable, data=data), {"cpu": 1}),
         param_space={"epochs": epochs, "params": {"lr": tune.loguniform(1e-5, 1e-1)}},
         tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(storage), name="ray", verbose=0,
@@ -265,7 +268,7 @@ def ray_alone(trials: int, concurrency: int, trial_s: float, epochs: int, storag
     return sum(1 for result in grid if result.error)
 
 
-def through_the_tool(ray, trials: int, concurrency: int, trial_s: float, epochs: int, storage: Path) -> int:
+def through_the_tool(trainable, ray, trials: int, concurrency: int, epochs: int, storage: Path) -> int:
     """The search's own path (``tuner.driver.run_search``) with the sleeping trainable."""
     from search_spaces import get_space
     from tuner.driver import prepare_search, run_search
@@ -275,7 +278,7 @@ def through_the_tool(ray, trials: int, concurrency: int, trial_s: float, epochs:
     prepare_search(verbose=False)  # the search's snapshot period and quiet libraries
     exp = plan(SPACE, preset="smoke", data=DATA, storage=str(storage), name="search", num_samples=trials,
                max_epochs=epochs, grace_period=epochs, concurrency=concurrency, cpus_per_trial=1)
-    return run_search(exp, get_space(SPACE), ray, trainable=sleeper(trial_s))
+    return run_search(exp, get_space(SPACE), ray, trainable=trainable)
 
 
 def snapshot_size(run_dir: Path, trials: int) -> dict:
@@ -389,6 +392,8 @@ def bookkeeping(ray, trials: int, concurrency: int, trial_s: float, storage: Pat
     """Part 1: the same trials through Ray alone, then through the tool; the ratio of their walls and the figures."""
     arms = {arm: run_arm(arm, ray, trials, concurrency, trial_s, 1, storage, arm) for arm in ("ray", "tool")}
     figures = {name: {"wall_s": rnd(arm["wall_s"]), "minimum_s": arm["minimum_s"], "overhead": rnd(arm["overhead"], 3),
+                      "processes_up_s": rnd(arm["processes_up_s"]),
+                      "overhead_after_up": rnd(arm["overhead_after_up"], 3),
                       "results_per_s": rnd(arm["results_per_s"]),
                       "steady_results_per_s": rnd(arm["steady_results_per_s"]),
                       "trial_processes": arm["trial_processes"],

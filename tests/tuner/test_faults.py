@@ -237,8 +237,9 @@ def test_best_on_a_corrupt_experiment_json_is_one_line(tmp_path, content, says, 
 
 
 def test_an_epoch_reported_twice_after_a_restore_is_one_value():
-    frame = pd.DataFrame({"training_iteration": [1, 2, 3, 3, 4], "val_auroc": [0.5, 0.6, 0.65, 0.7, 0.8]})
-    assert _curve(frame, "val_auroc") == [0.5, 0.6, 0.7, 0.8]
+    results = [{"training_iteration": i, "val_auroc": v} for i, v in zip([1, 2, 3, 3, 4], [0.5, 0.6, 0.65, 0.7, 0.8])]
+    assert _curve(results, "val_auroc") == [0.5, 0.6, 0.7, 0.8]
+    assert _curve(results[::-1], "val_auroc")[-1] == 0.8  # in epoch order whatever the file's order
 
 
 # ---------------------------------------------------------------- 4, 7. failed and diverged trials

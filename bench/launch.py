@@ -21,12 +21,23 @@ Training time is what a bare loop would spend too: each epoch's training pass an
 Experiment wall time is ``Tuner.fit()`` plus putting the data into the object store; ``ray.init``
 (~3-5 s once per search) is reported beside it, not in it. Both runs (``reuse_actors`` False and
 True) use the same Ray instance; the better one is the one with the lower experiment wall time.
+
+Where the wall time goes (``timeline``, from each trial's own clock: when its process started, when the
+trainable was entered and left): until the first trial process exists (Tune's setup, the actor's
+request), from a process's start to its first trainable (Ray's worker start, ``ray.tune``'s imports, the
+trainable and the data handed over), the first trial of a process before its first report (the trial's
+imports: torch, timm, Accelerate, scikit-learn, TensorBoard; the first model), a later trial of a reused
+process apart from its training (building the model, checkpoints, reports, cleaning up), the gap between
+two trials of one process (Tune resetting the actor), and the end (from the last trial to ``fit()``'s return).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import emit, parse_args, pick, result_recorder, rnd, start_ray
@@ -36,21 +47,66 @@ SPACE = "vit_cls"
 LONGER_DATA = "sim:model2"  # the default set: 2,400 training images instead of 240
 
 
+def clocked_trainable(log: Path):
+    """The search's trainable, noting in ``log`` (one JSON line a trial) its process's start, entry and exit."""
+
+    def trainable(config: dict, data) -> None:
+        import psutil
+        from ray import tune
+
+        from trainables.trial import tune_trainable
+
+        entered = time.time()
+        tune_trainable(config, data)
+        line = {"pid": os.getpid(), "trial": tune.get_context().get_trial_id(), "entered": entered,
+                "left": time.time(), "process_started": psutil.Process().create_time()}
+        with open(log, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    return trainable
+
+
+def timeline(lines: list[dict], results: dict[str, list[dict]], started: float, ended: float) -> dict:
+    """Where the experiment's wall time went, in seconds (medians over processes or trials; see the docstring)."""
+    def work(trial: str) -> float:
+        return sum(float(r["train_s"]) + float(r.get("val_s", 0.0)) for r in results.get(trial, []))
+
+    processes: dict[int, list[dict]] = {}
+    for line in sorted(lines, key=lambda line: line["entered"]):
+        processes.setdefault(line["pid"], []).append(line)
+    firsts = [trials[0] for trials in processes.values()]
+    later = [t for trials in processes.values() for t in trials[1:]]
+    gaps = [b["entered"] - a["left"] for trials in processes.values() for a, b in zip(trials, trials[1:])]
+    first_report = [float(results[t["trial"]][0]["time_this_iter_s"]) - float(results[t["trial"]][0]["train_s"])
+                    - float(results[t["trial"]][0].get("val_s", 0.0)) for t in firsts if results.get(t["trial"])]
+
+    def median(values: list[float]) -> float | None:
+        return rnd(float(np.median(values)), 3) if values else None
+
+    # 0 when Ray gave the first trial a worker process it had started before (an idle one from its pool)
+    return {"until_first_process_s": rnd(max(0.0, min(t["process_started"] for t in firsts) - started), 3),
+            "process_start_to_trainable_s": median([t["entered"] - t["process_started"] for t in firsts]),
+            "first_trial_before_its_first_report_s": median(first_report),
+            "later_trial_besides_training_s": median([t["left"] - t["entered"] - work(t["trial"]) for t in later]),
+            "between_trials_of_a_process_s": median(gaps),
+            "after_the_last_trial_s": rnd(ended - max(t["left"] for t in lines), 3)}
+
+
 def run_experiment(data, n_trials: int, epochs: int, reuse: bool) -> dict:
     """One Tune experiment of n_trials short trials; returns its timings."""
     from ray import tune
 
     from search_spaces import default_config
     from trainables.settings import run_settings
-    from trainables.trial import tune_trainable
 
     space = {**default_config(SPACE, size="tiny", image_size=64),
              **run_settings(space=SPACE, size="tiny", image_size=64, epochs=epochs, seed=0, threads=1),
              "lr": tune.loguniform(1e-4, 3e-3)}
     recorder = result_recorder()
     with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
-        start = time.perf_counter()
-        trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), {"cpu": 1})
+        log = Path(tmp) / "timeline.jsonl"
+        started, start = time.time(), time.perf_counter()
+        trainable = tune.with_resources(tune.with_parameters(clocked_trainable(log), data=data), {"cpu": 1})
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(num_samples=n_trials, max_concurrent_trials=CONCURRENCY,
@@ -59,7 +115,8 @@ def run_experiment(data, n_trials: int, epochs: int, reuse: bool) -> dict:
                                       callbacks=[recorder],
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
         grid = tuner.fit()
-        wall = time.perf_counter() - start
+        wall, ended = time.perf_counter() - start, time.time()
+        lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     errors = sum(1 for r in grid if r.error)
     reports = [r for res in recorder.results.values() for r in res]
     total = sum(float(res[-1]["time_total_s"]) for res in recorder.results.values())
@@ -76,7 +133,8 @@ def run_experiment(data, n_trials: int, epochs: int, reuse: bool) -> dict:
             "outside_trainable_share": 1 - total / capacity,
             "median_first_epoch_overhead_s": float(np.median(first)) if first else None,
             "median_later_epoch_overhead_s": float(np.median(later)) if later else None,
-            "pids": len({r.get("pid") for r in reports})}
+            "pids": len({r.get("pid") for r in reports}),
+            "timeline": timeline(lines, recorder.results, started, ended) if lines else None}
 
 
 def show(label: str, r: dict) -> None:
@@ -85,6 +143,9 @@ def show(label: str, r: dict) -> None:
           f"{r['inside_trainable_share']:.1%}, outside {r['outside_trainable_share']:.1%})  "
           f"per epoch: first +{r['median_first_epoch_overhead_s']:.2f} s, later "
           f"+{r['median_later_epoch_overhead_s'] or 0:.2f} s  processes {r['pids']}", flush=True)
+    if r["timeline"]:
+        print("    where it went (s): " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v}"
+                                                  for k, v in r["timeline"].items()), flush=True)
 
 
 def main() -> None:
@@ -124,7 +185,8 @@ def main() -> None:
         "trainable_s": rnd(med(reuse, "trainable_s")),
         "median_first_epoch_overhead_s": rnd(med(reuse, "median_first_epoch_overhead_s")),
         "median_later_epoch_overhead_s": rnd(med(reuse, "median_later_epoch_overhead_s")) if epochs > 1 else None,
-        "trial_processes": int(med(reuse, "pids")), "errors": int(med(reuse, "errors"))}
+        "trial_processes": int(med(reuse, "pids")), "errors": int(med(reuse, "errors")),
+        "timeline": runs[reuse][-1]["timeline"]}
         for reuse in (False, True)}
     if longer is not None:
         summary["longer_trials"] = {"data": LONGER_DATA, "reuse_actors": True, "share": rnd(longer["share"], 3),

@@ -152,6 +152,8 @@ def _same(a, b) -> bool:
 def main() -> None:
     def extra(parser):
         parser.add_argument("--seeds", type=int, default=None, help="seeds 0..K-1 (default: the size's)")
+        parser.add_argument("--first-seed", type=int, default=0,
+                            help="start at this seed (seeds S..K-1: the rest of a series another machine began)")
         parser.add_argument("--keep", default=None,
                             help="keep the runs and the cache in this folder; run again, it reads the seeds done")
         parser.add_argument("--searcher", default=None,
@@ -168,7 +170,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-firstrun-") as tmp:
         root = Path(args.keep or tmp)
-        for seed in range(seeds):
+        if not 0 <= args.first_seed < seeds:
+            raise SystemExit(f"--first-seed {args.first_seed} is not one of the seeds 0..{seeds - 1}; "
+                             "give a smaller one, or more --seeds")
+        for seed in range(args.first_seed, seeds):
             run, wall = run_search(seed, preset, root, search_extra, args.searcher)
             row = {"seed": seed, "wall_s": wall, **read_run(run)}
             row["noise"] = validation_noise(row["data"], row["default"], root / "cache") \
@@ -178,7 +183,8 @@ def main() -> None:
             rows.append(row)
             print(line(row), flush=True)
         finals = []
-        for seed in range(min(seeds, pick(args.size, 0, 0, 1) if args.final is None else args.final)):
+        for seed in range(args.first_seed,
+                          min(seeds, pick(args.size, 0, 0, 1) if args.final is None else args.final)):
             tested = {"seed": seed, **final_model(root / "runs" / run_name(preset, seed, args.searcher), root)}
             tested["ahead_of_baselines"] = all(tested["value"] > v for v in tested["baselines"].values())
             finals.append(tested)
@@ -187,7 +193,7 @@ def main() -> None:
                   ", ".join(f"{k} {v:.4f}" for k, v in tested["baselines"].items()) +
                   f"; {tested['wall_s'] / 60:.1f} min", flush=True)
     print(f"\n{SPACE}, preset {preset}" + (f", --searcher {args.searcher}" if args.searcher else "") +
-          f", {seeds} seeds, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
+          f", seeds {args.first_seed}-{seeds - 1}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
     ahead = sum(r["ahead_of_baselines"] for r in rows) / len(rows)
     beats = sum(r["beats_default"] for r in rows) / len(rows)
     margins = [r["best"] - max(r["baselines"].values()) for r in rows]
@@ -198,6 +204,7 @@ def main() -> None:
           f"{statistics.median(r['trial_epochs'] for r in rows):.0f}, wall median "
           f"{statistics.median(r['wall_s'] for r in rows) / 60:.1f} min")
     emit("firstrun", ahead, 1.0, "higher", beats_default=beats, preset=preset, searcher=args.searcher, seeds=seeds,
+         first_seed=args.first_seed,
          rows=rows, finals=finals)
 
 

@@ -213,9 +213,12 @@ class _Clock:
 
 
 def seed_everything(seed: int) -> None:
-    """Ray's and Syne Tune's bracket draws use the global generators: seed them per replay."""
+    """Ray's, Syne Tune's and NePS's draws use the global generators (NePS also torch's): seed them per replay."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 # ---------------------------------------------------------------- Ray Tune's classes
@@ -420,6 +423,94 @@ def syne_tune_replay(table: Table, scheduler: Any, *, n_trials: int, concurrency
         else:
             clock.start(trial_id, float(table.epoch_s[s["row"], epoch]))
     return run
+
+
+# ---------------------------------------------------------------- NePS's PriorBand
+
+
+def neps_space(table: Table, prior: dict | None, confidence: str = "medium"):
+    """The space as NePS states one: flat, every parameter always drawn (one without a choice left out), the epochs
+    as its fidelity; with
+    ``prior`` (the default point), each parameter it names has that value as its prior."""
+    from neps.space.parameters import HPOCategorical, HPOFloat, HPOInteger
+    from neps.space.search_space import SearchSpace
+
+    from search_spaces import param_distributions
+
+    elements: dict = {}
+    for name, d in param_distributions(table.space, table.size, 64).items():
+        if (d.choices is not None and len(d.choices) < 2) or (d.choices is None and d.low >= d.high):
+            continue  # nothing to choose (a size's fixed value): the space fills it in
+        given = (prior or {}).get(name)
+        extra = {"prior": given, "prior_confidence": confidence} if given is not None else {}
+        if d.choices is not None:
+            elements[name] = HPOCategorical(choices=list(d.choices), **extra)
+        elif d.kind == "int":
+            elements[name] = HPOInteger(int(d.low), int(d.high), log=d.log, **extra)
+        else:
+            elements[name] = HPOFloat(float(d.low), float(d.high), log=d.log, **extra)
+    elements["epochs"] = HPOInteger(1, table.epochs, is_fidelity=True)
+    return SearchSpace(elements)
+
+
+def neps_replay(table: Table, ask_tell: Any, *, n_trials: int, concurrency: int,
+                epoch_budget: int | None = None) -> Run:
+    """NePS's ask-and-tell loop (``neps.AskAndTell``: ``ask()`` a trial with ``id`` and ``config``, ``tell(trial,
+    result)``) on a simulated clock. NePS asks for a configuration at a fidelity (epochs);
+    a promotion names the trial it continues (``previous_trial_id``), which resumes from its checkpoint:
+    it trains only the epochs beyond the earlier ones and pays the set-up again, as a resumed Ray trial
+    does. ``n_trials`` counts configurations, and with ``epoch_budget`` no configuration starts once the trials
+    together have trained that many epochs; a new configuration NePS asks for beyond either is not run (NePS
+    keeps it as pending) and the slot waits for the next finished epoch, while promotions of configurations
+    already run go on, as Ray's trials run on after the last one starts."""
+    from search_spaces import active_params, param_distributions
+
+    dists = param_distributions(table.space, table.size, 64)
+    nearest, run, clock = NearestRow(table), Run(), _Clock()
+    configs: dict[str, dict] = {}  # by the id of the configuration's first trial
+    first: dict[str, str] = {}  # trial id -> the id of its configuration's first trial
+    running: dict[str, dict] = {}  # by trial id
+    while True:
+        while len(clock) < concurrency:
+            trial = ask_tell.ask()
+            previous = trial.metadata.previous_trial_id
+            key = first[trial.id] = first[previous] if previous else trial.id
+            if key not in configs:
+                if len(configs) >= n_trials or (epoch_budget is not None and len(run.reports) >= epoch_budget):
+                    break
+                params = {k: _neps_value(v, dists[k]) for k, v in trial.config.items() if k in dists}
+                row = nearest(active_params(table.space, params, table.size, 64))
+                configs[key] = {"row": row, "epochs": 0, "last": math.nan, "index": len(configs)}
+            c = configs[key]
+            upto = min(int(trial.config["epochs"]), int(table.lengths[c["row"]]))
+            if upto <= c["epochs"]:  # nothing left to train (a diverged row): tell what it reached
+                ask_tell.tell(trial, {"objective_to_minimize": -table.sign * c["last"]})
+                continue
+            running[trial.id] = {"trial": trial, "config": c, "upto": upto}
+            clock.start(trial.id, float(table.setup_s[c["row"]] + table.epoch_s[c["row"], c["epochs"]]))
+        if not len(clock):
+            break
+        trial_id = clock.next()
+        r = running[trial_id]
+        c = r["config"]
+        c["epochs"] += 1
+        c["last"] = float(table.values[c["row"], c["epochs"] - 1])
+        run.reports.append((clock.now, c["index"], c["row"], c["epochs"], c["last"]))
+        if c["epochs"] >= r["upto"]:
+            ask_tell.tell(r["trial"], {"objective_to_minimize": -table.sign * c["last"]})
+            del running[trial_id]
+        else:
+            clock.start(trial_id, float(table.epoch_s[c["row"], c["epochs"]]))
+    run.trials = [{"row": c["row"], "epochs": c["epochs"], "last": c["last"]} for c in configs.values()]
+    return run
+
+
+def _neps_value(value: Any, dist: Any) -> Any:
+    """A NePS draw as the space's own value: NumPy scalars as Python ones, a stepped range's value on its step."""
+    value = _plain(value)
+    if dist.choices is None and dist.step:
+        value = dist.low + round((value - dist.low) / dist.step) * dist.step
+    return int(round(value)) if dist.kind == "int" else value
 
 
 def _plain(value: Any) -> Any:

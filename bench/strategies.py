@@ -49,10 +49,16 @@ the default):
 - ``peer:ray-bohb``: Ray's ``TuneBOHB`` with ``HyperBandForBOHB``; ``peer:st-asha``, ``peer:st-bohb``: Syne
   Tune's asynchronous schedulers, the same rungs; ``peer:st-asha-bore`` and ``peer:st-asha-cqr`` only when
   named (``--strategies``): they refit XGBoost models at every suggestion, minutes per replayed search.
-  NePS's PriorBand is not here: it is not installed with the project (``neural-pipeline-search`` 0.17 pins
-  ``gpytorch==1.13.0`` and brings BoTorch, pymoo and ``ifbo``). Learning-curve extrapolation (LC-PFN, package
-  ``lcpfn`` 0.1.3; freeze-thaw with FT-PFN, package ``ifbo`` 0.4.1) is not here either: both fetch their
-  trained weights from the internet at first use (Freiburg's server, figshare), which this project does not do.
+- ``peer:neps-priorband``: NePS's own PriorBand (``neps.algorithms.priorband``, asynchronous successive halving
+  at eta 3 over epochs 1 to the budget, NePS placing the rungs; the default point as its prior at ``medium``
+  confidence, tried first in the users' regime), through NePS's ask-and-tell interface
+  (:func:`replay.neps_replay`: a promotion resumes its trial). Where NePS is installed: ``neural-pipeline-search``
+  0.17 pins ``pandas<3`` and ``networkx<3`` (the project's scikit-image takes an older release then), so it lives
+  in a virtual environment of its own: ``python3 -m venv .venv-neps && . .venv-neps/bin/activate && pip install
+  -e ".[bench]" neural-pipeline-search``, then this script as usual.
+- Not here: learning-curve extrapolation (LC-PFN, package ``lcpfn`` 0.1.3; freeze-thaw with FT-PFN, package
+  ``ifbo`` 0.4.1, which NePS brings): both fetch their trained weights from the internet at first use (Freiburg's
+  server, figshare), which this project does not do.
 
 **The choice.** The default is chosen on every table but :data:`HELD_OUT` and confirmed on that one: among
 the candidates, the one that meets the most goals on the choice tables ((a) at least 3x, (b) and (c) at
@@ -262,6 +268,22 @@ def syne_tune(name: str):
     return ("syne", build)
 
 
+def neps_priorband():
+    """NePS's PriorBand on asynchronous successive halving (rungs 1, 3 and the budget at eta 3, as ours), its prior the
+    space's default point at medium confidence; in the users' regime it tries the prior first, as they do."""
+
+    def build(table, seed, points, ctx):
+        import neps
+        from replay import neps_space
+
+        from search_spaces import default_params
+
+        space = neps_space(table, default_params(table.space, table.size, 64))
+        return neps.AskAndTell(neps.algorithms.priorband(space, eta=RF, sample_prior_first=bool(points), base="asha"))
+
+    return ("neps", build)
+
+
 CENTRED = dict(radius=0.1, uniform=0.2, widen=2.0)
 STRATEGIES = {
     "random+fifo": ray_strategy("random", "fifo"),
@@ -287,6 +309,7 @@ STRATEGIES = {
     "peer:st-bohb": syne_tune("bohb"),
     "peer:st-asha-bore": syne_tune("asha-bore"),
     "peer:st-asha-cqr": syne_tune("asha-cqr"),
+    "peer:neps-priorband": neps_priorband(),
 }
 BASELINE = "random+fifo"
 # Run only when named with --strategies: Syne Tune's model-based ASHA variants refit XGBoost models at every
@@ -368,7 +391,7 @@ def replay_one(path: str, name: str, seed: int, regime: str, ctx: dict) -> dict:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     import optuna
-    from replay import NearestRow, RayReplay, seed_everything, syne_tune_replay
+    from replay import NearestRow, RayReplay, neps_replay, seed_everything, syne_tune_replay
 
     from search_spaces import default_params
 
@@ -383,7 +406,10 @@ def replay_one(path: str, name: str, seed: int, regime: str, ctx: dict) -> dict:
     points = [default] if users else []
     kind, build = STRATEGIES[name]
     started = time.perf_counter()
-    if kind == "syne":
+    if kind == "neps":
+        run = neps_replay(table, build(table, seed, points, ctx), n_trials=n_trials, concurrency=concurrency,
+                          epoch_budget=budget)
+    elif kind == "syne":
         run = syne_tune_replay(table, build(table, seed, points, ctx), n_trials=n_trials, concurrency=concurrency,
                                epoch_budget=budget)
     else:
@@ -597,8 +623,8 @@ def runnable(names: list[str], known) -> list[str]:
     if BASELINE not in names:
         names = [BASELINE, *names]
     missing = _missing_peers(names)
-    if missing:
-        print(f"skipping {', '.join(missing)}: install the bench extra (pip install -e '.[bench]')")
+    for how in sorted(set(missing.values())):
+        print(f"skipping {', '.join(n for n, h in missing.items() if h == how)}: {how}")
     return [n for n in names if n not in missing]
 
 
@@ -688,15 +714,20 @@ def _finite(value):
     return rnd(value) if isinstance(value, float) else value
 
 
-def _missing_peers(names: list[str]) -> list[str]:
+def _missing_peers(names: list[str]) -> dict[str, str]:
+    """The peers whose library is not installed here, each with how to install it."""
     import importlib.util
 
-    need = {"peer:ray-bohb": ("hpbandster", "ConfigSpace"), "peer:st-": ("syne_tune",)}
-    missing = []
+    extra = "install the bench extra (pip install -e '.[bench]')"
+    need = {"peer:ray-bohb": (("hpbandster", "ConfigSpace"), extra), "peer:st-": (("syne_tune",), extra),
+            # NePS pins versions the project's other tools do not take (networkx 2.8 for scikit-image's >= 3)
+            "peer:neps-": (("neps",), "install neural-pipeline-search beside the project in a virtual environment "
+                                     "of its own (docs/performance.md, 'Search strategies')")}
+    missing = {}
     for n in names:
-        for prefix, modules in need.items():
+        for prefix, (modules, how) in need.items():
             if n.startswith(prefix) and any(importlib.util.find_spec(m) is None for m in modules):
-                missing.append(n)
+                missing[n] = how
     return missing
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 import lctable  # noqa: E402
 import strategies  # noqa: E402
-from replay import NearestRow, RayReplay, Table, seed_everything, syne_tune_replay  # noqa: E402
+from replay import NearestRow, RayReplay, Table, neps_replay, seed_everything, syne_tune_replay  # noqa: E402
 
 from tuner.samplers import CentredSampler, proposals  # noqa: E402
 
@@ -205,6 +205,71 @@ def test_validation_noise_from_the_table_or_hanley_mcneil(table):
     assert how == "Hanley-McNeil" and 0 < noise < 0.1
     se = strategies.hanley_mcneil
     assert se(0.9, 200, 200) < se(0.9, 50, 50) and se(1.0, 50, 50) == 0.0
+
+
+class ScriptedHalving:
+    """An ask-and-tell optimizer in NePS's shape: new configurations (the table's rows in order) for one epoch;
+    every third finished one, the best of its three continued to the whole budget."""
+
+    def __init__(self, table: Table):
+        self.table, self.next_row, self.waiting, self.told = table, 0, [], []
+
+    def ask(self):
+        from types import SimpleNamespace
+
+        if len(self.waiting) >= 3:
+            best = max(self.waiting[:3], key=lambda t: t[1])
+            self.waiting = self.waiting[3:]
+            return SimpleNamespace(id=f"{best[0].id}+", config={**best[0].config, "epochs": EPOCHS},
+                                   metadata=SimpleNamespace(previous_trial_id=best[0].id))
+        params = self.table.params[self.next_row % len(self.table.params)]
+        self.next_row += 1
+        return SimpleNamespace(id=f"c{self.next_row - 1}", config={**params, "epochs": 1},
+                               metadata=SimpleNamespace(previous_trial_id=None))
+
+    def tell(self, trial, result):
+        value = -result["objective_to_minimize"]
+        self.told.append((trial.id, trial.config["epochs"], value))
+        if trial.config["epochs"] == 1:
+            self.waiting.append((trial, value))
+
+
+def test_the_neps_loop_continues_a_promoted_trial_and_keeps_the_counts(table):
+    script = ScriptedHalving(table)
+    run = neps_replay(table, script, n_trials=9, concurrency=2)
+    assert len(run.trials) == 9 and sorted(t["row"] for t in run.trials) == list(range(9))
+    for row in range(9):  # a promoted configuration resumes: each of its epochs is trained and reported once
+        assert [r[3] for r in run.reports if r[2] == row] == list(range(1, table.lengths[row] + 1)) \
+            if any(t["row"] == row and t["epochs"] > 1 for t in run.trials) else [1]
+    promoted = [t["row"] for t in run.trials if t["epochs"] > 1]
+    assert len(promoted) == 3  # the best of each three, the last three's too although the cap came first
+    assert len(run.reports) == 9 + sum(int(table.lengths[r]) - 1 for r in promoted)
+    for trial_id, epochs, value in script.told:  # NePS is told the table's value at the trial's last epoch
+        row = int(trial_id[1:].rstrip("+"))
+        assert value == pytest.approx(table.values[row, min(epochs, table.lengths[row]) - 1])
+
+
+def test_the_neps_loop_starts_no_configuration_once_the_epoch_budget_is_spent(table):
+    run = neps_replay(table, ScriptedHalving(table), n_trials=30, concurrency=2, epoch_budget=10)
+    started = {}
+    for i, (_, trial, _, epoch, _) in enumerate(run.reports):
+        if epoch == 1:
+            started[trial] = i
+    assert len(run.trials) < 30 and max(started.values()) < 10 + 2
+    assert any(t["epochs"] > 1 for t in run.trials)  # promotions went on
+
+
+@pytest.mark.parametrize("regime", ["field", "users", "budget"])
+def test_neps_priorband_replays_where_neps_is_installed(table, regime):
+    pytest.importorskip("neps", reason="NePS is a peer, installed in an environment of its own (its pins)")
+    seed_everything(0)
+    _, build = strategies.STRATEGIES["peer:neps-priorband"]
+    points = [] if regime == "field" else [table.params[0]]
+    run = neps_replay(table, build(table, 0, points, CTX), n_trials=12, concurrency=2,
+                      epoch_budget=10 if regime == "budget" else None)
+    assert 1 <= len(run.trials) <= 12 and all(1 <= t["epochs"] <= EPOCHS for t in run.trials)
+    if points:  # the users' regime: the default point (the prior) first
+        assert run.reports[0][2] == 0 or run.reports[1][2] == 0
 
 
 def test_a_seed_replays_the_same_search(table):

@@ -459,10 +459,11 @@ def neps_replay(table: Table, ask_tell: Any, *, n_trials: int, concurrency: int,
     result)``) on a simulated clock. NePS asks for a configuration at a fidelity (epochs);
     a promotion names the trial it continues (``previous_trial_id``), which resumes from its checkpoint:
     it trains only the epochs beyond the earlier ones and pays the set-up again, as a resumed Ray trial
-    does. ``n_trials`` counts configurations, and with ``epoch_budget`` no configuration starts once the trials
-    together have trained that many epochs; a new configuration NePS asks for beyond either is not run (NePS
-    keeps it as pending) and the slot waits for the next finished epoch, while promotions of configurations
-    already run go on, as Ray's trials run on after the last one starts."""
+    does. ``n_trials`` counts configurations: a new one NePS asks for beyond it is not run (NePS keeps it as
+    pending) and the slot waits for the next finished epoch, while promotions of configurations already run go
+    on, as Ray's trials run on after the last one starts. With ``epoch_budget``, once the trials together have
+    trained that many epochs nothing starts, a promotion neither (it would start a paused trial again, which
+    the search's own limiter does not allow either): the trials running then finish what they were asked."""
     from search_spaces import active_params, param_distributions
 
     dists = param_distributions(table.space, table.size, 64)
@@ -471,12 +472,12 @@ def neps_replay(table: Table, ask_tell: Any, *, n_trials: int, concurrency: int,
     first: dict[str, str] = {}  # trial id -> the id of its configuration's first trial
     running: dict[str, dict] = {}  # by trial id
     while True:
-        while len(clock) < concurrency:
+        while len(clock) < concurrency and (epoch_budget is None or len(run.reports) < epoch_budget):
             trial = ask_tell.ask()
             previous = trial.metadata.previous_trial_id
             key = first[trial.id] = first[previous] if previous else trial.id
             if key not in configs:
-                if len(configs) >= n_trials or (epoch_budget is not None and len(run.reports) >= epoch_budget):
+                if len(configs) >= n_trials:
                     break
                 params = {k: _neps_value(v, dists[k]) for k, v in trial.config.items() if k in dists}
                 row = nearest(active_params(table.space, params, table.size, 64))

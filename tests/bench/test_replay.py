@@ -249,14 +249,17 @@ def test_the_neps_loop_continues_a_promoted_trial_and_keeps_the_counts(table):
         assert value == pytest.approx(table.values[row, min(epochs, table.lengths[row]) - 1])
 
 
-def test_the_neps_loop_starts_no_configuration_once_the_epoch_budget_is_spent(table):
-    run = neps_replay(table, ScriptedHalving(table), n_trials=30, concurrency=2, epoch_budget=10)
+def test_the_neps_loop_starts_nothing_once_the_epoch_budget_is_spent(table):
+    run = neps_replay(table, ScriptedHalving(table), n_trials=30, concurrency=2, epoch_budget=7)
     started = {}
     for i, (_, trial, _, epoch, _) in enumerate(run.reports):
         if epoch == 1:
             started[trial] = i
-    assert len(run.trials) < 30 and max(started.values()) < 10 + 2
-    assert any(t["epochs"] > 1 for t in run.trials)  # promotions went on
+    assert len(run.trials) < 30 and max(started.values()) < 7 + 2
+    assert any(t["epochs"] > 1 for t in run.trials)  # a promotion asked for before the budget ran to its end
+    # After the budget only the two trials running then report: no paused configuration is promoted again
+    # (the script would promote a third here).
+    assert len({trial for _, trial, _, _, _ in run.reports[7:]}) <= 2
 
 
 @pytest.mark.parametrize("regime", ["field", "users", "budget"])

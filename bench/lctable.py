@@ -295,7 +295,8 @@ def finished_rows(spec: TableSpec, params: list[dict], out: Path) -> tuple[dict[
 
 def source_commit() -> str:
     """The commit the training code comes from (``+dirty`` with uncommitted changes): a table describes the
-    loop it was built with, and the loop changes."""
+    loop it was built with, and the loop changes. Changes to what a build writes or describes (the tables,
+    the results, the docs) are not the loop's: a resumed or rebuilt table is always one of them."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -304,7 +305,8 @@ def source_commit() -> str:
     head = git("rev-parse", "--short", "HEAD")
     if not head:
         return "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    not_code = (":(exclude)bench/tables", ":(exclude)bench/results", ":(exclude)docs", ":(exclude)*.md")
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", *not_code) else "")
 
 
 def main() -> None:

@@ -188,6 +188,31 @@ def test_the_lctable_draws_hold_the_default_uniform_rows_and_perturbations():
     assert {kinds[i] for i in order[1:4]} == {"uniform", "perturb-0.1", "perturb-0.5"}
 
 
+def test_a_table_names_its_loop_dirty_for_code_changes_only(tmp_path, monkeypatch):
+    """A build writes its own table, so a resumed build's tree always differs there; that is not the loop's."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    files = {"trainables/loop.py": "x = 1\n", "bench/tables/t.parquet": "rows", "bench/results/r.json": "{}",
+             "docs/p.md": "# p\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "a loop")
+    head = git("rev-parse", "--short", "HEAD")
+    monkeypatch.setattr(lctable, "REPO", tmp_path)
+    for name in ("bench/tables/t.parquet", "bench/results/r.json", "docs/p.md"):
+        (tmp_path / name).write_text("changed")
+    assert lctable.source_commit() == head
+    (tmp_path / "trainables/loop.py").write_text("x = 2\n")
+    assert lctable.source_commit() == head + "+dirty"
+
+
 def test_a_rerun_continues_a_table_and_refuses_other_draws(tmp_path):
     spec = lctable.TableSpec("swin_cls", epochs=2, configs=3, train_images=60, size="tiny")
     params, kinds = lctable.draw_params(spec)

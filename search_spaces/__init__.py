@@ -246,6 +246,7 @@ class _ParamTrial:
         self.params: dict[str, Any] = {}
         self.dists: dict[str, ParamRange] = {}
         self.config: dict = {}
+        self.snapped: dict[str, Any] = {}  # preferred defaults this size does not offer, by name
 
     def _answer(self, name: str, dist: ParamRange) -> Any:
         self.dists[name] = dist
@@ -259,6 +260,8 @@ class _ParamTrial:
             if isinstance(pref, dict):
                 pref = pref.get(self.size)
             value = _snap(pref, dist)
+            if pref is not None and dist.coerce(pref) is None:
+                self.snapped[name] = pref
         self.params[name] = value
         return value
 

@@ -99,8 +99,17 @@ def _load(spec: str, entry=None) -> None:
                           "fix it and run again (python -c 'import runpy; runpy.run_path(\"FILE\")' shows the "
                           "traceback)") from None
     _LOADED[spec] = getattr(module, "__name__", spec)
+    forget_parameters()  # a family the plugin registered is one more architecture of the any_* spaces
     for name in [n for n in SPACES if n not in before]:
         _check_space(spec, name)
+
+
+def forget_parameters() -> None:
+    """Drop what the spaces were found to suggest: registering (or removing) a family changes the any_* spaces."""
+    from search_spaces import param_distributions, param_names
+
+    param_names.cache_clear()
+    param_distributions.cache_clear()
 
 
 def _import(spec: str):
@@ -139,6 +148,18 @@ def _check_space(spec: str, name: str) -> None:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PluginError(f"plugin {spec}: space {name!r} cannot be built at its defaults (size small, "
                           f"64-pixel images): {first}; fix its define-by-run function") from None
+    # The default point is a search's first trial and the centre of --searcher centred (the prior): one the
+    # space cannot propose is a typo, never a preference. Built-in spaces snap a preference across sizes
+    # (a batch size tiny does not offer); a plugin's plain default is checked where it is built, at small.
+    from search_spaces import _run, get_space
+
+    space = get_space(name)
+    trial = _run(space, "small", 64, {})
+    for key, pref in trial.snapped.items():
+        if key in space.defaults and not isinstance(space.defaults[key], dict):
+            raise PluginError(f"plugin {spec}: space {name!r} has the default {key}={pref!r}, outside what it "
+                              f"suggests ({trial.dists[key].allowed()}); the default point is the search's "
+                              "first trial and the centred searcher's prior: put it inside the range")
     if not isinstance(config, dict) or "task" not in config:
         raise PluginError(f"plugin {spec}: space {name!r} returned {type(config).__name__}, not a config dict "
                           "with its 'task'; return the dict of trial.suggest_* values and constants")

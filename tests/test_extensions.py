@@ -46,6 +46,7 @@ def registries_restored():
         for name in set(sys.modules) - modules:
             if name.startswith("deeplense_tuner_plugin_"):
                 del sys.modules[name]
+        plugins.forget_parameters()
 
 
 @pytest.fixture
@@ -103,6 +104,11 @@ BAD_PLUGINS = {
                     "def bad_cls(trial, size='small', image_size=64):\n"
                     "    return {'task': 'classification', 'lr': trial.suggest_float('lr', 1.0, 0.1)}\n",
                     "cannot be built at its defaults"),
+    "prior outside": ("from search_spaces import register_space\n"
+                      "@register_space('classification', 'a default outside its range', {'lr': 0.5})\n"
+                      "def far_cls(trial, size='small', image_size=64):\n"
+                      "    return {'task': 'classification', 'lr': trial.suggest_float('lr', 1e-5, 1e-2, log=True)}\n",
+                      "default lr=0.5, outside what it suggests"),
 }
 
 

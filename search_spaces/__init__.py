@@ -115,21 +115,27 @@ def default_config(name: str, size: str = "small", image_size: int = 64) -> dict
     return config_from_params(name, {}, size, image_size)
 
 
-@cache
 def param_names(name: str, size: str = "small", image_size: int = 64) -> tuple[str, ...]:
     """Every parameter the space can suggest, conditional ones included, in suggestion order."""
     return tuple(param_distributions(name, size, image_size))
 
 
-@cache
 def param_distributions(name: str, size: str = "small", image_size: int = 64) -> dict[str, ParamRange]:
     """What each parameter the space can suggest may take (conditional ones included), in suggestion order.
 
     Found by running the space at its defaults and then flipping each categorical it met to each
     of its other choices, two levels deep (enough for arch -> optimizer -> momentum). Used to encode
     configurations as vectors (e.g. to find a configuration's nearest neighbour in a table of
-    measured ones) and to state the space to other tools' searchers.
+    measured ones) and to state the space to other tools' searchers. Kept per set of registered
+    families: a family registered later (a plugin's) is one more architecture of the ``any_*`` spaces.
     """
+    from search_spaces.families import FAMILIES
+
+    return _param_distributions(name, size, image_size, tuple(FAMILIES))
+
+
+@cache
+def _param_distributions(name: str, size: str, image_size: int, families: tuple[str, ...]) -> dict[str, ParamRange]:
     space = get_space(name)
     dists: dict[str, ParamRange] = {}
     frontier: list[dict] = [{}]

@@ -99,17 +99,8 @@ def _load(spec: str, entry=None) -> None:
                           "fix it and run again (python -c 'import runpy; runpy.run_path(\"FILE\")' shows the "
                           "traceback)") from None
     _LOADED[spec] = getattr(module, "__name__", spec)
-    forget_parameters()  # a family the plugin registered is one more architecture of the any_* spaces
     for name in [n for n in SPACES if n not in before]:
         _check_space(spec, name)
-
-
-def forget_parameters() -> None:
-    """Drop what the spaces were found to suggest: registering (or removing) a family changes the any_* spaces."""
-    from search_spaces import param_distributions, param_names
-
-    param_names.cache_clear()
-    param_distributions.cache_clear()
 
 
 def _import(spec: str):

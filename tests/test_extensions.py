@@ -46,7 +46,6 @@ def registries_restored():
         for name in set(sys.modules) - modules:
             if name.startswith("deeplense_tuner_plugin_"):
                 del sys.modules[name]
-        plugins.forget_parameters()
 
 
 @pytest.fixture
